@@ -143,8 +143,10 @@ class HybridConfig(PretrainedConfig):
         self.linear_state_dtype = linear_state_dtype
         self.gla_gate_low_rank_dim = gla_gate_low_rank_dim
         self.gla_gate_logit_normalizer = gla_gate_logit_normalizer
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        # Check before PretrainedConfig.__init__: its own layer_types validator would otherwise raise a
+        # transformers error (not a HybridConfigError) for a layer map of the wrong length or kind.
         self.check()
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     # ------------------------------------------------------------------ validation
     def check(self) -> None:
@@ -180,6 +182,8 @@ class HybridConfig(PretrainedConfig):
             )
         if self.linear_gqa_mode != "runtime" and self.linear_num_kv_heads != self.linear_num_heads:
             raise HybridConfigError("linear_num_kv_heads differs from linear_num_heads, which needs linear_gqa_mode='runtime'")
+        if self.linear_short_conv and self.linear_mixer != "gdn":
+            raise HybridConfigError("linear_short_conv is only implemented for the gdn mixer")
         if self.linear_short_conv and self.linear_conv_size < 2:
             raise HybridConfigError(f"linear_conv_size must be >= 2 with a short conv, got {self.linear_conv_size}")
         if self.linear_state_dtype not in ("float32", "bfloat16", "float16"):

@@ -22,7 +22,9 @@ try:
         fused_recurrent_gated_delta_rule,
         fused_recurrent_gla,
     )
-except ImportError:  # an exported checkpoint loaded where hybridserve is not installed
+except ModuleNotFoundError as missing:  # an exported checkpoint loaded where hybridserve is not installed
+    if not (missing.name or "").startswith("hybridserve"):
+        raise  # hybridserve is there but something it needs is not: show the real cause
     from .gated_delta_rule_naive import naive_chunk_gated_delta_rule as chunk_gated_delta_rule
     from .gated_delta_rule_naive import naive_recurrent_gated_delta_rule as fused_recurrent_gated_delta_rule
     from .gla_naive import naive_chunk_gla as chunk_gla
@@ -32,9 +34,14 @@ except ImportError:  # an exported checkpoint loaded where hybridserve is not in
 RECURRENT_MAX_TOKENS = 64
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 for the gate / norm arithmetic, or left in float64 (a float64 model stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """fla's l2norm: x * rsqrt(sum x^2 + eps) in float32 (not F.normalize's max(|x|, eps))."""
-    xf = x.float()
+    xf = _wide(x)
     return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
 
 
@@ -47,10 +54,10 @@ class GatedRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        xf = _wide(x)
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * _wide(self.weight)
         if gate is not None:
-            y = y * F.silu(gate.float())
+            y = y * F.silu(_wide(gate))
         return y.to(x.dtype)
 
 
@@ -160,8 +167,8 @@ class GatedDeltaNet(LinearMixer):
                 cache.set_conv_state(self.layer_idx, (sq, sk, sv))
         q, k, v = self._heads(F.silu(q), F.silu(k), F.silu(v))
         q, k = l2norm(q), l2norm(k)
-        beta = torch.sigmoid(self.beta_proj(x).float())
-        g = -self.A_log.float().exp() * F.softplus(self.decay_proj(x).float() + self.dt_bias.float())
+        beta = torch.sigmoid(_wide(self.beta_proj(x)))
+        g = -_wide(self.A_log).exp() * F.softplus(_wide(self.decay_proj(x)) + _wide(self.dt_bias))
         if mask is not None:  # padding tokens: beta = 0 (no write), g = 0 (no decay)
             beta, g = beta * mask[..., None], g * mask[..., None]
         state = cache.recurrent_state(self.layer_idx) if cache is not None else None
@@ -187,7 +194,7 @@ class GatedLinearAttention(LinearMixer):
     def forward(self, x, mask=None, cache=None):
         B, T, _ = x.shape
         q, k, v = self._heads(self.query_proj(x), self.key_proj(x), self.value_proj(x))
-        gk = F.logsigmoid(self.decay_up_proj(self.decay_down_proj(x)).float()) / self.gate_logit_normalizer
+        gk = F.logsigmoid(_wide(self.decay_up_proj(self.decay_down_proj(x)))) / self.gate_logit_normalizer
         gk = gk.view(B, T, self.num_heads, self.key_dim)
         if mask is not None:  # padding tokens: k = 0 (no write), gk = 0 (no decay)
             m = mask[:, :, None, None]

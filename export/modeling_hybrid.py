@@ -262,7 +262,13 @@ class HybridForCausalLM(HybridPreTrainedModel, GenerationMixin):
             inputs["inputs_embeds"] = inputs_embeds
             new = inputs_embeds.shape[1]
         else:
-            inputs["input_ids"] = input_ids[:, seen:].contiguous()
+            # After a prompt given as inputs_embeds, input_ids holds only the generated tokens, so `seen`
+            # does not index it; generate() says how many tokens are new (5.24), else take what is unseen.
+            if next_sequence_length is not None:
+                start = input_ids.shape[1] - next_sequence_length
+            else:
+                start = seen if input_ids.shape[1] > seen else input_ids.shape[1] - 1
+            inputs["input_ids"] = input_ids[:, start:].contiguous()
             new = inputs["input_ids"].shape[1]
         if position_ids is not None:
             inputs["position_ids"] = position_ids[..., -new:]

@@ -1,0 +1,217 @@
+"""The `hybridserve` command line. Each command is one job; errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(
+    name="hybridserve",
+    help="Turn a softmax-attention LLM into a fast linear/softmax hybrid, export it, inspect it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input or environment: one message, no traceback."""
+    from .convert.teacher import TeacherError
+    from .export.checkpoint import ExportError
+    from .export.configuration_hybrid import HybridConfigError
+
+    return (TeacherError, ExportError, HybridConfigError, FileNotFoundError)
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        _fail(f"--softmax-layers must be comma-separated integers, got {text!r}")
+
+
+def _is_hybrid_checkpoint(path: str) -> bool:
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "hybridserve"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@app.command()
+def version() -> None:
+    """Print the hybridserve version."""
+    out.print(__version__)
+
+
+@app.command()
+def info(
+    path: str = typer.Argument(..., help="A hybrid checkpoint folder (an export)."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables."),
+    dtype_bytes: int = typer.Option(2, help="Bytes per KV-cache element (2 = bf16/fp16 serving)."),
+) -> None:
+    """Layer map, parameter counts, and KV-cache / recurrent-state memory of a hybrid vs its teacher."""
+    try:
+        from .export.inspect import describe_checkpoint
+
+        report = describe_checkpoint(path, dtype_bytes=dtype_bytes)
+    except _user_errors() as e:
+        _fail(str(e))
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    _print_info(report)
+
+
+def _print_info(report: dict) -> None:
+    cfg = report["config"]
+    out.print(f"[bold]{report['path']}[/]  ({cfg['teacher_family']} teacher, {cfg['linear_mixer']} linear layers)")
+    out.print(f"layer map   {report['layer_map']}   (S = softmax, L = linear)")
+    out.print(f"softmax at  {report['softmax_layers']}  ({len(report['softmax_layers'])}/{cfg['num_hidden_layers']} layers)")
+    mem = report["memory"]
+    table = Table(title="teacher vs hybrid")
+    table.add_column("")
+    table.add_column("teacher", justify="right")
+    table.add_column("hybrid", justify="right")
+    table.add_column("hybrid / teacher", justify="right")
+    p = report["parameters"]
+    table.add_row("parameters", f"{p['teacher']:,}", f"{p['hybrid']:,}", f"{p['hybrid'] / p['teacher']:.3f}")
+    table.add_row(
+        "KV cache bytes / token",
+        f"{mem['teacher_kv_bytes_per_token']:,}",
+        f"{mem['hybrid_kv_bytes_per_token']:,}",
+        f"{mem['hybrid_kv_bytes_per_token'] / mem['teacher_kv_bytes_per_token']:.3f}",
+    )
+    table.add_row("recurrent state bytes / sequence", "0", f"{mem['hybrid_state_bytes_per_sequence']:,}", "")
+    for n in report["context_lengths"]:
+        t, h = report["per_sequence_bytes"][str(n)]
+        table.add_row(f"cache bytes / sequence @ {n:,} tokens", f"{t:,}", f"{h:,}", f"{h / t:.3f}")
+    out.print(table)
+
+
+@app.command("export")
+def export_command(
+    source: str = typer.Argument(
+        ...,
+        help="A teacher (builtin name like smollm2-135m, a .gguf file, an HF folder or Hub id) to build a stage-0 "
+        "hybrid from, or an existing hybrid checkpoint folder to re-export.",
+    ),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder (written atomically)."),
+    softmax_layers: str = typer.Option(None, help="Comma-separated layer indices that keep softmax attention."),
+    ratio: float = typer.Option(0.25, help="Softmax share when --softmax-layers is not given (uniformly spread)."),
+    mixer: str = typer.Option("gdn", help="Linear mixer: gdn (Gated DeltaNet, gdn_v4) or gla (gla_v1)."),
+    gqa_mode: str = typer.Option("head", help="k/v expansion: head (faithful), legacy_row (paper code), runtime."),
+    bias_transfer: bool = typer.Option(True, help="Carry teacher q/k/v biases into linear layers."),
+    short_conv: bool = typer.Option(False, help="Add a causal short convolution to GDN q/k/v."),
+    dtype: str = typer.Option("bfloat16", help="Weight dtype of the export: bfloat16, float16 or float32."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
+    push_to_hub: str = typer.Option(None, help="Also upload to this Hub repo (needs HF_TOKEN)."),
+    private: bool = typer.Option(False, help="Create the Hub repo as private."),
+    prompt: str = typer.Option(None, help="After export, reload the folder and greedily continue this prompt."),
+    max_new_tokens: int = typer.Option(24, help="Tokens to generate for --prompt."),
+) -> None:
+    """Build a hybrid from a teacher by weight transfer (stage 0) and export a Hub-ready checkpoint."""
+    import torch
+
+    from .export import checkpoint
+
+    try:
+        torch_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(dtype)
+        if torch_dtype is None:
+            _fail(f"--dtype must be bfloat16, float16 or float32, got {dtype!r}")
+        checkpoint.check_output_dir(out_dir, overwrite)
+        if _is_hybrid_checkpoint(source):
+            model, tokenizer, provenance = _reexport_source(source)
+        else:
+            model, tokenizer, provenance = _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv)
+        with console.status(f"writing {out_dir}"):
+            model = model.to(torch_dtype)
+            saved = checkpoint.save_hybrid(model, out_dir, tokenizer=tokenizer, provenance=provenance, overwrite=overwrite)
+        console.print(f"exported [bold]{saved}[/]")
+        if push_to_hub:
+            with console.status(f"uploading to {push_to_hub}"):
+                url = checkpoint.push_to_hub(saved, push_to_hub, private=private)
+            console.print(f"uploaded to {url}")
+        if prompt:
+            _generate_from(saved, prompt, max_new_tokens)
+    except _user_errors() as e:
+        _fail(str(e))
+
+
+def _reexport_source(source: str):
+    from transformers import AutoTokenizer
+
+    from .export import checkpoint
+
+    with console.status(f"loading {source}"):
+        model = checkpoint.load_hybrid(source)
+        tokenizer = AutoTokenizer.from_pretrained(source) if (Path(source) / "tokenizer_config.json").exists() else None
+    provenance_file = Path(source) / "hybridserve.json"
+    provenance = json.loads(provenance_file.read_text()).get("provenance", {}) if provenance_file.exists() else {}
+    return model, tokenizer, provenance | {"reexported_from": str(source)}
+
+
+def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv):
+    from .convert.stage0 import build_student, softmax_budget, uniform_layers
+    from .convert.teacher import load_teacher
+
+    with console.status(f"loading teacher {source}"):
+        teacher, tokenizer, teacher_info = load_teacher(source)
+    n = teacher.config.num_hidden_layers
+    layers = _parse_layers(softmax_layers) if softmax_layers else uniform_layers(n, softmax_budget(n, ratio))
+    with console.status("stage 0: transferring weights"):
+        student, report = build_student(
+            teacher, layers, mixer=mixer, gqa_mode=gqa_mode, transfer_bias=bias_transfer, short_conv=short_conv
+        )
+    console.print(
+        f"stage 0: {len(layers)}/{n} softmax layers {layers}, {mixer} elsewhere; "
+        f"{len(report.copied)} tensors copied, {len(report.expanded)} expanded, {len(report.fresh)} fresh"
+    )
+    provenance = {
+        "stage": "stage0",
+        "teacher": dataclasses.asdict(teacher_info),
+        "softmax_layers": layers,
+        "transfer": report.summary(),
+    }
+    return student, tokenizer, provenance
+
+
+def _generate_from(path: Path, prompt: str, max_new_tokens: int) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with console.status("reloading the export with transformers (trust_remote_code) and generating"):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True, dtype=torch.float32).eval()
+        ids = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            generated = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
+    text = tokenizer.decode(generated[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    out.print(f"[bold]prompt:[/] {prompt}\n[bold]continuation:[/] {text}", highlight=False)
+
+
+def main() -> None:  # python -m hybridserve
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
