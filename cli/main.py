@@ -21,8 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _fail(message: str) -> None:
@@ -82,29 +82,26 @@ def info(
 
 
 def _print_info(report: dict) -> None:
+    from .export.memory import format_bytes
+
     cfg = report["config"]
     out.print(f"[bold]{report['path']}[/]  ({cfg['teacher_family']} teacher, {cfg['linear_mixer']} linear layers)")
-    out.print(f"layer map   {report['layer_map']}   (S = softmax, L = linear)")
-    out.print(f"softmax at  {report['softmax_layers']}  ({len(report['softmax_layers'])}/{cfg['num_hidden_layers']} layers)")
-    mem = report["memory"]
-    table = Table(title="teacher vs hybrid")
-    table.add_column("")
-    table.add_column("teacher", justify="right")
-    table.add_column("hybrid", justify="right")
-    table.add_column("hybrid / teacher", justify="right")
-    p = report["parameters"]
+    out.print(f"layer map  {report['layer_map']}  (S softmax, L linear)", highlight=False)
+    out.print(f"softmax    {report['softmax_layers']}  ({len(report['softmax_layers'])}/{cfg['num_hidden_layers']} layers)")
+    mem, p = report["memory"], report["parameters"]
+    table = Table(title=f"teacher vs hybrid (KV cache {mem['dtype_bytes']} B/element, state {cfg['linear_state_dtype']})")
+    for column in ("", "teacher", "hybrid", "ratio"):
+        table.add_column(column, justify="left" if not column else "right")
     table.add_row("parameters", f"{p['teacher']:,}", f"{p['hybrid']:,}", f"{p['hybrid'] / p['teacher']:.3f}")
-    table.add_row(
-        "KV cache bytes / token",
-        f"{mem['teacher_kv_bytes_per_token']:,}",
-        f"{mem['hybrid_kv_bytes_per_token']:,}",
-        f"{mem['hybrid_kv_bytes_per_token'] / mem['teacher_kv_bytes_per_token']:.3f}",
-    )
-    table.add_row("recurrent state bytes / sequence", "0", f"{mem['hybrid_state_bytes_per_sequence']:,}", "")
+    t, h = mem["teacher_kv_bytes_per_token"], mem["hybrid_kv_bytes_per_token"]
+    table.add_row("KV cache / token", format_bytes(t), format_bytes(h), f"{h / t:.3f}")
+    table.add_row("state / sequence", "0 B", format_bytes(mem["state_bytes_per_sequence"]), "")
     for n in report["context_lengths"]:
         t, h = report["per_sequence_bytes"][str(n)]
-        table.add_row(f"cache bytes / sequence @ {n:,} tokens", f"{t:,}", f"{h:,}", f"{h / t:.3f}")
+        table.add_row(f"cache @ {n // 1024}K tokens", format_bytes(t), format_bytes(h), f"{h / t:.3f}")
     out.print(table)
+    if mem["break_even_tokens"] is not None:
+        out.print(f"the hybrid's cache is smaller than the teacher's from {mem['break_even_tokens']:,} tokens per sequence")
 
 
 @app.command("export")
@@ -141,7 +138,9 @@ def export_command(
         if _is_hybrid_checkpoint(source):
             model, tokenizer, provenance = _reexport_source(source)
         else:
-            model, tokenizer, provenance = _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv)
+            model, tokenizer, provenance = _stage0(
+                source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens
+            )
         with console.status(f"writing {out_dir}"):
             model = model.to(torch_dtype)
             saved = checkpoint.save_hybrid(model, out_dir, tokenizer=tokenizer, provenance=provenance, overwrite=overwrite)
@@ -163,13 +162,13 @@ def _reexport_source(source: str):
 
     with console.status(f"loading {source}"):
         model = checkpoint.load_hybrid(source)
-        tokenizer = AutoTokenizer.from_pretrained(source) if (Path(source) / "tokenizer_config.json").exists() else None
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True) if (Path(source) / "tokenizer_config.json").exists() else None
     provenance_file = Path(source) / "hybridserve.json"
     provenance = json.loads(provenance_file.read_text()).get("provenance", {}) if provenance_file.exists() else {}
     return model, tokenizer, provenance | {"reexported_from": str(source)}
 
 
-def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv):
+def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens):
     from .convert.stage0 import build_student, softmax_budget, uniform_layers
     from .convert.teacher import load_teacher
 
@@ -177,6 +176,8 @@ def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short
         teacher, tokenizer, teacher_info = load_teacher(source)
     n = teacher.config.num_hidden_layers
     layers = _parse_layers(softmax_layers) if softmax_layers else uniform_layers(n, softmax_budget(n, ratio))
+    if prompt:  # the teacher's answer, to read the hybrid's next to it
+        _show_continuation("teacher", teacher, tokenizer, prompt, max_new_tokens)
     with console.status("stage 0: transferring weights"):
         student, report = build_student(
             teacher, layers, mixer=mixer, gqa_mode=gqa_mode, transfer_bias=bias_transfer, short_conv=short_conv
@@ -198,18 +199,35 @@ def _generate_from(path: Path, prompt: str, max_new_tokens: int) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with console.status("reloading the export with transformers (trust_remote_code) and generating"):
-        tokenizer = AutoTokenizer.from_pretrained(path)
+    with console.status("reloading the export with transformers (trust_remote_code)"):
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
         model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True, dtype=torch.float32).eval()
-        ids = tokenizer(prompt, return_tensors="pt")
+    _show_continuation("hybrid (reloaded export)", model, tokenizer, prompt, max_new_tokens)
+
+
+def _show_continuation(who: str, model, tokenizer, prompt: str, max_new_tokens: int) -> None:
+    import torch
+
+    with console.status(f"generating with the {who}"):
+        ids = tokenizer(prompt, return_tensors="pt").to(model.device)
         with torch.no_grad():
             generated = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
     text = tokenizer.decode(generated[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-    out.print(f"[bold]prompt:[/] {prompt}\n[bold]continuation:[/] {text}", highlight=False)
+    out.print(f"[bold]{who}:[/] {prompt}[italic]{text}[/]", highlight=False)
+
+
+@app.callback()
+def _quiet_libraries() -> None:
+    """Our own status lines replace transformers' per-tensor progress bars and notices."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # e.g. transformers' GGUF de-quantisation bar; read at tqdm import
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def main() -> None:  # python -m hybridserve
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
 
 

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoint import ExportError
 from .configuration_hybrid import HybridConfig, HybridConfigError
-from .memory import memory_summary
+from .memory import hybrid_bytes_per_sequence, memory_summary
 from .model_card import layer_map
 from .modeling_hybrid import HybridForCausalLM
 
@@ -60,11 +60,9 @@ def describe_checkpoint(path: str | Path, dtype_bytes: int = 2) -> dict:
     except HybridConfigError as e:
         raise ExportError(f"{path}: invalid hybrid config: {e}") from None
     memory = memory_summary(config, dtype_bytes=dtype_bytes)
-    per_sequence = {}
-    for n in CONTEXT_LENGTHS:
-        teacher = n * memory["teacher_kv_bytes_per_token"]
-        hybrid = n * memory["hybrid_kv_bytes_per_token"] + memory["hybrid_state_bytes_per_sequence"]
-        per_sequence[str(n)] = (teacher, hybrid)
+    per_sequence = {
+        str(n): (n * memory["teacher_kv_bytes_per_token"], hybrid_bytes_per_sequence(memory, n)) for n in CONTEXT_LENGTHS
+    }
     return {
         "path": str(path),
         "config": {
