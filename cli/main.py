@@ -136,14 +136,17 @@ def export_command(
             _fail(f"--dtype must be bfloat16, float16 or float32, got {dtype!r}")
         checkpoint.check_output_dir(out_dir, overwrite)
         if _is_hybrid_checkpoint(source):
-            model, tokenizer, provenance = _reexport_source(source)
+            model, tokenizer, provenance, generation_config = _reexport_source(source)
         else:
-            model, tokenizer, provenance = _stage0(
+            model, tokenizer, provenance, generation_config = _stage0(
                 source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens
             )
         with console.status(f"writing {out_dir}"):
             model = model.to(torch_dtype)
-            saved = checkpoint.save_hybrid(model, out_dir, tokenizer=tokenizer, provenance=provenance, overwrite=overwrite)
+            saved = checkpoint.save_hybrid(
+                model, out_dir, tokenizer=tokenizer, generation_config=generation_config,
+                provenance=provenance, overwrite=overwrite,
+            )
         console.print(f"exported [bold]{saved}[/]")
         if push_to_hub:
             with console.status(f"uploading to {push_to_hub}"):
@@ -156,7 +159,7 @@ def export_command(
 
 
 def _reexport_source(source: str):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
 
     from .export import checkpoint
 
@@ -165,7 +168,9 @@ def _reexport_source(source: str):
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True) if (Path(source) / "tokenizer_config.json").exists() else None
     provenance_file = Path(source) / "hybridserve.json"
     provenance = json.loads(provenance_file.read_text()).get("provenance", {}) if provenance_file.exists() else {}
-    return model, tokenizer, provenance | {"reexported_from": str(source)}
+    has_generation_config = (Path(source) / "generation_config.json").exists()
+    generation_config = GenerationConfig.from_pretrained(source) if has_generation_config else None
+    return model, tokenizer, provenance | {"reexported_from": str(source)}, generation_config
 
 
 def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens):
@@ -192,7 +197,7 @@ def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short
         "softmax_layers": layers,
         "transfer": report.summary(),
     }
-    return student, tokenizer, provenance
+    return student, tokenizer, provenance, getattr(teacher, "generation_config", None)
 
 
 def _generate_from(path: Path, prompt: str, max_new_tokens: int) -> None:

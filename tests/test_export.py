@@ -480,6 +480,8 @@ def test_push_to_hub_through_the_real_client(exported, monkeypatch):
     """No mocks of huggingface_hub: a closed local port (offline) and a local server that answers 401."""
     from huggingface_hub import constants
 
+    # CI sets HF_HUB_OFFLINE=1; this test talks only to 127.0.0.1, so let the client try.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{_free_port()}")
     with pytest.raises(ExportError, match=OFFLINE):
         push_to_hub(exported["paths"]["gla"], "me/x", token="hf_bad")
