@@ -38,6 +38,22 @@ def naive_recurrent_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state
     return out.to(out_dtype), (S if output_final_state else None)
 
 
+def unit_lower_inverse(M: torch.Tensor) -> torch.Tensor:
+    """(I + M)^{-1} for strictly lower-triangular M [..., C, C].
+
+    M is nilpotent, so (I + M)^{-1} = sum_j (-M)^j = (I - M)(I + M^2)(I + M^4)...: log2(C) batched
+    matmuls instead of a triangular solve (which is slow for many small systems on CPU). Exact algebra.
+    """
+    C = M.shape[-1]
+    inverse = torch.eye(C, dtype=M.dtype, device=M.device) - M
+    power, span = M, 2
+    while span < C:
+        power = power @ power  # M^span
+        inverse = inverse + inverse @ power
+        span *= 2
+    return inverse
+
+
 def naive_chunk_gated_delta_rule(
     q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False, chunk_size: int = 64
 ):
@@ -70,17 +86,19 @@ def naive_chunk_gated_delta_rule(
     gap = G[..., :, None] - G[..., None, :]  # G_t - G_i, finite only where i <= t
     decay_lower = torch.where(lower, gap, torch.full_like(gap, float("-inf"))).exp()
     A = torch.where(strictly_lower, decay_lower * (k @ k.transpose(-1, -2)), torch.zeros_like(gap))
-    system = torch.eye(C, dtype=dt, device=q.device) + beta[..., :, None] * A
-    # W_v = T diag(beta) V and W_k = T diag(beta e^G) K with T = system^{-1}
-    w_v = torch.linalg.solve_triangular(system, beta[..., None] * v, upper=False, unitriangular=True)
-    w_k = torch.linalg.solve_triangular(system, (beta * G.exp())[..., None] * k, upper=False, unitriangular=True)
+    # W_v = T diag(beta) V and W_k = T diag(beta e^G) K with T = (I + diag(beta) A)^{-1}
+    T_inv = unit_lower_inverse(beta[..., :, None] * A)
+    w_v = T_inv @ (beta[..., None] * v)
+    w_k = T_inv @ ((beta * G.exp())[..., None] * k)
     attn = decay_lower * (q @ k.transpose(-1, -2))  # zero above the diagonal
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(dt).clone()
-    out = torch.empty_like(v)
-    for n in range(N):
-        u = w_v[:, :, n] - w_k[:, :, n] @ S
-        out[:, :, n] = (G[:, :, n, :, None].exp() * q[:, :, n]) @ S + attn[:, :, n] @ u
-        g_last = G[:, :, n, -1]
-        S = g_last.exp()[..., None, None] * S + (k[:, :, n] * (g_last[..., None] - G[:, :, n]).exp()[..., None]).transpose(-1, -2) @ u
-    out = out.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
+    # Per-chunk views through unbind (one stack in backward) rather than indexing (a full-size zero
+    # tensor per chunk in backward): the state recurrence is the only sequential part.
+    outs = []
+    for w_v_n, w_k_n, q_n, k_n, G_n, attn_n in zip(*(x.unbind(2) for x in (w_v, w_k, q, k, G, attn))):
+        u = w_v_n - w_k_n @ S
+        outs.append((G_n[..., None].exp() * q_n) @ S + attn_n @ u)
+        g_last = G_n[..., -1]
+        S = g_last.exp()[..., None, None] * S + (k_n * (g_last[..., None] - G_n).exp()[..., None]).transpose(-1, -2) @ u
+    out = torch.stack(outs, dim=2).permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return out.to(out_dtype), (S if output_final_state else None)

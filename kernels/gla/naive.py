@@ -62,10 +62,10 @@ def naive_chunk_gla(q, k, v, gk, scale=None, initial_state=None, output_final_st
     weights = torch.where(lower, gap, torch.full_like(gap, float("-inf"))).exp()
     attn = torch.einsum("bhntk,bhnik,bhntik->bhnti", q, k, weights)
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(dt).clone()
-    out = torch.empty_like(v)
-    for n in range(N):
-        out[:, :, n] = (q[:, :, n] * Bc[:, :, n].exp()) @ S + attn[:, :, n] @ v[:, :, n]
-        last = Bc[:, :, n, -1]  # [B, H, K]
-        S = last.exp()[..., None] * S + (k[:, :, n] * (last[:, :, None] - Bc[:, :, n]).exp()).transpose(-1, -2) @ v[:, :, n]
-    out = out.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
+    outs = []  # per-chunk views through unbind: one stack in backward instead of a zero tensor per chunk
+    for q_n, k_n, v_n, Bc_n, attn_n in zip(*(x.unbind(2) for x in (q, k, v, Bc, attn))):
+        outs.append((q_n * Bc_n.exp()) @ S + attn_n @ v_n)
+        last = Bc_n[..., -1, :]  # [B, H, K]
+        S = last.exp()[..., None] * S + (k_n * (last[:, :, None] - Bc_n).exp()).transpose(-1, -2) @ v_n
+    out = torch.stack(outs, dim=2).permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]
     return out.to(out_dtype), (S if output_final_state else None)
