@@ -254,6 +254,15 @@ def _show_continuation(who: str, model, tokenizer, prompt: str, max_new_tokens: 
     out.print(f"[bold]{who}:[/] {prompt}[italic]{text}[/]", highlight=False)
 
 
+def _register_eval() -> None:
+    from .eval_cmd import eval_command
+
+    app.command("eval")(eval_command)
+
+
+_register_eval()
+
+
 @app.callback()
 def _quiet_libraries() -> None:
     """Our own status lines replace transformers' per-tensor progress bars and notices."""

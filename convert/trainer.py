@@ -56,6 +56,8 @@ class StageResult:
     final_loss: float
     final_eval: float | None
     seconds: float
+    tokens_per_s: float
+    peak_memory_bytes: int | None  # CUDA allocator high-water mark of this stage (None on CPU)
 
 
 def _rng_state() -> dict:
@@ -162,6 +164,8 @@ class Stage:
             if self.evaluate is not None:  # the starting point, so every curve shows what the stage bought
                 self._log({"stage": self.name, "step": 0, "tokens": 0, "eval": self.evaluate()})
         start_time, start_step = time.time(), self.step
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         loss_value, eval_value = float("nan"), None
         params = [p for _, group, _ in self.groups for p in group]
         with self._progress() as progress:
@@ -196,7 +200,12 @@ class Stage:
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
         self.save_checkpoint()
-        return StageResult(self.step, self.step * self.tokens_per_step, loss_value, eval_value, time.time() - start_time)
+        seconds = time.time() - start_time
+        return StageResult(
+            self.step, self.step * self.tokens_per_step, loss_value, eval_value, seconds,
+            (self.step - start_step) * self.tokens_per_step / max(seconds, 1e-9),
+            torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None,
+        )
 
     def _progress(self):
         return Progress(
