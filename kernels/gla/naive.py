@@ -18,6 +18,18 @@ def _work_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+def _no_autocast(fn):
+    """The references promise float32 (or float64) arithmetic: keep an outer autocast from lowering it."""
+
+    def wrapped(q, *args, **kwargs):
+        with torch.autocast(q.device.type, enabled=False):
+            return fn(q, *args, **kwargs)
+
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+@_no_autocast
 def naive_recurrent_gla(q, k, v, gk, scale=None, initial_state=None, output_final_state=False):
     """Token-by-token recurrence. Returns (o, final_state or None)."""
     B, T, H, K = q.shape
@@ -34,6 +46,7 @@ def naive_recurrent_gla(q, k, v, gk, scale=None, initial_state=None, output_fina
     return out.to(out_dtype), (S if output_final_state else None)
 
 
+@_no_autocast
 def naive_chunk_gla(q, k, v, gk, scale=None, initial_state=None, output_final_state=False, chunk_size: int = 32):
     """Chunked form. With cumulative per-channel log decay Bc inside a chunk,
 
