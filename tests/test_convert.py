@@ -2,6 +2,7 @@
 exactly after SIGKILL, two gloo ranks equal one process, and bad input fails early with one message."""
 
 import json
+import math
 import os
 import random
 import signal
@@ -180,3 +181,17 @@ def test_resume_with_a_different_config_is_refused(assets, tmp_path):
         run_convert(changed, run, resume=True)
     with pytest.raises(ConfigError, match="--resume"):
         run_convert(config, run)
+
+
+@pytest.mark.slow
+def test_real_smollm2_through_both_stages(tmp_path, monkeypatch):
+    """The README's main job on the real teacher and the built-in corpus, cut to two steps per stage."""
+    monkeypatch.delenv("HYBRIDSERVE_CACHE", raising=False)  # the real teacher and corpus live in the default cache
+    config = build_config("quick", None, None, ["stage1.tokens=512", "stage2.tokens=512", "stage1.eval_blocks=1",
+                                                "stage2.eval_blocks=1"])
+    summary = run_convert(config, tmp_path / "run")
+    final = load_hybrid(tmp_path / "run" / "final")
+    assert final.config.softmax_layers == [1, 5, 9, 13, 16, 20, 24, 28]
+    assert final.lm_head.weight.data_ptr() == final.model.embed_tokens.weight.data_ptr()
+    for stage in ("stage1", "stage2"):
+        assert summary["results"][stage]["steps"] == 2 and math.isfinite(summary["results"][stage]["final_eval"])
