@@ -1,0 +1,168 @@
+"""Compile every Triton kernel for Hopper (sm_90a) without a GPU and report registers / spills.
+
+`triton.compile` with an explicit GPUTarget runs the whole pipeline (TTIR -> TTGIR -> LLVM -> PTX -> cubin with the
+ptxas bundled in Triton's wheel) on any machine; `ptxas -v` on the PTX gives the resource report. Used by the
+tests (compile errors that the interpreter does not see) and by `benchmarks/check_kernels_gpu.py`.
+
+    python -m hybridserve.kernels._compile_check      # prints one line per kernel variant
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+
+
+def _jit_fn(kernel):
+    import triton
+
+    fn = kernel
+    while not isinstance(fn, triton.runtime.jit.JITFunction):
+        fn = fn.fn
+    return fn
+
+
+def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stages=2, arch=90):
+    """Compile for sm_{arch}a; returns (compiled kernel, registers or None, spill bytes or None)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = _jit_fn(kernel)
+    sig = {a: ("constexpr" if a in constexprs else signature.get(a, "*fp32")) for a in fn.arg_names}
+    src = ASTSource(fn, signature=sig, constexprs=dict(constexprs))
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                              options=dict(num_warps=num_warps, num_stages=num_stages))
+    regs = spills = None
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    if os.path.exists(ptxas):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "k.ptx")
+            with open(p, "w") as f:
+                f.write(compiled.asm["ptx"])
+            r = subprocess.run([ptxas, "-v", f"--gpu-name=sm_{arch}a", p, "-o", os.path.join(d, "k.o")],
+                               capture_output=True, text=True)
+            m = re.search(r"Used (\d+) registers", r.stderr)
+            regs = int(m.group(1)) if m else None
+            m = re.search(r"(\d+) bytes spill stores", r.stderr)
+            spills = int(m.group(1)) if m else None
+    return compiled, regs, spills
+
+
+def _variants(quick: bool):
+    from .gated_delta_rule import chunk as gc
+    from .gated_delta_rule import fused_recurrent as gr
+    from .gla import chunk as lc
+    from .gla import fused_recurrent as lr
+
+    H, K, V = 16, 128, 128
+    strides = lambda names: {s: "i64" for s in names.split()}  # noqa: E731
+    dts = ["bf16"] if quick else ["bf16", "fp16", "fp32"]
+    for dt in dts:
+        prec = "ieee" if dt == "fp32" else "tf32"
+        for state in (["fp32", "bf16"] if dt == "bf16" else ["fp32"]):
+            sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", A_log="*fp32", dt_bias="*fp32",
+                       o=f"*{dt}", h0=f"*{state}", ht=f"*{state}", state_idx="*i32", has_h0="*u8",
+                       cu_seqlens="*i32", scale="fp32", T="i32",
+                       **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_bt s_bh s_h0 s_ht"))
+            BV, nw = gr.default_block_v(K, V, None)
+            for fused in (True, False):
+                yield (f"gdn fused_recurrent {dt} state={state} fused_gate={fused}", gr._gdn_fused_recurrent_fwd_kernel,
+                       sig, dict(H=H, K=K, V=V, BK=K, BV=BV, IS_VARLEN=not fused, USE_H0=True, STORE_HT=True,
+                                 INDEXED=True, HAS_H0_MASK=not fused, FUSED_GATE=fused, QK_L2NORM=fused), nw, 1)
+            sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gk="*fp32", o=f"*{dt}", h0=f"*{state}", ht=f"*{state}",
+                       state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", gate_norm="fp32", T="i32",
+                       **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_h0 s_ht"))
+            yield (f"gla fused_recurrent {dt} state={state}", lr._gla_fused_recurrent_fwd_kernel, sig,
+                   dict(H=H, K=K, V=V, BK=K, BV=32, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+                        HAS_H0_MASK=True, FUSED_GATE=True), 4, 1)
+        common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
+        sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
+        for cfg in gc._prep_configs():
+            for varlen, store_x in ((True, False), (False, True)):
+                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} {cfg}", gc._gdn_chunk_prep_kernel,
+                       dict(sig, Xbuf="*fp32"),
+                       dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
+                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+        sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",
+                   ht="*fp32", state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", chunk_off="*i32", T="i32",
+                   NTs="i32", s_h0="i64", s_ht="i64")
+        for bv in ([32] if quick else [16, 32, 64]):
+            yield (f"gdn chunk state {dt} BV={bv}", gc._gdn_chunk_state_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=K, BV=bv, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+                        HAS_H0_MASK=True, DOT_PREC=prec), 4, 1)
+        yield (f"gdn chunk state {dt} dense", gc._gdn_chunk_state_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=K, BV=32, IS_VARLEN=False, USE_H0=True, STORE_HT=True, INDEXED=False,
+                    HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32",
+                   **common)
+        for cfg in gc._out_configs():
+            for varlen in (True, False):
+                yield (f"gdn chunk out {dt} varlen={varlen} {cfg}", gc._gdn_chunk_out_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=64, IS_VARLEN=varlen, DOT_PREC=prec, **cfg.kwargs),
+                       cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+        # GDN backward
+        from .gated_delta_rule import chunk_bwd as gb
+
+        sig = dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", scale="fp32", T="i32",
+                   NTs="i32", N="i32")
+        yield (f"gdn bwd dv_local {dt}", gb._gdn_bwd_dv_local_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, DOT_PREC=prec), 4, 2)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dhbuf="*fp32",
+                   dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32")
+        yield (f"gdn bwd dh {dt}", gb._gdn_bwd_dh_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=K, BV=32, USE_DHT=True, STORE_DH0=True, DOT_PREC=prec), 4, 1)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", do=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}",
+                   dhbuf="*fp32", dv="*fp32", dq=f"*{dt}", dk="*fp32", dw="*fp32", dg="*fp32", scale="fp32",
+                   T="i32", NTs="i32", N="i32")
+        for cfg in gb._dqk_configs():
+            yield (f"gdn bwd dqkw {dt} {cfg}", gb._gdn_bwd_dqkw_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=K, DOT_PREC=prec, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+        sig = dict(k=f"*{dt}", v=f"*{dt}", beta=f"*{dt}", gcum="*fp32", Xbuf="*fp32", dw="*fp32", dv="*fp32",
+                   dk_part="*fp32", dg_part="*fp32", dk=f"*{dt}", dvout=f"*{dt}", dbeta=f"*{dt}", dg="*fp32",
+                   T="i32", NTs="i32", N="i32")
+        yield (f"gdn bwd wy {dt}", gb._gdn_bwd_wy_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, DOT_PREC=prec), 8, 1)
+        sig = dict(gk="*fp32", gcum="*fp32", **common)
+        yield (f"gla chunk cumsum {dt}", lc._gla_chunk_cumsum_kernel, sig,
+               dict(H=H, K=K, BT=64, BK=64, IS_VARLEN=True), 4, 1)
+        sig = dict(k=f"*{dt}", v=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", h0="*fp32", ht="*fp32", state_idx="*i32",
+                   has_h0="*u8", cu_seqlens="*i32", chunk_off="*i32", T="i32", NTs="i32", s_h0="i64", s_ht="i64")
+        yield (f"gla chunk state {dt}", lc._gla_chunk_state_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+                    HAS_H0_MASK=True, DOT_PREC=prec), 8, 1)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", gcum="*fp32", A="*fp32", scale="fp32", **common)
+        for varlen in (True, False):
+            yield (f"gla chunk intra {dt} varlen={varlen}", lc._gla_chunk_intra_kernel, sig,
+                   dict(H=H, K=K, BT=64, BC=16, BK=K, IS_VARLEN=varlen, DOT_PREC=prec), 4, 1)
+        sig = dict(q=f"*{dt}", v=f"*{dt}", gcum="*fp32", A="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32", **common)
+        for cfg in lc._out_configs():
+            yield (f"gla chunk out {dt} {cfg}", lc._gla_chunk_out_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=64, IS_VARLEN=True, DOT_PREC=prec, **cfg.kwargs),
+                   cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+
+
+def compile_all(quick: bool = True, verbose: bool = False):
+    """Yield (variant name, registers or None) for every kernel variant; raises on a compile error."""
+    for name, kernel, sig, constexprs, nw, ns in _variants(quick):
+        _, regs, spills = compile_one(kernel, sig, constexprs, nw, ns)
+        if verbose:
+            print(f"{name}: {regs} registers, {spills} bytes spilled", flush=True)
+        yield name, regs
+
+
+if __name__ == "__main__":
+    import sys
+
+    for _ in compile_all(quick="--quick" in sys.argv, verbose=True):
+        pass

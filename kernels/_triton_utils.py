@@ -1,0 +1,63 @@
+"""Small helpers shared by the Triton kernels. Importing this module never imports triton.
+
+* `triton_available()`: triton importable (cached).
+* `interpreting()`: `TRITON_INTERPRET=1` (Triton runs kernels on CPU tensors through numpy; tests only).
+* `triton_on_cpu()`: tests may route the public ops' CPU tensors to the Triton kernels under the interpreter by
+  setting `HYBRIDSERVE_TRITON_ON_CPU=1` as well; without it CPU tensors always run the PyTorch references.
+* `first_config_only(configs)`: under the interpreter an autotuner with several configs would time them through a
+  GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+
+@functools.lru_cache(maxsize=None)
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # ImportError, or a broken install: the references still work
+        return False
+    return True
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def triton_on_cpu() -> bool:
+    return interpreting() and os.environ.get("HYBRIDSERVE_TRITON_ON_CPU", "0") == "1"
+
+
+def use_triton(*tensors: torch.Tensor) -> bool:
+    """True when these tensors should run through the Triton kernels (CUDA + triton importable, or the test-only
+    interpreter routing). float64 always runs the references: the kernels accumulate in float32."""
+    t = tensors[0]
+    if os.environ.get("HYBRIDSERVE_KERNELS", "auto") == "reference":  # user switch: PyTorch references everywhere
+        return False
+    # Validated on the H200 only at head dims K = V = 128 (benchmarks/check_kernels_gpu.py); K = 64 (SmolLM2)
+    # crashed the chunk kernel with an illegal memory access. Other head dims run the references until checked.
+    if t.is_cuda and not interpreting() and (t.shape[-1] != 128 or tensors[2].shape[-1] != 128):
+        return False
+    if any(x is not None and x.dtype == torch.float64 for x in tensors):
+        return False
+    if t.is_cuda:
+        return triton_available()
+    return t.device.type == "cpu" and triton_on_cpu() and triton_available()
+
+
+def first_config_only(configs: list) -> list:
+    return configs[:1] if interpreting() else configs
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)

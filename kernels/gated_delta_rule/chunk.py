@@ -1,0 +1,357 @@
+"""Chunked Gated DeltaNet forward (training, prefill), Triton. Chunk size 64, WY / UT representation.
+
+The math is `naive.py::naive_chunk_gated_delta_rule`. Per chunk of C = 64 tokens with in-chunk cumulative
+log decay G:
+    A_ti = beta_t e^{G_t - G_i} k_t.k_i  (i < t),   X = (I + A)^{-1}   (unit lower triangular)
+    W = X diag(beta e^G) K,   U = X diag(beta) V                          (kernel 1, one program per chunk/head)
+    per sequence, chunk after chunk:  H_c = state before chunk c,
+        V'_c = U_c - W_c H_c,   H_{c+1} = e^{G_last} H_c + (K_c * e^{G_last - G})^T V'_c   (kernel 2, sequential)
+    O_c = scale (diag(e^G) Q_c H_c + ((Q_c K_c^T) * e^{G_t - G_i} [i <= t]) V'_c)   (kernel 3, parallel)
+
+Tokens: [B, T, H, *] or packed ([1, TT, H, *] / [TT, H, *]) with `cu_seqlens` [N+1]. Chunks never straddle two
+sequences. The chunk -> sequence map of the packed case is built on the device (no host synchronisation): the grid
+is an upper bound, cdiv(TT, 64) + N chunks, and programs past the last chunk exit at once.
+
+States as in fused_recurrent.py: initial_state / final_state dense [N, H, K, V] or pools indexed by
+state_indices (negative = padding: neither read nor written), has_initial_state [N] masks the read.
+Accumulation in float32; W, U, V' and the per-chunk states are kept in the input dtype (as fla does) and the dot
+products run on the tensor cores in that dtype (float32 inputs: exact IEEE float32 products, no TF32).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .._triton_utils import cdiv, first_config_only, next_pow2
+
+CHUNK = 64
+
+
+@triton.jit
+def _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Global chunk index -> (sequence, first token, end token, first token of the chunk, valid)."""
+    if IS_VARLEN:
+        i_n = tl.load(chunk_seq + i_c).to(tl.int32)
+        valid = i_n < N
+        i_n = tl.where(valid, i_n, 0)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        i_t = i_c - tl.load(chunk_off + i_n)
+    else:
+        i_n = i_c // NTs
+        valid = i_n < N
+        i_t = i_c % NTs
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    t0 = bos + i_t.to(tl.int64) * BT
+    return i_n, bos, eos, t0, valid
+
+
+def _prep_configs():
+    return first_config_only([triton.Config({}, num_warps=w, num_stages=s)
+                              for w, s in [(4, 2), (8, 2), (4, 3), (2, 2)]])
+
+
+@triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gdn_chunk_prep_kernel(
+    k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
+    T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+    STORE_X: tl.constexpr,
+):
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    # scalar int64 bases, int32 tile offsets (64-bit offset tiles would cost two registers per element)
+    g += t0 * H + i_h
+    beta += t0 * H + i_h
+    gcum += t0 * H + i_h
+    k += (t0 * H + i_h) * K
+    w += (t0 * H + i_h) * K
+    v += (t0 * H + i_h) * V
+    u += (t0 * H + i_h) * V
+    b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+    b_g = tl.cumsum(b_g, axis=0)
+    tl.store(gcum + o_t * H, b_g, mask=m_t)
+    b_beta = tl.load(beta + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+
+    b_kk = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m, other=0.0)
+        b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
+
+    r = o_t[:, None]
+    c = o_t[None, :]
+    upper = c > r
+    # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m (k k^T is symmetric)
+    b_AT = tl.where(upper, b_kk * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :], 0.0)
+    # X = (I + A)^{-1} by forward substitution: X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :]
+    b_X = tl.where(r == c, 1.0, 0.0)
+    for i in range(1, BT):
+        a_i = tl.sum(tl.where(c == i, b_AT, 0.0), axis=1)
+        new = tl.sum(a_i[:, None] * b_X, axis=0)
+        b_X = b_X - tl.where(r == i, new[None, :], 0.0)
+    if STORE_X:  # the backward needs X again
+        tl.store(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, b_X, mask=m_t[:, None])
+    b_Xd = b_X.to(k.dtype.element_ty)
+
+    b_kscale = b_beta * tl.exp(b_g)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        p = o_t[:, None] * (H * K) + o_k[None, :]
+        b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+        b_w = tl.dot(b_Xd, (b_k * b_kscale[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC)
+        tl.store(w + p, b_w.to(w.dtype.element_ty), mask=m)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = m_t[:, None] & (o_v < V)[None, :]
+        p = o_t[:, None] * (H * V) + o_v[None, :]
+        b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
+        b_u = tl.dot(b_Xd, (b_v * b_beta[:, None]).to(v.dtype.element_ty), input_precision=DOT_PREC)
+        tl.store(u + p, b_u.to(u.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _gdn_chunk_state_kernel(
+    k, w, u, gcum, hbuf, vnew, h0, ht, state_idx, has_h0, cu_seqlens, chunk_off,
+    T, NTs, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        c0 = tl.load(chunk_off + i_n).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+        c0 = i_n.to(tl.int64) * NTs
+    n_chunks = tl.cdiv(eos - bos, BT)
+
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+
+    if INDEXED:
+        slot = tl.load(state_idx + i_n).to(tl.int64)
+    else:
+        slot = i_n.to(tl.int64)
+    ok = slot >= 0
+    slot = tl.where(ok, slot, 0)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        use = ok
+        if HAS_H0_MASK:
+            use = use & (tl.load(has_h0 + i_n) != 0)
+        b_h = tl.load(h0 + slot * s_h0 + p_hkv, mask=m_h & use, other=0.0).to(tl.float32)
+
+    hbuf += c0 * (H * K * V) + p_hkv
+    k += (bos * H + i_h) * K
+    w += (bos * H + i_h) * K
+    u += (bos * H + i_h) * V
+    vnew += (bos * H + i_h) * V
+    gcum += bos * H + i_h
+    p_k = o_t[:, None] * (H * K) + o_k[None, :]
+    p_v = o_t[:, None] * (H * V) + o_v[None, :]
+    seq_len = eos - bos
+    for i_t in range(0, n_chunks):
+        tl.store(hbuf, b_h.to(hbuf.dtype.element_ty), mask=m_h)
+        m_t = o_t < seq_len - i_t * BT
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_w = tl.load(w + p_k, mask=m_tk, other=0.0)
+        b_u = tl.load(u + p_v, mask=m_tv, other=0.0).to(tl.float32)
+        b_vn = b_u - tl.dot(b_w, b_h.to(w.dtype.element_ty), input_precision=DOT_PREC)
+        tl.store(vnew + p_v, b_vn.to(vnew.dtype.element_ty), mask=m_tv)
+        last = tl.minimum(BT, seq_len - i_t * BT) - 1
+        g_last = tl.load(gcum + last * H)
+        b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
+        b_vs = (b_vn * tl.exp(g_last - b_g)[:, None]).to(k.dtype.element_ty)
+        b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
+        b_h = b_h * tl.exp(g_last) + tl.dot(tl.trans(b_k), b_vs, input_precision=DOT_PREC)
+        hbuf += H * K * V
+        k += BT * H * K
+        w += BT * H * K
+        u += BT * H * V
+        vnew += BT * H * V
+        gcum += BT * H
+
+    if STORE_HT:
+        tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & ok)
+
+
+def _out_configs():
+    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+                              for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (32, 2, 3),
+                                               (64, 4, 3)]])
+
+
+@triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gdn_chunk_out_kernel(
+    q, k, vnew, gcum, hbuf, o, cu_seqlens, chunk_seq, chunk_off, scale,
+    T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    q += (t0 * H + i_h) * K
+    k += (t0 * H + i_h) * K
+    hbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    b_s = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m = m_t[:, None] & m_k[None, :]
+        p_k = o_t[:, None] * (H * K) + o_k[None, :]
+        b_q = tl.load(q + p_k, mask=m, other=0.0)
+        b_k = tl.load(k + p_k, mask=m, other=0.0)
+        b_h = tl.load(hbuf + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_o += tl.dot(b_q, b_h.to(b_q.dtype), input_precision=DOT_PREC)
+        b_s += tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_o = b_o * tl.exp(b_g)[:, None]
+    lower = (o_t[:, None] >= o_t[None, :]) & m_t[:, None]
+    b_s = tl.where(lower, b_s * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
+    p_v = (t0 * H + i_h) * V + (o_t[:, None] * (H * V) + o_v[None, :])
+    m_tv = m_t[:, None] & m_v[None, :]
+    b_vn = tl.load(vnew + p_v, mask=m_tv, other=0.0)
+    b_o = (b_o + tl.dot(b_s.to(b_vn.dtype), b_vn, input_precision=DOT_PREC)) * scale
+    tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
+
+
+def chunk_index(cu_seqlens: torch.Tensor, total_tokens: int, BT: int = CHUNK):
+    """Device-side chunk map for packed sequences: (chunk_seq [NT], chunk_off [N+1], NT) where NT is an upper bound
+    on the number of chunks, chunk_seq[c] the sequence of chunk c (N for the unused tail) and chunk_off[n] the
+    index of sequence n's first chunk. No host synchronisation."""
+    N = cu_seqlens.shape[0] - 1
+    cu = cu_seqlens.to(torch.int64)
+    n_chunks = (cu[1:] - cu[:-1] + BT - 1) // BT
+    chunk_off = torch.zeros(N + 1, dtype=torch.int32, device=cu.device)
+    chunk_off[1:] = torch.cumsum(n_chunks, 0)
+    NT = cdiv(total_tokens, BT) + N
+    chunk_seq = torch.searchsorted(chunk_off[1:], torch.arange(NT, device=cu.device, dtype=torch.int32), right=True)
+    return chunk_seq.to(torch.int32), chunk_off, NT
+
+
+def _dot_prec(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def default_state_block_v(N: int, H: int, V: int) -> int:
+    """The state pass is sequential over chunks: split V finer when few (sequence, head) pairs fill the GPU."""
+    BV = min(32, next_pow2(V))  # 64 spills registers at K = 128 (sm_90a, 4 or 8 warps)
+    while BV > 16 and N * H * cdiv(V, BV) < 256:
+        BV //= 2
+    return BV
+
+
+def chunk_gdn_fwd(
+    q, k, v, g, beta, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
+    cu_seqlens=None, BV_state=None, num_warps_state=4,
+):
+    """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
+
+    q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]."""
+    H, K = q.shape[-2:]
+    V = v.shape[-1]
+    if K > 256 or V > 256:
+        raise ValueError("head dims up to 256")
+    TT = q.numel() // (H * K)
+    dtype = q.dtype
+    dev = q.device
+    qt, kt = (x.reshape(TT, H, K).contiguous() for x in (q, k))
+    vt = v.reshape(TT, H, V).to(dtype).contiguous()
+    kt = kt.to(dtype)
+    gt = g.reshape(TT, H).float().contiguous()
+    bt = beta.reshape(TT, H).contiguous()
+    BT = CHUNK
+    if cu_seqlens is not None:
+        N = cu_seqlens.shape[0] - 1
+        chunk_seq, chunk_off, NT = chunk_index(cu_seqlens, TT, BT)
+        T, NTs = 0, 0
+    else:
+        N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
+        NTs = cdiv(T, BT)
+        NT = N * NTs
+        chunk_seq = chunk_off = None
+    scale = K**-0.5 if scale is None else float(scale)
+    indexed = state_indices is not None
+    if not indexed:
+        for s in (initial_state, final_state):
+            if s is not None and s.shape[0] != N:
+                raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
+    for s in (initial_state, final_state):
+        if s is not None and (tuple(s.shape[1:]) != (H, K, V) or s.stride()[1:] != (K * V, V, 1)):
+            raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
+    prec = _dot_prec(dtype)
+    gcum = torch.empty(TT, H, dtype=torch.float32, device=dev)
+    w = torch.empty(TT, H, K, dtype=dtype, device=dev)
+    u = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
+    o = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    dummy = gcum
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+    cs = chunk_seq if chunk_seq is not None else dummy
+    co = chunk_off if chunk_off is not None else dummy
+    if NT == 0 or N == 0:
+        return o.reshape(*v.shape[:-1], V)
+    BKc = min(64, max(16, next_pow2(K)))
+    BVc = min(64, max(16, next_pow2(V)))
+    varlen = cu_seqlens is not None
+    _gdn_chunk_prep_kernel[(NT, H)](
+        kt, vt, gt, bt, gcum, w, u, dummy, cu, cs, co, T, NTs, N, H, K, V,
+        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=False,
+    )
+    if has_initial_state is not None and has_initial_state.dtype == torch.bool:
+        has_initial_state = has_initial_state.view(torch.uint8)
+    BV = BV_state or default_state_block_v(N, H, V)
+    BV = max(16, min(BV, next_pow2(V)))
+    h0 = initial_state if initial_state is not None else dummy
+    ht = final_state if final_state is not None else dummy
+    _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
+        kt, w, u, gcum, hbuf, vnew, h0, ht,
+        state_indices if indexed else dummy,
+        has_initial_state if has_initial_state is not None else dummy,
+        cu, co, T, NTs,
+        h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
+        H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=varlen,
+        USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
+        HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
+        num_warps=num_warps_state, num_stages=1,
+    )
+    grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
+    _gdn_chunk_out_kernel[grid](
+        qt, kt, vnew, gcum, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
+        BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
+    )
+    return o.reshape(*v.shape[:-1], V)

@@ -1,0 +1,352 @@
+"""Chunked Gated DeltaNet backward, Triton (chunk 64; K, V <= 128).
+
+Gradients of chunk.py's forward. Per chunk c with S = state before the chunk, S' = state after it, M the causal
+decay mask e^{G_t - G_i} [i <= t], D_w = diag(beta e^G), D_u = diag(beta):
+    forward:  X = (I + A)^{-1},  W = X D_w K,  U = X D_u V,  V' = U - W S,
+              O = scale (diag(e^G) Q S + (M * Q K^T) V'),  S' = e^{G_L} S + (K * e^{G_L - G})^T V'
+    backward, sequential over chunks in reverse (kernel 2), dS' given:
+        dV' = scale (M * Q K^T)^T dO + (K * e^{G_L - G}) dS'         (the first term: kernel 1, parallel)
+        dS  = e^{G_L} dS' + scale (Q * e^G)^T dO - W^T dV'
+    then per chunk in parallel (kernel 3):
+        dQ = scale (diag(e^G) dO S^T + (M * dO V'^T) K),   dK = scale (M * dO V'^T)^T Q + diag(e^{G_L - G}) V' dS'^T
+        dW = -dV' S^T,   dG from the decays of O and S'
+    and the WY part (kernel 4):
+        dX = dW (D_w K)^T + dV' (D_u V)^T,   dA = -(X^T dX X^T) restricted to i < t,
+        dK += D_w X^T dW + (B + B^T) K with B = dA * beta_t e^{G_t - G_i},   dV = D_u X^T dV',
+        dbeta, dG from D_w, D_u and A;   dg = reverse cumulative sum of dG within the chunk.
+The forward is recomputed first (W, U, X, per-chunk states, V'). Float32 accumulation; dS', dV', dW and the
+partial dK are kept in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .._triton_utils import cdiv, first_config_only, next_pow2
+from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel, _locate_chunk,
+                    default_state_block_v)
+
+
+@triton.jit
+def _gdn_bwd_dv_local_kernel(
+    q, k, do, gcum, dv, scale, T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """dV'_intra = scale (M * Q K^T)^T dO, per (V block, chunk, head)."""
+    i_v = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_tv = m_t[:, None] & (o_v < V)[None, :]
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)  # [i, t] = k_i . q_t
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        p = (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+        b_q = tl.load(q + p, mask=m, other=0.0)
+        b_k = tl.load(k + p, mask=m, other=0.0)
+        b_A += tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PREC)
+    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    keep = (o_t[:, None] <= o_t[None, :]) & m_t[None, :]
+    b_A = tl.where(keep, b_A * tl.exp(tl.where(keep, b_g[None, :] - b_g[:, None], 0.0)), 0.0) * scale
+    p_v = (t0 * H + i_h) * V + o_t[:, None] * (H * V) + o_v[None, :]
+    b_do = tl.load(do + p_v, mask=m_tv, other=0.0)
+    b_dv = tl.dot(b_A.to(b_do.dtype), b_do, input_precision=DOT_PREC)
+    tl.store(dv + p_v, b_dv, mask=m_tv)
+
+
+@triton.jit
+def _gdn_bwd_dh_kernel(
+    q, k, w, do, gcum, dv, dhbuf, dht, dh0, scale, T, NTs,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    """Reverse pass over the chunks of one (sequence, head, V block): dS' of every chunk, the full dV'."""
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    bos = i_n.to(tl.int64) * T
+    c0 = i_n.to(tl.int64) * NTs
+    n_chunks = tl.cdiv(T, BT)
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh = tl.load(dht + i_n.to(tl.int64) * (H * K * V) + p_hkv, mask=m_h, other=0.0).to(tl.float32)
+    p_k = o_t[:, None] * (H * K) + o_k[None, :]
+    p_v = o_t[:, None] * (H * V) + o_v[None, :]
+    for i in range(0, n_chunks):
+        i_t = n_chunks - 1 - i
+        tl.store(dhbuf + (c0 + i_t) * (H * K * V) + p_hkv, b_dh, mask=m_h)
+        t0 = bos + i_t * BT
+        m_t = o_t < T - i_t * BT
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        last = tl.minimum(BT, T - i_t * BT) - 1
+        base_k = (t0 * H + i_h) * K
+        base_v = (t0 * H + i_h) * V
+        g_last = tl.load(gcum + (t0 + last) * H + i_h)
+        b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+        b_k = tl.load(k + base_k + p_k, mask=m_tk, other=0.0).to(tl.float32)
+        b_kd = (b_k * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[:, None]).to(k.dtype.element_ty)
+        b_dv = tl.load(dv + base_v + p_v, mask=m_tv, other=0.0)
+        b_dv += tl.dot(b_kd, b_dh.to(k.dtype.element_ty), input_precision=DOT_PREC)
+        tl.store(dv + base_v + p_v, b_dv, mask=m_tv)
+        b_q = tl.load(q + base_k + p_k, mask=m_tk, other=0.0).to(tl.float32)
+        b_qg = (b_q * (tl.exp(b_g) * scale)[:, None]).to(q.dtype.element_ty)
+        b_do = tl.load(do + base_v + p_v, mask=m_tv, other=0.0)
+        b_w = tl.load(w + base_k + p_k, mask=m_tk, other=0.0)
+        b_dh = (b_dh * tl.exp(g_last) + tl.dot(tl.trans(b_qg), b_do, input_precision=DOT_PREC)
+                - tl.dot(tl.trans(b_w), b_dv.to(w.dtype.element_ty), input_precision=DOT_PREC))
+    if STORE_DH0:
+        tl.store(dh0 + i_n.to(tl.int64) * (H * K * V) + p_hkv, b_dh, mask=m_h)
+
+
+def _dqk_configs():
+    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+                              for bv, w, s in [(32, 8, 2), (64, 8, 2), (32, 4, 2), (64, 4, 3)]])
+
+
+@triton.autotune(configs=_dqk_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gdn_bwd_dqkw_kernel(
+    q, k, vnew, do, gcum, hbuf, dhbuf, dv, dq, dk, dw, dg, scale, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Per chunk: dQ (final), dK (O and S' parts), dW, and dG's O / S' parts (before the cumulative sum)."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_t = o_t < eos - t0
+    m_k = o_k < K
+    m_tk = m_t[:, None] & m_k[None, :]
+    n_valid = tl.minimum(BT, eos - t0)
+    last = n_valid - 1
+    base_k = (t0 * H + i_h) * K
+    base_v = (t0 * H + i_h) * V
+    p_k = base_k + o_t[:, None] * (H * K) + o_k[None, :]
+    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    g_last = tl.load(gcum + (t0 + last) * H + i_h)
+    hbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
+    dhbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dw = tl.zeros([BT, BK], dtype=tl.float32)
+    b_ds = tl.zeros([BT, BT], dtype=tl.float32)
+    b_hdh = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_tv = m_t[:, None] & m_v[None, :]
+        p_v = base_v + o_t[:, None] * (H * V) + o_v[None, :]
+        p_h = o_k[:, None] * V + o_v[None, :]
+        m_h = m_k[:, None] & m_v[None, :]
+        b_h = tl.load(hbuf + p_h, mask=m_h, other=0.0)
+        b_dh = tl.load(dhbuf + p_h, mask=m_h, other=0.0)
+        b_vn = tl.load(vnew + p_v, mask=m_tv, other=0.0)
+        b_dv = tl.load(dv + p_v, mask=m_tv, other=0.0)
+        b_do = tl.load(do + p_v, mask=m_tv, other=0.0)
+        b_dq += tl.dot(b_do, tl.trans(b_h.to(b_do.dtype)), input_precision=DOT_PREC)
+        b_dk += tl.dot(b_vn, tl.trans(b_dh.to(b_vn.dtype)), input_precision=DOT_PREC)
+        b_dw += tl.dot(b_dv.to(b_vn.dtype), tl.trans(b_h.to(b_vn.dtype)), input_precision=DOT_PREC)
+        b_ds += tl.dot(b_do, tl.trans(b_vn.to(b_do.dtype)), input_precision=DOT_PREC)
+        b_hdh += tl.sum(b_h.to(tl.float32) * b_dh, axis=1)
+    b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
+    b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
+    b_qf = b_q.to(tl.float32)
+    b_kf = b_k.to(tl.float32)
+    # O inter-chunk part
+    b_dq = b_dq * (tl.exp(b_g) * scale)[:, None]
+    b_dG = tl.sum(b_qf * b_dq, axis=1)
+    # S' part
+    b_dk = b_dk * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[:, None]
+    b_kdk = tl.sum(b_kf * b_dk, axis=1)
+    b_dG -= b_kdk
+    dG_last = tl.exp(g_last) * tl.sum(b_hdh, axis=0) + tl.sum(b_kdk, axis=0)
+    b_dG += tl.where(o_t == last, dG_last, 0.0)
+    # O intra-chunk part
+    keep = (o_t[:, None] >= o_t[None, :]) & m_t[:, None]
+    b_P = tl.where(keep, b_ds * tl.exp(tl.where(keep, b_g[:, None] - b_g[None, :], 0.0)), 0.0) * scale
+    b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+    b_E = b_P * b_qk
+    b_dG += tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
+    b_Pd = b_P.to(b_k.dtype)
+    b_dq += tl.dot(b_Pd, b_k, input_precision=DOT_PREC)
+    b_dk += tl.dot(tl.trans(b_Pd), b_q, input_precision=DOT_PREC)
+    tl.store(dq + p_k, b_dq.to(dq.dtype.element_ty), mask=m_tk)
+    tl.store(dk + p_k, b_dk, mask=m_tk)
+    tl.store(dw + p_k, -b_dw, mask=m_tk)
+    tl.store(dg + (t0 + o_t) * H + i_h, b_dG, mask=m_t)
+
+
+@triton.jit
+def _gdn_bwd_wy_kernel(
+    k, v, beta, gcum, Xbuf, dw, dv, dk_part, dg_part, dk, dvout, dbeta, dg, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    r = o_t[:, None]
+    c = o_t[None, :]
+    base_k = (t0 * H + i_h) * K
+    base_v = (t0 * H + i_h) * V
+    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_beta = tl.load(beta + (t0 + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
+    b_bg = b_beta * tl.exp(b_g)
+    b_X = tl.load(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
+    # pass 1: dX and K K^T
+    b_dX = tl.zeros([BT, BT], dtype=tl.float32)
+    b_kk = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
+        b_k = tl.load(k + p, mask=m, other=0.0)
+        b_dw = tl.load(dw + p, mask=m, other=0.0)
+        b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
+        b_kb = b_k.to(tl.float32) * b_bg[:, None]
+        b_dX += tl.dot(b_dw, tl.trans(b_kb), input_precision="ieee")
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = m_t[:, None] & (o_v < V)[None, :]
+        p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
+        b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
+        b_du = tl.load(dv + p, mask=m, other=0.0)
+        b_dX += tl.dot(b_du, tl.trans(b_v * b_beta[:, None]), input_precision="ieee")
+    lower = (c < r) & m_t[:, None]
+    b_dA = -tl.dot(tl.dot(tl.trans(b_X), b_dX, input_precision="ieee"), tl.trans(b_X), input_precision="ieee")
+    b_decay = tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0))
+    b_dA = tl.where(lower, b_dA, 0.0)
+    b_E = b_dA * b_kk * b_decay  # dA * A / beta_t
+    b_dbeta = tl.sum(b_E, axis=1)
+    b_E = b_E * b_beta[:, None]
+    b_dG = tl.load(dg_part + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_dG += tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
+    b_B = b_dA * b_decay * b_beta[:, None]
+    b_Xt = tl.trans(b_X)
+    # pass 2: dk
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
+        b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+        b_dw = tl.load(dw + p, mask=m, other=0.0)
+        b_dkt = tl.dot(b_Xt, b_dw, input_precision="ieee")
+        b_dk = tl.load(dk_part + p, mask=m, other=0.0) + b_dkt * b_bg[:, None]
+        b_dk += tl.dot(b_B, b_k, input_precision="ieee") + tl.dot(tl.trans(b_B), b_k, input_precision="ieee")
+        b_s = tl.sum(b_dkt * b_k, axis=1)
+        b_dbeta += tl.exp(b_g) * b_s
+        b_dG += b_bg * b_s
+        tl.store(dk + p, b_dk.to(dk.dtype.element_ty), mask=m)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = m_t[:, None] & (o_v < V)[None, :]
+        p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
+        b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
+        b_du = tl.load(dv + p, mask=m, other=0.0)
+        b_dvt = tl.dot(b_Xt, b_du, input_precision="ieee")
+        tl.store(dvout + p, (b_dvt * b_beta[:, None]).to(dvout.dtype.element_ty), mask=m)
+        b_dbeta += tl.sum(b_dvt * b_v, axis=1)
+    b_dG = tl.where(m_t, b_dG, 0.0)
+    b_dg = tl.sum(b_dG, axis=0) - tl.cumsum(b_dG, axis=0) + b_dG  # reverse cumulative sum
+    tl.store(dg + (t0 + o_t) * H + i_h, b_dg, mask=m_t)
+    tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
+
+
+def supported(q, v) -> bool:
+    return q.shape[-1] <= 128 and v.shape[-1] <= 128 and q.dtype in (torch.bfloat16, torch.float16, torch.float32)
+
+
+def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
+    """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    dtype = q.dtype
+    dev = q.device
+    TT = B * T
+    BT = CHUNK
+    NTs = cdiv(T, BT)
+    NT = B * NTs
+    prec = _dot_prec(dtype)
+    qt = q.reshape(TT, H, K).contiguous()
+    kt = k.reshape(TT, H, K).to(dtype).contiguous()
+    vt = v.reshape(TT, H, V).to(dtype).contiguous()
+    gt = g.reshape(TT, H).float().contiguous()
+    bt = beta.reshape(TT, H).contiguous()
+    dot_ = do.reshape(TT, H, V).to(dtype).contiguous()
+    f32 = torch.float32
+    # recompute the forward intermediates
+    gcum = torch.empty(TT, H, dtype=f32, device=dev)
+    w = torch.empty(TT, H, K, dtype=dtype, device=dev)
+    u = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    X = torch.empty(TT, H, BT, dtype=f32, device=dev)
+    BKc = min(64, max(16, next_pow2(K)))
+    BVc = min(64, max(16, next_pow2(V)))
+    _gdn_chunk_prep_kernel[(NT, H)](
+        kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, H, K, V,
+        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=False, DOT_PREC=prec, STORE_X=True,
+    )
+    hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
+    vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    h0 = initial_state.contiguous() if initial_state is not None else gcum
+    BVs = max(16, min(default_state_block_v(B, H, V), next_pow2(V)))
+    _gdn_chunk_state_kernel[(cdiv(V, BVs), B * H)](
+        kt, w, u, gcum, hbuf, vnew, h0, gcum, gcum, gcum, gcum, gcum, T, NTs,
+        K * V * H if initial_state is not None else 0, 0, H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs,
+        IS_VARLEN=False, USE_H0=initial_state is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False,
+        DOT_PREC=prec, num_warps=4, num_stages=1,
+    )
+    # kernel 1: intra-chunk part of dV'
+    dvn = torch.empty(TT, H, V, dtype=f32, device=dev)
+    _gdn_bwd_dv_local_kernel[(cdiv(V, BVc), NT, H)](
+        qt, kt, dot_, gcum, dvn, scale, T, NTs, B, H, K, V, BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec,
+        num_warps=4, num_stages=2,
+    )
+    # kernel 2: reverse pass over chunks
+    dhbuf = torch.empty(NT, H, K, V, dtype=f32, device=dev)
+    dh0 = torch.empty(B, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
+    dht_ = dht.float().contiguous() if dht is not None else gcum
+    _gdn_bwd_dh_kernel[(cdiv(V, BVs), B * H)](
+        qt, kt, w, dot_, gcum, dvn, dhbuf, dht_, dh0 if dh0 is not None else gcum, scale, T, NTs,
+        H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
+        DOT_PREC=prec, num_warps=4, num_stages=1,
+    )
+    # kernel 3: dq, dk (O, S' parts), dw, dG (O, S' parts)
+    dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
+    dk_part = torch.empty(TT, H, K, dtype=f32, device=dev)
+    dw = torch.empty(TT, H, K, dtype=f32, device=dev)
+    dg_part = torch.empty(TT, H, dtype=f32, device=dev)
+    _gdn_bwd_dqkw_kernel[(NT, H)](
+        qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, dq, dk_part, dw, dg_part, scale, T, NTs, B, H, K, V,
+        BT=BT, BK=max(16, next_pow2(K)), DOT_PREC=prec,
+    )
+    # kernel 4: WY part, final dk, dv, dbeta, dg
+    dk = torch.empty(TT, H, K, dtype=dtype, device=dev)
+    dv = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    dbeta = torch.empty(TT, H, dtype=beta.dtype, device=dev)
+    dg = torch.empty(TT, H, dtype=f32, device=dev)
+    _gdn_bwd_wy_kernel[(NT, H)](
+        kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B, H, K, V,
+        BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec, num_warps=8, num_stages=1,
+    )
+    return (dq.view_as(q), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype), dg.view(g.shape).to(g.dtype),
+            dbeta.view(beta.shape), None if dh0 is None else dh0.to(initial_state.dtype))

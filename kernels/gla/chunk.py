@@ -1,0 +1,308 @@
+"""Chunked GLA forward (training, prefill), Triton. Chunk size 64, sub-blocks of 16.
+
+The math is `naive.py::naive_chunk_gla`, with B the in-chunk cumulative per-channel log decay:
+    kernel 1 (per chunk, head):   B = cumsum(gk) within the chunk
+    kernel 2 (per sequence, head, K block, V block; sequential over chunks):
+        H_c = state before chunk c;  H_{c+1} = diag(e^{B_last}) H_c + (K_c * e^{B_last - B})^T V_c
+    kernel 3 (per 16-row sub-block of a chunk, head): intra-chunk weights
+        A_ti = scale * sum_c q_tc k_ic e^{B_tc - B_ic}  (i <= t)
+      off-diagonal 16x16 blocks as one product (Q_i e^{B - B_r}) (K_j e^{B_r - B})^T with B_r the decay at the end
+      of column block j, so every exponent is <= 0 (no overflow whatever the decay); the diagonal blocks one
+      column at a time from the exact decay differences.
+    kernel 4 (per chunk, head, V block):  O_c = scale (Q_c * e^B) H_c + A V_c
+
+Same token / state / cu_seqlens / state-pool interface as the GDN kernels (gated_delta_rule/chunk.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .._triton_utils import cdiv, first_config_only, next_pow2
+from ..gated_delta_rule.chunk import CHUNK, _dot_prec, _locate_chunk, chunk_index
+
+SUB = 16
+
+
+@triton.jit
+def _gla_chunk_cumsum_kernel(
+    gk, gcum, cu_seqlens, chunk_seq, chunk_off, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    base = (t0 * H + i_h) * K
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m = m_t[:, None] & (o_k < K)[None, :]
+        p = o_t[:, None] * (H * K) + o_k[None, :]
+        b_g = tl.load(gk + base + p, mask=m, other=0.0).to(tl.float32)
+        tl.store(gcum + base + p, tl.cumsum(b_g, axis=0), mask=m)
+
+
+@triton.jit
+def _gla_chunk_state_kernel(
+    k, v, gcum, hbuf, h0, ht, state_idx, has_h0, cu_seqlens, chunk_off,
+    T, NTs, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_k = tl.program_id(1)
+    i_nh = tl.program_id(2)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        c0 = tl.load(chunk_off + i_n).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+        c0 = i_n.to(tl.int64) * NTs
+    seq_len = eos - bos
+    n_chunks = tl.cdiv(seq_len, BT)
+
+    o_t = tl.arange(0, BT)
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+
+    if INDEXED:
+        slot = tl.load(state_idx + i_n).to(tl.int64)
+    else:
+        slot = i_n.to(tl.int64)
+    ok = slot >= 0
+    slot = tl.where(ok, slot, 0)
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        use = ok
+        if HAS_H0_MASK:
+            use = use & (tl.load(has_h0 + i_n) != 0)
+        b_h = tl.load(h0 + slot * s_h0 + p_hkv, mask=m_h & use, other=0.0).to(tl.float32)
+
+    hbuf += c0 * (H * K * V) + p_hkv
+    k += (bos * H + i_h) * K
+    gcum += (bos * H + i_h) * K
+    v += (bos * H + i_h) * V
+    p_k = o_t[:, None] * (H * K) + o_k[None, :]
+    p_v = o_t[:, None] * (H * V) + o_v[None, :]
+    for i_t in range(0, n_chunks):
+        tl.store(hbuf, b_h.to(hbuf.dtype.element_ty), mask=m_h)
+        m_t = o_t < seq_len - i_t * BT
+        m_tk = m_t[:, None] & m_k[None, :]
+        last = tl.minimum(BT, seq_len - i_t * BT) - 1
+        b_gl = tl.load(gcum + last * (H * K) + o_k, mask=m_k, other=0.0)
+        b_g = tl.load(gcum + p_k, mask=m_tk, other=0.0)
+        b_k = tl.load(k + p_k, mask=m_tk, other=0.0).to(tl.float32)
+        b_kd = (b_k * tl.exp(tl.where(m_tk, b_gl[None, :] - b_g, 0.0))).to(v.dtype.element_ty)
+        b_v = tl.load(v + p_v, mask=m_t[:, None] & m_v[None, :], other=0.0)
+        b_h = b_h * tl.exp(b_gl)[:, None] + tl.dot(tl.trans(b_kd), b_v, input_precision=DOT_PREC)
+        hbuf += H * K * V
+        k += BT * H * K
+        gcum += BT * H * K
+        v += BT * H * V
+
+    if STORE_HT:
+        tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & ok)
+
+
+@triton.jit
+def _gla_chunk_intra_kernel(
+    q, k, gcum, A, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    NC: tl.constexpr = BT // BC
+    i_ci = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_c = i_ci // NC
+    i_i = i_ci % NC
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    n_valid = eos - t0  # tokens of this chunk that belong to the sequence (may exceed BT)
+    if i_i * BC >= n_valid:
+        return
+    o_r = tl.arange(0, BC)
+    o_k = tl.arange(0, BK)
+    o_a = tl.arange(0, BT)
+    m_k = o_k < K
+    rows = i_i * BC + o_r
+    m_r = rows < n_valid
+    m_rk = m_r[:, None] & m_k[None, :]
+    q += (t0 * H + i_h) * K
+    k += (t0 * H + i_h) * K
+    gcum += (t0 * H + i_h) * K
+    A += (t0 * H + i_h) * BT
+    p_r = rows[:, None] * (H * K) + o_k[None, :]
+    b_q = tl.load(q + p_r, mask=m_rk, other=0.0).to(tl.float32)
+    b_gq = tl.load(gcum + p_r, mask=m_rk, other=0.0)
+    p_A = rows[:, None] * (H * BT) + o_r[None, :]
+    # off-diagonal blocks: columns of earlier sub-blocks, reference decay at each block's last row
+    for i_j in range(0, i_i):
+        cols = i_j * BC + o_r
+        p_c = cols[:, None] * (H * K) + o_k[None, :]
+        b_gr = tl.load(gcum + (i_j * BC + BC - 1) * (H * K) + o_k, mask=m_k, other=0.0)
+        b_kj = tl.load(k + p_c, mask=m_k[None, :], other=0.0).to(tl.float32)
+        b_gk = tl.load(gcum + p_c, mask=m_k[None, :], other=0.0)
+        b_qf = b_q * tl.exp(tl.where(m_rk, b_gq - b_gr[None, :], 0.0))
+        b_kf = b_kj * tl.exp(b_gr[None, :] - b_gk)
+        b_blk = tl.dot(b_qf.to(q.dtype.element_ty), tl.trans(b_kf.to(k.dtype.element_ty)), input_precision=DOT_PREC)
+        tl.store(A + p_A + i_j * BC, b_blk * scale, mask=m_r[:, None])
+    # diagonal block: exact, one column at a time
+    b_D = tl.zeros([BC, BC], dtype=tl.float32)
+    for s in range(0, BC):
+        col = i_i * BC + s
+        m_s = m_k & (col < n_valid)
+        b_ks = tl.load(k + col * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+        b_gs = tl.load(gcum + col * (H * K) + o_k, mask=m_s, other=0.0)
+        keep = m_rk & (o_r >= s)[:, None]
+        b_col = tl.sum(b_q * b_ks[None, :] * tl.exp(tl.where(keep, b_gq - b_gs[None, :], 0.0)), axis=1)
+        b_D += tl.where((o_r[:, None] >= s) & (o_r[None, :] == s), b_col[:, None], 0.0)
+    tl.store(A + p_A + i_i * BC, b_D * scale, mask=m_r[:, None])
+    # later columns are zero
+    m_up = m_r[:, None] & (o_a[None, :] >= (i_i + 1) * BC)
+    tl.store(A + rows[:, None] * (H * BT) + o_a[None, :], tl.zeros([BC, BT], dtype=tl.float32), mask=m_up)
+
+
+def _out_configs():
+    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+                              for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (64, 4, 3)]])
+
+
+@triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gla_chunk_out_kernel(
+    q, v, gcum, A, hbuf, o, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    i_v = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_v = o_v < V
+    q += (t0 * H + i_h) * K
+    gcum += (t0 * H + i_h) * K
+    hbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m = m_t[:, None] & m_k[None, :]
+        p_k = o_t[:, None] * (H * K) + o_k[None, :]
+        b_q = tl.load(q + p_k, mask=m, other=0.0).to(tl.float32)
+        b_g = tl.load(gcum + p_k, mask=m, other=0.0)
+        b_qg = (b_q * tl.exp(b_g)).to(q.dtype.element_ty)
+        b_h = tl.load(hbuf + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_o += tl.dot(b_qg, b_h.to(b_qg.dtype), input_precision=DOT_PREC)
+    b_A = tl.load(A + (t0 * H + i_h) * BT + o_t[:, None] * (H * BT) + o_t[None, :], mask=m_t[:, None], other=0.0)
+    p_v = (t0 * H + i_h) * V + (o_t[:, None] * (H * V) + o_v[None, :])
+    m_tv = m_t[:, None] & m_v[None, :]
+    b_v = tl.load(v + p_v, mask=m_tv, other=0.0)
+    b_o = b_o * scale + tl.dot(b_A.to(b_v.dtype), b_v, input_precision=DOT_PREC)
+    tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
+
+
+def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
+    BK = min(64, max(16, next_pow2(K)))
+    BV = min(64, max(16, next_pow2(V)))
+    while BV > 16 and N * H * cdiv(K, BK) * cdiv(V, BV) < 256:
+        BV //= 2
+    return BK, BV
+
+
+def chunk_gla_fwd(
+    q, k, v, gk, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
+    cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None,
+):
+    """Chunked GLA forward; returns o shaped like v in q's dtype. gk: per-key-channel log decay [.., H, K]."""
+    H, K = q.shape[-2:]
+    V = v.shape[-1]
+    if K > 256 or V > 256:
+        raise ValueError("head dims up to 256")
+    TT = q.numel() // (H * K)
+    dtype = q.dtype
+    dev = q.device
+    qt = q.reshape(TT, H, K).contiguous()
+    kt = k.reshape(TT, H, K).to(dtype).contiguous()
+    vt = v.reshape(TT, H, V).to(dtype).contiguous()
+    gt = gk.reshape(TT, H, K).contiguous()
+    BT = CHUNK
+    if cu_seqlens is not None:
+        N = cu_seqlens.shape[0] - 1
+        chunk_seq, chunk_off, NT = chunk_index(cu_seqlens, TT, BT)
+        T, NTs = 0, 0
+    else:
+        N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
+        NTs = cdiv(T, BT)
+        NT = N * NTs
+        chunk_seq = chunk_off = None
+    scale = K**-0.5 if scale is None else float(scale)
+    indexed = state_indices is not None
+    for s in (initial_state, final_state):
+        if s is not None:
+            if tuple(s.shape[1:]) != (H, K, V) or s.stride()[1:] != (K * V, V, 1):
+                raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
+            if not indexed and s.shape[0] != N:
+                raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
+    prec = _dot_prec(dtype)
+    o = torch.empty(TT, H, V, dtype=dtype, device=dev)
+    if NT == 0 or N == 0:
+        return o.reshape(*v.shape[:-1], V)
+    gcum = torch.empty(TT, H, K, dtype=torch.float32, device=dev)
+    A = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)
+    hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
+    dummy = gcum
+    cu = cu_seqlens if cu_seqlens is not None else dummy
+    cs = chunk_seq if chunk_seq is not None else dummy
+    co = chunk_off if chunk_off is not None else dummy
+    varlen = cu_seqlens is not None
+    BKc = min(64, max(16, next_pow2(K)))
+    _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=BT, BK=BKc, IS_VARLEN=varlen)
+    if has_initial_state is not None and has_initial_state.dtype == torch.bool:
+        has_initial_state = has_initial_state.view(torch.uint8)
+    dBK, dBV = default_state_blocks(N, H, K, V)
+    BKs = max(16, min(BK_state or dBK, next_pow2(K)))
+    BVs = max(16, min(BV_state or dBV, next_pow2(V)))
+    num_warps_state = num_warps_state or (8 if BKs * BVs >= 4096 else 4)  # 64 x 64 at 4 warps spills
+    h0 = initial_state if initial_state is not None else dummy
+    ht = final_state if final_state is not None else dummy
+    _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
+        kt, vt, gcum, hbuf, h0, ht,
+        state_indices if indexed else dummy,
+        has_initial_state if has_initial_state is not None else dummy,
+        cu, co, T, NTs,
+        h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
+        H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
+        USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
+        HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
+        num_warps=num_warps_state, num_stages=1,
+    )
+    _gla_chunk_intra_kernel[(NT * (BT // SUB), H)](
+        qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
+        BT=BT, BC=SUB, BK=max(16, next_pow2(K)), IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
+    )
+    grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
+    _gla_chunk_out_kernel[grid](
+        qt, vt, gcum, A, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
+        BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
+    )
+    return o.reshape(*v.shape[:-1], V)

@@ -1,0 +1,389 @@
+"""The linear-attention kernels as `torch.library` custom ops (namespace `hybridserve`).
+
+Every op has a fake (meta) implementation, so torch.compile can trace through it and vLLM can split its graphs
+around it (add the `hybridserve::*_pool` names to vLLM's splitting ops). Dispatch inside each op: CUDA tensors run
+the Triton kernels when triton is importable, else the PyTorch references; CPU tensors (and float64 anywhere) run
+the references (`gated_delta_rule/naive.py`, `gla/naive.py`). Triton is imported lazily, inside the CUDA branch.
+
+Whole-sequence ops (the model's four public functions route CUDA tensors here; layouts q, k [B, T, H, K],
+v [B, T, H, V], g/beta [B, T, H], gk [B, T, H, K], states [B, H, K, V]):
+    gdn_chunk, gdn_recurrent(q, k, v, g, beta, scale, initial_state?) -> (o, final_state float32)
+    gla_chunk, gla_recurrent(q, k, v, gk, scale, initial_state?)      -> (o, final_state float32)
+  differentiable; their backward is the op gdn_chunk_bwd / gla_chunk_bwd. GDN: Triton backward
+  (gated_delta_rule/chunk_bwd.py; K, V <= 128), else a recompute through the chunked PyTorch reference in
+  float32 (torch.func.vjp). GLA: always the reference recompute (no Triton GLA backward yet).
+
+State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or bf16 in place; see README.md):
+    gdn_recurrent_pool / gdn_chunk_pool(q, k, v, g?, beta?, a?, b?, A_log?, dt_bias?, state_pool, state_indices,
+                                        cu_seqlens?, has_initial_state?, scale, use_qk_l2norm) -> o
+    gla_recurrent_pool / gla_chunk_pool(q, k, v, gk, state_pool, state_indices, cu_seqlens?, has_initial_state?,
+                                        scale, gate_logit_normalizer?) -> o
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.library import custom_op
+
+from ._triton_utils import use_triton
+from .gated_delta_rule.naive import naive_chunk_gated_delta_rule, naive_recurrent_gated_delta_rule
+from .gla.naive import naive_chunk_gla, naive_recurrent_gla
+
+NS = "hybridserve"
+
+
+def _state_dtype(q: Tensor) -> torch.dtype:
+    return torch.float64 if q.dtype == torch.float64 else torch.float32
+
+
+def _state_like(q: Tensor, v: Tensor, N: int) -> Tensor:
+    H, K = q.shape[-2:]
+    return q.new_empty(N, H, K, v.shape[-1], dtype=_state_dtype(q))
+
+
+def _canonical(*xs: Tensor):
+    """Fresh row-major strides (fake tensors assume them; the references may return permuted views)."""
+    out = []
+    for x in xs:
+        strides, acc = [], 1
+        for n in reversed(x.shape):
+            strides.append(acc)
+            acc *= max(n, 1)
+        if x.stride() != tuple(reversed(strides)):
+            x = torch.empty(x.shape, dtype=x.dtype, device=x.device).copy_(x)
+        out.append(x)
+    return tuple(out)
+
+
+def _slot_ok(h0: Optional[Tensor], B: int, H: int, K: int, V: int) -> Optional[Tensor]:
+    if h0 is None:
+        return None
+    if h0.stride()[1:] != (K * V, V, 1):
+        h0 = h0.contiguous()
+    return h0
+
+
+# ------------------------------------------------------------------------------------------- GDN, whole sequences
+@custom_op(f"{NS}::gdn_chunk", mutates_args=())
+def gdn_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
+              initial_state: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if use_triton(q, k, v, g, beta, initial_state):
+        from .gated_delta_rule.chunk import chunk_gdn_fwd
+
+        B, T, H, K = q.shape
+        ht = _state_like(q, v, B)
+        o = chunk_gdn_fwd(q, k, v, g, beta, scale, initial_state=_slot_ok(initial_state, B, H, K, v.shape[-1]),
+                          final_state=ht)
+        return o, ht
+    return _canonical(*naive_chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, True))
+
+
+@custom_op(f"{NS}::gdn_recurrent", mutates_args=())
+def gdn_recurrent(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
+                  initial_state: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if use_triton(q, k, v, g, beta, initial_state):
+        from .gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd
+
+        B, T, H, K = q.shape
+        ht = _state_like(q, v, B)
+        o = fused_recurrent_gdn_fwd(q, k, v, g, beta, scale=scale,
+                                    initial_state=_slot_ok(initial_state, B, H, K, v.shape[-1]), final_state=ht)
+        return o, ht
+    return _canonical(*naive_recurrent_gated_delta_rule(q, k, v, g, beta, scale, initial_state, True))
+
+
+@gdn_chunk.register_fake
+@gdn_recurrent.register_fake
+def _gdn_fake(q, k, v, g, beta, scale, initial_state):
+    return q.new_empty(v.shape, dtype=q.dtype), _state_like(q, v, q.shape[0])
+
+
+def _vjp_reference(fn, primals: list, cotangents: tuple) -> list:
+    """Gradients of fn at primals by recomputing through a PyTorch reference (float32, or float64 for float64)."""
+    wd = torch.float64 if any(p.dtype == torch.float64 for p in primals) else torch.float32
+    xs = [p.to(wd) for p in primals]
+    _, pullback = torch.func.vjp(fn, *xs)
+    grads = pullback(tuple(c.to(wd) for c in cotangents))
+    return [torch.empty_like(p).copy_(gr) for gr, p in zip(grads, primals)]  # the primals' dtypes and strides
+
+
+@custom_op(f"{NS}::gdn_chunk_bwd", mutates_args=())
+def gdn_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
+                  initial_state: Optional[Tensor], do: Tensor, dht: Tensor
+                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if use_triton(q, k, v, g, beta, initial_state, do, dht):
+        from .gated_delta_rule import chunk_bwd
+
+        if chunk_bwd.supported(q, v):
+            grads = chunk_bwd.chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht)
+            primals = [q, k, v, g, beta, initial_state]
+            out = [torch.empty_like(p).copy_(gr) for gr, p in zip(grads[:5], primals)]
+            out.append(torch.empty_like(initial_state).copy_(grads[5]) if initial_state is not None
+                       else q.new_empty(0))
+            return tuple(out)
+    if initial_state is None:
+        def fn(q, k, v, g, beta):
+            return naive_chunk_gated_delta_rule(q, k, v, g, beta, scale, None, True)
+        grads = _vjp_reference(fn, [q, k, v, g, beta], (do, dht))
+        return (*grads, q.new_empty(0))
+    def fn0(q, k, v, g, beta, h0):  # noqa: E306
+        return naive_chunk_gated_delta_rule(q, k, v, g, beta, scale, h0, True)
+    return tuple(_vjp_reference(fn0, [q, k, v, g, beta, initial_state], (do, dht)))
+
+
+@gdn_chunk_bwd.register_fake
+def _gdn_bwd_fake(q, k, v, g, beta, scale, initial_state, do, dht):
+    dh0 = torch.empty_like(initial_state) if initial_state is not None else q.new_empty(0)
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(g), torch.empty_like(beta),
+            dh0)
+
+
+def _gdn_setup(ctx, inputs, output):
+    q, k, v, g, beta, scale, initial_state = inputs
+    ctx.scale = scale
+    ctx.has_h0 = initial_state is not None
+    ctx.save_for_backward(q, k, v, g, beta, initial_state)
+
+
+def _gdn_backward(ctx, do, dht):
+    q, k, v, g, beta, h0 = ctx.saved_tensors
+    if do is None:
+        do = q.new_zeros(v.shape)
+    if dht is None:
+        dht = q.new_zeros(q.shape[0], q.shape[2], q.shape[3], v.shape[-1], dtype=_state_dtype(q))
+    dq, dk, dv, dg, dbeta, dh0 = torch.ops.hybridserve.gdn_chunk_bwd(q, k, v, g, beta, ctx.scale, h0, do, dht)
+    return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None)
+
+
+gdn_chunk.register_autograd(_gdn_backward, setup_context=_gdn_setup)
+gdn_recurrent.register_autograd(_gdn_backward, setup_context=_gdn_setup)
+
+
+# ------------------------------------------------------------------------------------------- GLA, whole sequences
+@custom_op(f"{NS}::gla_chunk", mutates_args=())
+def gla_chunk(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float,
+              initial_state: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if use_triton(q, k, v, gk, initial_state):
+        from .gla.chunk import chunk_gla_fwd
+
+        B, T, H, K = q.shape
+        ht = _state_like(q, v, B)
+        o = chunk_gla_fwd(q, k, v, gk, scale, initial_state=_slot_ok(initial_state, B, H, K, v.shape[-1]),
+                          final_state=ht)
+        return o, ht
+    return _canonical(*naive_chunk_gla(q, k, v, gk, scale, initial_state, True))
+
+
+@custom_op(f"{NS}::gla_recurrent", mutates_args=())
+def gla_recurrent(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float,
+                  initial_state: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    if use_triton(q, k, v, gk, initial_state):
+        from .gla.fused_recurrent import fused_recurrent_gla_fwd
+
+        B, T, H, K = q.shape
+        ht = _state_like(q, v, B)
+        o = fused_recurrent_gla_fwd(q, k, v, gk, scale=scale,
+                                    initial_state=_slot_ok(initial_state, B, H, K, v.shape[-1]), final_state=ht)
+        return o, ht
+    return _canonical(*naive_recurrent_gla(q, k, v, gk, scale, initial_state, True))
+
+
+@gla_chunk.register_fake
+@gla_recurrent.register_fake
+def _gla_fake(q, k, v, gk, scale, initial_state):
+    return q.new_empty(v.shape, dtype=q.dtype), _state_like(q, v, q.shape[0])
+
+
+@custom_op(f"{NS}::gla_chunk_bwd", mutates_args=())
+def gla_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, initial_state: Optional[Tensor],
+                  do: Tensor, dht: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if initial_state is None:
+        def fn(q, k, v, gk):
+            return naive_chunk_gla(q, k, v, gk, scale, None, True)
+        grads = _vjp_reference(fn, [q, k, v, gk], (do, dht))
+        return (*grads, q.new_empty(0))
+    def fn0(q, k, v, gk, h0):  # noqa: E306
+        return naive_chunk_gla(q, k, v, gk, scale, h0, True)
+    return tuple(_vjp_reference(fn0, [q, k, v, gk, initial_state], (do, dht)))
+
+
+@gla_chunk_bwd.register_fake
+def _gla_bwd_fake(q, k, v, gk, scale, initial_state, do, dht):
+    dh0 = torch.empty_like(initial_state) if initial_state is not None else q.new_empty(0)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(gk), dh0
+
+
+def _gla_setup(ctx, inputs, output):
+    q, k, v, gk, scale, initial_state = inputs
+    ctx.scale = scale
+    ctx.has_h0 = initial_state is not None
+    ctx.save_for_backward(q, k, v, gk, initial_state)
+
+
+def _gla_backward(ctx, do, dht):
+    q, k, v, gk, h0 = ctx.saved_tensors
+    if do is None:
+        do = q.new_zeros(v.shape)
+    if dht is None:
+        dht = q.new_zeros(q.shape[0], q.shape[2], q.shape[3], v.shape[-1], dtype=_state_dtype(q))
+    dq, dk, dv, dgk, dh0 = torch.ops.hybridserve.gla_chunk_bwd(q, k, v, gk, ctx.scale, h0, do, dht)
+    return dq, dk, dv, dgk, None, (dh0 if ctx.has_h0 else None)
+
+
+gla_chunk.register_autograd(_gla_backward, setup_context=_gla_setup)
+gla_recurrent.register_autograd(_gla_backward, setup_context=_gla_setup)
+
+
+# ------------------------------------------------------------------------------------------------ state pools
+def gdn_gates(a: Tensor, b: Tensor, A_log: Tensor, dt_bias: Tensor) -> tuple[Tensor, Tensor]:
+    """The gdn_v4 gates from the raw projections: g = -exp(A_log) softplus(a + dt_bias), beta = sigmoid(b) (float32)."""
+    g = -A_log.float().exp() * F.softplus(a.float() + dt_bias.float())
+    return g, torch.sigmoid(b.float())
+
+
+def _l2norm(x: Tensor) -> Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + 1e-6)).to(x.dtype)
+
+
+def _pool_reference(run, tensors: list, state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
+                    has_initial_state: Optional[Tensor], v: Tensor, q: Tensor) -> Tensor:
+    """Sequence-by-sequence reference for the pool ops: run(tensors_of_one_sequence [1, T, ...], h0 [1, H, K, V])
+    -> (o, ht). `tensors` holds (tensor, number of per-token dims) pairs: q, k, v, gk have two ([H, D]), g and beta
+    one ([H]). Padding sequences (negative index) leave the pool alone and get a zero-state output."""
+    H, K = q.shape[-2:]
+    V = v.shape[-1]
+    if cu_seqlens is None:  # one token per sequence ([N, H, *]) or [B, T, H, *]
+        if q.dim() == 3:
+            tensors = [(t.unsqueeze(1), d) for t, d in tensors]
+        tensors = [t for t, _ in tensors]
+        N, T = tensors[0].shape[:2]
+        bounds = [(n, 0, T) for n in range(N)]
+        per_seq = lambda n, s, e: [t[n:n + 1] for t in tensors]  # noqa: E731
+    else:
+        N = cu_seqlens.shape[0] - 1
+        cu = cu_seqlens.tolist()
+        TT = q.numel() // (H * K)
+        flat = [t.reshape(1, TT, *t.shape[t.dim() - d:]) for t, d in tensors]
+        bounds = [(n, cu[n], cu[n + 1]) for n in range(N)]
+        per_seq = lambda n, s, e: [t[:, s:e] for t in flat]  # noqa: E731
+    idx = state_indices.tolist()
+    has = has_initial_state.tolist() if has_initial_state is not None else [True] * N
+    outs = []
+    for n, s, e in bounds:
+        slot = idx[n]
+        seq = per_seq(n, s, e)
+        h0 = state_pool[slot:slot + 1] if slot >= 0 and has[n] else None
+        o, ht = run(seq, h0)
+        if slot >= 0:
+            state_pool[slot].copy_(ht[0].to(state_pool.dtype))
+        outs.append(o)
+    if cu_seqlens is None:
+        o = torch.cat(outs, 0) if outs else q.new_empty(0, *v.shape[1:])
+    else:
+        o = torch.cat(outs, 1) if outs else q.new_empty(1, 0, H, V)
+    return _canonical(o.reshape(v.shape).to(q.dtype))[0]
+
+
+def _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm):
+    if g is None:
+        g, beta = gdn_gates(a, b, A_log, dt_bias)
+    if use_qk_l2norm:
+        q, k = _l2norm(q), _l2norm(k)
+    return q, k, g, beta
+
+
+@custom_op(f"{NS}::gdn_recurrent_pool", mutates_args=("state_pool",))
+def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor],
+                       a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
+                       state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
+                       has_initial_state: Optional[Tensor], scale: float, use_qk_l2norm: bool) -> Tensor:
+    if use_triton(q, k, v, state_pool):
+        from .gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd
+
+        return fused_recurrent_gdn_fwd(
+            q, k, v, g, beta, a=a, b=b, A_log=A_log, dt_bias=dt_bias, scale=scale, initial_state=state_pool,
+            final_state=state_pool, state_indices=state_indices, has_initial_state=has_initial_state,
+            cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm)
+    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
+
+    def run(seq, h0):
+        return naive_recurrent_gated_delta_rule(*seq, scale, h0, True)
+    tensors = [(q, 2), (k, 2), (v, 2), (g, 1), (beta, 1)]
+    return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
+
+
+@custom_op(f"{NS}::gdn_chunk_pool", mutates_args=("state_pool",))
+def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor],
+                   a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
+                   state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
+                   has_initial_state: Optional[Tensor], scale: float, use_qk_l2norm: bool) -> Tensor:
+    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
+    if use_triton(q, k, v, state_pool):
+        from .gated_delta_rule.chunk import chunk_gdn_fwd
+
+        return chunk_gdn_fwd(q, k, v, g, beta, scale, initial_state=state_pool, state_indices=state_indices,
+                             has_initial_state=has_initial_state, final_state=state_pool, cu_seqlens=cu_seqlens)
+
+    def run(seq, h0):
+        return naive_chunk_gated_delta_rule(*seq, scale, h0, True)
+    tensors = [(q, 2), (k, 2), (v, 2), (g, 1), (beta, 1)]
+    return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
+
+
+@gdn_recurrent_pool.register_fake
+@gdn_chunk_pool.register_fake
+def _gdn_pool_fake(q, k, v, g, beta, a, b, A_log, dt_bias, state_pool, state_indices, cu_seqlens,
+                   has_initial_state, scale, use_qk_l2norm):
+    return q.new_empty(v.shape, dtype=q.dtype)
+
+
+def _gla_decay(gk: Tensor, gate_logit_normalizer: Optional[float]) -> Tensor:
+    return gk if gate_logit_normalizer is None else F.logsigmoid(gk.float()) / gate_logit_normalizer
+
+
+@custom_op(f"{NS}::gla_recurrent_pool", mutates_args=("state_pool",))
+def gla_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: Tensor, state_indices: Tensor,
+                       cu_seqlens: Optional[Tensor], has_initial_state: Optional[Tensor], scale: float,
+                       gate_logit_normalizer: Optional[float]) -> Tensor:
+    if use_triton(q, k, v, gk, state_pool):
+        from .gla.fused_recurrent import fused_recurrent_gla_fwd
+
+        return fused_recurrent_gla_fwd(
+            q, k, v, gk, scale=scale, gate_logit_normalizer=gate_logit_normalizer, initial_state=state_pool,
+            final_state=state_pool, state_indices=state_indices, has_initial_state=has_initial_state,
+            cu_seqlens=cu_seqlens)
+    gk = _gla_decay(gk, gate_logit_normalizer)
+
+    def run(seq, h0):
+        return naive_recurrent_gla(*seq, scale, h0, True)
+    tensors = [(q, 2), (k, 2), (v, 2), (gk, 2)]
+    return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
+
+
+@custom_op(f"{NS}::gla_chunk_pool", mutates_args=("state_pool",))
+def gla_chunk_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: Tensor, state_indices: Tensor,
+                   cu_seqlens: Optional[Tensor], has_initial_state: Optional[Tensor], scale: float,
+                   gate_logit_normalizer: Optional[float]) -> Tensor:
+    gk = _gla_decay(gk, gate_logit_normalizer)
+    if use_triton(q, k, v, gk, state_pool):
+        from .gla.chunk import chunk_gla_fwd
+
+        return chunk_gla_fwd(q, k, v, gk, scale, initial_state=state_pool, state_indices=state_indices,
+                             has_initial_state=has_initial_state, final_state=state_pool, cu_seqlens=cu_seqlens)
+
+    def run(seq, h0):
+        return naive_chunk_gla(*seq, scale, h0, True)
+    tensors = [(q, 2), (k, 2), (v, 2), (gk, 2)]
+    return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
+
+
+@gla_recurrent_pool.register_fake
+@gla_chunk_pool.register_fake
+def _gla_pool_fake(q, k, v, gk, state_pool, state_indices, cu_seqlens, has_initial_state, scale,
+                   gate_logit_normalizer):
+    return q.new_empty(v.shape, dtype=q.dtype)

@@ -1,0 +1,489 @@
+"""hybridserve's Triton kernels against float64 references, on CPU through Triton's interpreter (or on a GPU).
+
+Every kernel (GDN and GLA, fused recurrent and chunked) is compared with the plain-PyTorch references
+(`kernels/*/naive.py`) run in float64 on the same (rounded) inputs, by relative RMSE rms(out - ref) / rms(ref):
+float32 inputs 1e-5, bf16 inputs 5e-3 (fla's tolerance for o and the final state). Covered: [B, T] and packed
+(varlen) tokens with odd lengths across chunk boundaries, dense initial/final states, state pools (float32 and
+bf16) read and written in place through slot indices, padding slots (index -1) and unused slots left bit-exact,
+has_initial_state, fused gating / L2 norm, the custom ops (opcheck on the reference path, fake tensors), the
+public ops routed to the kernels with their backward, and a compile of every kernel for Hopper (sm_90a) with
+Triton's own ptxas, which needs no GPU.
+
+Sizes stay tiny (T <= 140, H = 2, K, V in {16, 32}): the interpreter runs every program in Python.
+"""
+
+from __future__ import annotations
+
+from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybridserve import kernels
+from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule, naive_recurrent_gated_delta_rule
+from hybridserve.kernels.gla.naive import naive_chunk_gla, naive_recurrent_gla
+
+pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3.7.1); a bare machine skips
+
+# every kernel module now, while TRITON_INTERPRET is set (their @triton.jit functions become interpreted ones)
+from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
+from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
+from hybridserve.kernels.gla.fused_recurrent import fused_recurrent_gla_fwd  # noqa: E402
+
+triton_cpu.release_env()  # nothing else in the session may see TRITON_INTERPRET
+
+DEV = triton_cpu.DEVICE
+H, K, V = 2, 32, 16  # K != V: a transposed state would not fit
+TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
+SENTINEL = 1234.5  # unused pool slots hold this; it must survive bit-exact
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads_and_interpreter():
+    """One intra-op thread (tiny tensors); TRITON_INTERPRET=1 while this module's tests run (Triton consults it
+    at launch too), and only then."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    saved = os.environ.get("TRITON_INTERPRET")
+    if not triton_cpu.ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if saved is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = saved
+
+
+@pytest.fixture
+def triton_ops(monkeypatch):
+    """Route the public ops' CPU tensors to the Triton kernels (interpreter) for one test."""
+    if not triton_cpu.ON_GPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "1")
+
+
+def rel_rmse(out, ref):
+    out, ref = out.double().cpu(), ref.double().cpu()
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert torch.isfinite(out).all(), "non-finite output"
+    return ((out - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-30)).item()
+
+
+def check(out, ref, tol, what=""):
+    err = rel_rmse(out, ref)
+    assert err <= tol, f"{what}: relative RMSE {err:.2e} > {tol:.0e}"
+    return err
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def gdn_inputs(shape, seed, dtype, raw_gates=False):
+    """q, k unit-norm, v ~ N(0, 1), g = log decay near 1 (as in kbench), beta in (0, 1)."""
+    gn = gen(seed)
+    q = F.normalize(torch.randn(*shape, H, K, generator=gn), dim=-1)
+    k = F.normalize(torch.randn(*shape, H, K, generator=gn), dim=-1)
+    v = torch.randn(*shape, H, V, generator=gn)
+    if raw_gates:
+        g = torch.randn(*shape, H, generator=gn) * 2  # raw a
+        beta = torch.randn(*shape, H, generator=gn)  # raw b
+    else:
+        g = F.logsigmoid(torch.randn(*shape, H, generator=gn) + 3)
+        beta = torch.rand(*shape, H, generator=gn)
+    return [x.to(dtype).to(DEV) for x in (q, k, v)] + [g.to(DEV), beta.to(DEV)]
+
+
+def gla_inputs(shape, seed, dtype, strong=False):
+    gn = gen(seed)
+    q = torch.randn(*shape, H, K, generator=gn)
+    k = torch.randn(*shape, H, K, generator=gn) * 0.3
+    v = torch.randn(*shape, H, V, generator=gn)
+    logits = torch.randn(*shape, H, K, generator=gn) * 3 + 2
+    gk = F.logsigmoid(logits) / (1 if strong else 16)  # strong: down to about -15 per token and channel
+    return [x.to(dtype).to(DEV) for x in (q, k, v)] + [gk.to(DEV)]
+
+
+def f64(*xs):
+    return [None if x is None else x.double().cpu() for x in xs]
+
+
+def pool_with(slots, dtype, seed):
+    """A pool of `slots` rows full of SENTINEL; returns (pool, a random initial state per slot)."""
+    pool = torch.full((slots, H, K, V), SENTINEL, dtype=dtype, device=DEV)
+    init = torch.randn(slots, H, K, V, generator=gen(seed)).to(dtype).to(DEV)
+    return pool, init
+
+
+# ------------------------------------------------------------------------------------------------ GDN recurrent
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gdn_fused_recurrent_dense(dtype):
+    q, k, v, g, beta = gdn_inputs((2, 37), 1, dtype)
+    h0 = torch.randn(2, H, K, V, generator=gen(2)).to(DEV)
+    ht = torch.empty(2, H, K, V, device=DEV)
+    o = fused_recurrent_gdn_fwd(q, k, v, g, beta, scale=0.7, initial_state=h0, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.7, *f64(h0), True)
+    assert o.dtype == dtype and o.shape == v.shape
+    check(o, ref_o, TOL[dtype], "o")
+    check(ht, ref_s, TOL[dtype], "final state")
+
+
+def _gdn_ref_gates(a, b, A_log, dt_bias):
+    a, b, A_log, dt_bias = f64(a, b, A_log, dt_bias)
+    return -A_log.exp() * F.softplus(a + dt_bias), torch.sigmoid(b)
+
+
+def _l2(x):
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + 1e-6)
+
+
+def _expected_pool(pool, init_pool, slots, has, finals):
+    """What the pool must hold afterwards: the final states at the used slots, everything else unchanged."""
+    exp = pool.double().cpu().clone()
+    for n, slot in enumerate(slots):
+        if slot >= 0:
+            exp[slot] = finals[n]
+    return exp
+
+
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
+def test_gdn_fused_recurrent_pool_varlen_fused_gates(state_dtype):
+    """Packed sequences, raw gates + L2 norm in the kernel, pool read/written in place, a padding sequence."""
+    lens = [3, 1, 9, 4, 2]
+    slots = [5, 0, -1, 2, 6]  # the third sequence is padding
+    has = [1, 1, 1, 0, 1]  # the fourth starts from zero although its slot holds data
+    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=DEV)
+    TT = sum(lens)
+    q, k, v, a, b = gdn_inputs((TT,), 3, torch.bfloat16, raw_gates=True)
+    q, k = q * 3, k * 0.5  # not unit norm: the kernel normalises
+    A_log = torch.log(torch.rand(H, generator=gen(4)) * 8 + 1).to(DEV)
+    dt_bias = (torch.rand(H, generator=gen(5)) - 2).to(DEV)
+    pool, init = pool_with(8, state_dtype, 6)
+    for s in slots:
+        if s >= 0:
+            pool[s] = init[s]
+    before = pool.clone()
+    o = fused_recurrent_gdn_fwd(
+        q, k, v, a=a, b=b, A_log=A_log, dt_bias=dt_bias, scale=0.5, initial_state=pool, final_state=pool,
+        state_indices=torch.tensor(slots, device=DEV), cu_seqlens=cu, use_qk_l2norm=True,
+        has_initial_state=torch.tensor(has, dtype=torch.bool, device=DEV))
+    g, beta = _gdn_ref_gates(a, b, A_log, dt_bias)
+    qd, kd, vd = f64(q, k, v)
+    qd, kd = _l2(qd), _l2(kd)
+    finals, cu_l = [], cu.tolist()
+    for n, slot in enumerate(slots):
+        s, e = cu_l[n], cu_l[n + 1]
+        h0 = before[slot:slot + 1].double().cpu() if slot >= 0 and has[n] else None
+        ro, rs = naive_recurrent_gated_delta_rule(
+            *(x[None, s:e] for x in (qd, kd, vd, g, beta)), 0.5, h0, True)
+        check(o[s:e], ro[0], 5e-3, f"o of sequence {n}")
+        finals.append(rs[0])
+    exp = _expected_pool(before, None, slots, has, finals)
+    used = [s for s in slots if s >= 0]
+    check(pool[used], exp[used], TOL[state_dtype] if state_dtype == torch.bfloat16 else 1e-5, "pool")
+    untouched = [i for i in range(8) if i not in used]
+    assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
+
+
+def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch):
+    """gdn_decode_ (one token per sequence, fused gates, padding rows) through the custom op: Triton path vs the
+    PyTorch reference path of the same op."""
+    N = 6
+    q, k, v, a, b = gdn_inputs((N,), 7, torch.float32, raw_gates=True)
+    A_log = torch.log(torch.rand(H, generator=gen(8)) * 8 + 1).to(DEV)
+    dt_bias = (torch.rand(H, generator=gen(9)) - 2).to(DEV)
+    idx = torch.tensor([3, -1, 0, 7, -1, 5], device=DEV)
+    pool, init = pool_with(9, torch.float32, 10)
+    pool[[3, 0, 7, 5]] = init[[3, 0, 7, 5]]
+    ref_pool = pool.cpu().clone()
+    o = kernels.gdn_decode_(q, k, v, a, b, A_log, dt_bias, pool, idx, use_qk_l2norm=True)
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "0")  # CPU tensors -> the reference path of the same op
+    cpu = [x.cpu() for x in (q, k, v, a, b, A_log, dt_bias)]
+    ref_o = kernels.gdn_decode_(*cpu, ref_pool, idx.cpu(), use_qk_l2norm=True)
+    assert o.shape == (N, H, V)
+    real = (idx >= 0).cpu()
+    check(o.cpu()[real], ref_o[real], 1e-5, "o")
+    check(pool, ref_pool, 1e-5, "pool")
+    assert torch.equal(pool[[1, 2, 4, 6, 8]].cpu(), torch.full((5, H, K, V), SENTINEL))
+
+
+# ---------------------------------------------------------------------------------------------------- GDN chunk
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gdn_chunk_dense(dtype):
+    q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
+    h0 = torch.randn(2, H, K, V, generator=gen(12)).to(DEV)
+    ht = torch.empty(2, H, K, V, device=DEV)
+    o = chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.6, *f64(h0), True)
+    assert o.dtype == dtype and o.shape == v.shape
+    check(o, ref_o, TOL[dtype], "o")
+    check(ht, ref_s, TOL[dtype], "final state")
+
+
+GRAD_TOL = {torch.float32: dict(dq=1e-5, dk=1e-5, dv=1e-5, dg=1e-5, dbeta=1e-5, dh0=1e-5),
+            # fla's test tolerances for the chunked GDN backward
+            torch.bfloat16: dict(dq=8e-3, dk=8e-3, dv=8e-3, dg=2e-2, dbeta=2e-2, dh0=8e-3)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gdn_chunk_backward(dtype):
+    """The Triton backward (dq, dk, dv, dg, dbeta, dh0) against autograd through the float64 recurrence."""
+    q, k, v, g, beta = gdn_inputs((2, 100), 17, dtype)
+    g = F.logsigmoid(torch.randn(2, 100, H, generator=gen(18)) + 2).to(DEV)  # visible decay
+    h0 = torch.randn(2, H, K, V, generator=gen(19)).to(DEV)
+    do = torch.randn(2, 100, H, V, generator=gen(20)).to(dtype).to(DEV)
+    dht = torch.randn(2, H, K, V, generator=gen(21)).to(DEV)
+    leaves = [x.double().cpu().requires_grad_(True) for x in (q, k, v, g, beta, h0)]
+    o, s = naive_recurrent_gated_delta_rule(*leaves[:5], 0.7, leaves[5], True)
+    ((o * do.double().cpu()).sum() + (s * dht.double().cpu()).sum()).backward()
+    grads = chunk_gdn_bwd(q, k, v, g, beta, 0.7, h0, do, dht)
+    for name, got, leaf, x in zip(["dq", "dk", "dv", "dg", "dbeta", "dh0"], grads, leaves, (q, k, v, g, beta, h0)):
+        assert got.shape == x.shape and got.dtype == x.dtype, name
+        check(got, leaf.grad, GRAD_TOL[dtype][name], name)
+    # no initial state, no final-state gradient
+    leaves = [x.double().cpu().requires_grad_(True) for x in (q, k, v, g, beta)]
+    o, _ = naive_recurrent_gated_delta_rule(*leaves, 0.7, None, False)
+    (o * do.double().cpu()).sum().backward()
+    grads = chunk_gdn_bwd(q, k, v, g, beta, 0.7, None, do, None)
+    assert grads[5] is None
+    for name, got, leaf in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, leaves):
+        check(got, leaf.grad, GRAD_TOL[dtype][name], name + " (no states)")
+
+
+def test_gdn_chunk_strong_decay_no_initial_state():
+    """Decays down to e^-20 per token: e^G underflows inside a chunk; nothing may overflow."""
+    q, k, v, _, beta = gdn_inputs((1, 70), 13, torch.float32)
+    g = (-20 * torch.rand(1, 70, H, generator=gen(14))).to(DEV)
+    ht = torch.empty(1, H, K, V, device=DEV)
+    o = chunk_gdn_fwd(q, k, v, g, beta, None, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), None, None, True)
+    check(o, ref_o, 1e-5, "o")
+    check(ht, ref_s, 1e-5, "final state")
+
+
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
+def test_gdn_chunk_varlen_pool(state_dtype):
+    lens = [1, 64, 70, 5, 9]
+    slots = [4, 1, 6, -1, 0]
+    has = [1, 0, 1, 1, 1]
+    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int64, device=DEV)
+    TT = sum(lens)
+    dtype = torch.bfloat16
+    q, k, v, g, beta = gdn_inputs((1, TT), 15, dtype)
+    pool, init = pool_with(7, state_dtype, 16)
+    for s in slots:
+        if s >= 0:
+            pool[s] = init[s]
+    before = pool.clone()
+    o = chunk_gdn_fwd(q, k, v, g, beta, None, initial_state=pool, final_state=pool,
+                      state_indices=torch.tensor(slots, dtype=torch.int32, device=DEV),
+                      has_initial_state=torch.tensor(has, dtype=torch.int32, device=DEV), cu_seqlens=cu)
+    assert o.shape == v.shape
+    finals, cu_l = [], cu.tolist()
+    qd, kd, vd, gd, bd = f64(q, k, v, g, beta)
+    for n, slot in enumerate(slots):
+        s, e = cu_l[n], cu_l[n + 1]
+        h0 = before[slot:slot + 1].double().cpu() if slot >= 0 and has[n] else None
+        ro, rs = naive_recurrent_gated_delta_rule(qd[:, s:e], kd[:, s:e], vd[:, s:e], gd[:, s:e], bd[:, s:e], None,
+                                                  h0, True)
+        check(o[:, s:e], ro, TOL[dtype], f"o of sequence {n}")
+        finals.append(rs[0])
+    used = [s for s in slots if s >= 0]
+    exp = _expected_pool(before, None, slots, has, finals)
+    check(pool[used], exp[used], TOL[dtype], "pool")
+    untouched = [i for i in range(7) if i not in used]
+    assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
+
+
+# ------------------------------------------------------------------------------------------------------ GLA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind", ["recurrent", "chunk"])
+def test_gla_dense(kind, dtype):
+    q, k, v, gk = gla_inputs((2, 45 if kind == "recurrent" else 100), 21, dtype)
+    h0 = torch.randn(2, H, K, V, generator=gen(22)).to(DEV)
+    ht = torch.empty(2, H, K, V, device=DEV)
+    if kind == "recurrent":
+        o = fused_recurrent_gla_fwd(q, k, v, gk, scale=0.4, initial_state=h0, final_state=ht)
+    else:
+        o = chunk_gla_fwd(q, k, v, gk, 0.4, initial_state=h0, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gla(*f64(q, k, v, gk), 0.4, *f64(h0), True)
+    assert o.dtype == dtype and o.shape == v.shape
+    check(o, ref_o, TOL[dtype], "o")
+    check(ht, ref_s, TOL[dtype], "final state")
+
+
+def test_gla_chunk_strong_decay():
+    """Per-channel decays down to about e^-15 per token: the intra-chunk weights must stay finite and exact."""
+    q, k, v, gk = gla_inputs((1, 80), 23, torch.float32, strong=True)
+    ht = torch.empty(1, H, K, V, device=DEV)
+    o = chunk_gla_fwd(q, k, v, gk, None, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gla(*f64(q, k, v, gk), None, None, True)
+    check(o, ref_o, 1e-5, "o")
+    check(ht, ref_s, 1e-5, "final state")
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "chunk"])
+def test_gla_varlen_pool(kind):
+    lens = [7, 1, 66, 3] if kind == "chunk" else [7, 1, 12, 3]
+    slots = [2, -1, 0, 3]
+    has = [1, 1, 0, 1]
+    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=DEV)
+    TT = sum(lens)
+    q, k, v, logits = gla_inputs((TT,), 24, torch.bfloat16)
+    logits = torch.randn(TT, H, K, generator=gen(25)).to(DEV) * 3 + 2  # raw gate logits
+    norm = 16.0
+    pool, init = pool_with(5, torch.float32, 26)
+    for s in slots:
+        if s >= 0:
+            pool[s] = init[s]
+    before = pool.clone()
+    idx = torch.tensor(slots, device=DEV)
+    hasT = torch.tensor(has, dtype=torch.bool, device=DEV)
+    if kind == "recurrent":
+        o = fused_recurrent_gla_fwd(q, k, v, logits, scale=None, gate_logit_normalizer=norm, initial_state=pool,
+                                    final_state=pool, state_indices=idx, has_initial_state=hasT, cu_seqlens=cu)
+    else:
+        gk = F.logsigmoid(logits) / norm
+        o = chunk_gla_fwd(q, k, v, gk, None, initial_state=pool, final_state=pool, state_indices=idx,
+                          has_initial_state=hasT, cu_seqlens=cu)
+    qd, kd, vd, ld = f64(q, k, v, logits)
+    gd = F.logsigmoid(ld) / norm
+    finals, cu_l = [], cu.tolist()
+    for n, slot in enumerate(slots):
+        s, e = cu_l[n], cu_l[n + 1]
+        h0 = before[slot:slot + 1].double().cpu() if slot >= 0 and has[n] else None
+        ro, rs = naive_recurrent_gla(*(x[None, s:e] for x in (qd, kd, vd, gd)), None, h0, True)
+        check(o[s:e], ro[0], 5e-3, f"o of sequence {n}")
+        finals.append(rs[0])
+    used = [s for s in slots if s >= 0]
+    exp = _expected_pool(before, None, slots, has, finals)
+    check(pool[used], exp[used], 5e-3, "pool")
+    assert torch.equal(pool[[1, 4]], before[[1, 4]])
+
+
+# ------------------------------------------------------------------------------------------ ops and public API
+GDN_PUBLIC = [kernels.chunk_gated_delta_rule, kernels.fused_recurrent_gated_delta_rule]
+GLA_PUBLIC = [kernels.chunk_gla, kernels.fused_recurrent_gla]
+
+
+def test_cpu_public_ops_are_the_references():
+    """Without the test routing, CPU tensors run exactly the naive references (bit for bit)."""
+    q, k, v, g, beta = (x.cpu() for x in gdn_inputs((2, 20), 31, torch.float32))
+    h0 = torch.randn(2, H, K, V, generator=gen(32))
+    for fn, ref in zip(GDN_PUBLIC, [naive_chunk_gated_delta_rule, naive_recurrent_gated_delta_rule]):
+        a, b = fn(q, k, v, g, beta, 0.5, h0, True), ref(q, k, v, g, beta, 0.5, h0, True)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    q, k, v, gk = (x.cpu() for x in gla_inputs((2, 20), 33, torch.float32))
+    for fn, ref in zip(GLA_PUBLIC, [naive_chunk_gla, naive_recurrent_gla]):
+        a, b = fn(q, k, v, gk, 0.5, h0, True), ref(q, k, v, gk, 0.5, h0, True)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("mixer", ["gdn", "gla"])
+def test_public_ops_through_triton_forward_and_backward(triton_ops, mixer):
+    """The public functions on the Triton route: outputs and gradients (GDN: the Triton backward; GLA: the
+    reference recompute in float32) against autograd through the float64 recurrence."""
+    T = 70
+    if mixer == "gdn":
+        xs = gdn_inputs((1, T), 41, torch.float32)
+        fns, ref = GDN_PUBLIC, naive_recurrent_gated_delta_rule
+    else:
+        xs = gla_inputs((1, T), 42, torch.float32)
+        fns, ref = GLA_PUBLIC, naive_recurrent_gla
+    h0 = torch.randn(1, H, K, V, generator=gen(43)).to(DEV)
+    w_o = torch.randn(1, T, H, V, generator=gen(44)).to(DEV)
+    w_s = torch.randn(1, H, K, V, generator=gen(45)).to(DEV)
+    leaves = [x.double().cpu().requires_grad_(True) for x in (*xs, h0)]
+    o, s = ref(*leaves[:-1], 0.5, leaves[-1], True)
+    ((o * w_o.double().cpu()).sum() + (s * w_s.double().cpu()).sum()).backward()
+    ref_grads = [x.grad for x in leaves]
+    for fn in fns:
+        ins = [x.clone().requires_grad_(True) for x in (*xs, h0)]
+        o_t, s_t = fn(*ins[:-1], 0.5, ins[-1], True)
+        check(o_t, o, 1e-5, f"{fn.__name__} o")
+        check(s_t, s, 1e-5, f"{fn.__name__} state")
+        ((o_t * w_o).sum() + (s_t * w_s).sum()).backward()
+        for x, gr in zip(ins, ref_grads):
+            check(x.grad, gr, 1e-5, f"{fn.__name__} grad")
+        o2, s2 = fn(*xs, 0.5, None, False)
+        assert s2 is None and o2.shape == xs[2].shape
+
+
+def _opcheck_args():
+    """CPU tensors: opcheck exercises the reference path (and never the interpreter, which would be slow)."""
+    q, k, v, g, beta = (x.cpu() for x in gdn_inputs((1, 9), 51, torch.float32))
+    gk = gla_inputs((1, 9), 52, torch.float32)[3].cpu()
+    h0 = torch.randn(1, H, K, V, generator=gen(53))
+    pool = torch.randn(4, H, K, V, generator=gen(54))
+    idx = torch.tensor([2, -1])
+    cu = torch.tensor([0, 5, 9], dtype=torch.int32)
+    has = torch.tensor([True, False])
+    a, b = torch.randn(1, 9, H), torch.randn(1, 9, H)
+    A_log, dt_bias = torch.rand(H), torch.rand(H)
+    tok = lambda x: x[0]  # noqa: E731  packed [TT, ...]
+    ops = torch.ops.hybridserve
+    return [
+        (ops.gdn_chunk.default, (q, k, v, g, beta, 0.5, h0)),
+        (ops.gdn_chunk.default, (q, k, v, g, beta, 0.5, None)),
+        (ops.gdn_recurrent.default, (q, k, v, g, beta, 0.5, h0)),
+        (ops.gla_chunk.default, (q, k, v, gk, 0.5, h0)),
+        (ops.gla_recurrent.default, (q, k, v, gk, 0.5, None)),
+        (ops.gdn_recurrent_pool.default,
+         (tok(q)[:2], tok(k)[:2], tok(v)[:2], None, None, tok(a)[:2], tok(b)[:2], A_log, dt_bias, pool, idx, None,
+          None, 0.5, True)),
+        (ops.gdn_chunk_pool.default,
+         (tok(q), tok(k), tok(v), tok(g), tok(beta), None, None, None, None, pool, idx, cu, has, 0.5, False)),
+        (ops.gla_recurrent_pool.default, (tok(q), tok(k), tok(v), tok(gk), pool, idx, cu, has, 0.5, None)),
+        (ops.gla_chunk_pool.default, (tok(q), tok(k), tok(v), tok(gk), pool, idx, cu, None, 0.5, 16.0)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_opcheck(case):
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch of every custom op (on the CPU
+    reference path: opcheck runs each op several times)."""
+    op, args = _opcheck_args()[case]
+    args = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args)
+
+
+def test_fake_tensors_give_the_right_shapes():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        q = torch.empty(3, 10, H, K)
+        v = torch.empty(3, 10, H, V)
+        g = torch.empty(3, 10, H)
+        o, s = torch.ops.hybridserve.gdn_chunk(q, q, v, g, g, 0.5, None)
+        assert o.shape == v.shape and s.shape == (3, H, K, V) and s.dtype == torch.float32
+        pool = torch.empty(8, H, K, V, dtype=torch.bfloat16)
+        o = torch.ops.hybridserve.gdn_recurrent_pool(q[:, 0], q[:, 0], v[:, 0], None, None, g[:, 0], g[:, 0],
+                                                     torch.empty(H), torch.empty(H), pool,
+                                                     torch.empty(3, dtype=torch.int32), None, None, 0.5, True)
+        assert o.shape == (3, H, V)
+
+
+def test_import_does_not_need_triton():
+    code = "import sys, hybridserve.kernels; assert 'triton' not in sys.modules, 'triton imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -------------------------------------------------------------------------------------- compile for Hopper
+def test_kernels_compile_for_hopper():
+    """Compile the bf16 serving/prefill variants to sm_90a machine code with Triton's bundled ptxas: catches what
+    only the real compiler rejects (the interpreter accepts more). No GPU needed. A subprocess, because the
+    kernels of this process are interpreted."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-m", "hybridserve.kernels._compile_check", "--quick"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) >= 10 and all("registers" in line for line in lines), r.stdout

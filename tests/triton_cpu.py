@@ -1,0 +1,118 @@
+"""Run hybridserve's Triton kernels on CPU through Triton's interpreter (tests only).
+
+Import this module before the kernel modules: it sets TRITON_INTERPRET=1 (unless a CUDA device is present, where
+the kernels run for real), which makes every `@triton.jit` function defined afterwards an interpreted one, and
+patches the interpreter where it is wrong for us. Import the kernel modules next, then call `release_env()`: the
+variable is only read when a kernel is defined, and left set it would leak into other tests and their
+subprocesses. This module does NOT route the public ops to Triton: that is `TRITON_INTERPRET=1
+HYBRIDSERVE_TRITON_ON_CPU=1`, which tests set for themselves (monkeypatch), so every other test keeps the
+PyTorch references on CPU.
+
+Interpreter patches:
+
+* bf16 `tl.dot`: the interpreter keeps bf16 values as their raw uint16 bits and np.matmul multiplies the bits
+  (triton 3.7.1: x @ x of a random bf16 matrix comes out ~1e10). The patch widens bf16 operands to float32
+  first, which is exactly what the tensor cores compute (bf16 products, float32 accumulation).
+* float32 -> bf16 casts: the interpreter truncates (and its round-to-nearest branch does not carry into the
+  exponent); the GPU rounds to nearest even. Truncation doubles bf16 errors and biases them, which would make
+  the interpreter tests stricter than the hardware for no reason. The patch rounds to nearest even.
+
+* triton imported before this module (torch._dynamo imports it, and other test modules import torch._dynamo
+  during collection): Triton's own `@triton.jit` helpers (tl.zeros, tl.sum, tl.cumsum, tl.sigmoid, ...) were
+  then built as compiled-mode JITFunctions, which refuse to run inside an interpreted kernel. The patch rewraps
+  them as InterpretedFunctions, which is what importing triton with TRITON_INTERPRET=1 would have built.
+
+Our kernels need no other shim: an autotuner with several configs would time them through a GPU driver, so under
+the interpreter the kernels register only their first config (`kernels/_triton_utils.first_config_only`), and
+they never call `.to()` on a loop variable (a Python int in the interpreter).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+ON_GPU = torch.cuda.is_available()
+_SAVED_ENV = os.environ.get("TRITON_INTERPRET")
+if not ON_GPU and importlib.util.find_spec("triton") is not None:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+
+def release_env() -> None:
+    """Restore TRITON_INTERPRET once the kernel modules are imported (their @triton.jit functions are interpreted
+    from then on). Left set, it would leak into every later test and the subprocesses they start (a torchrun
+    test's workers crash under it)."""
+    if _SAVED_ENV is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _SAVED_ENV
+
+DEVICE = "cuda" if ON_GPU else "cpu"
+
+
+def _patch_interpreter() -> None:
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    if getattr(builder.create_dot, "_hybridserve_bf16", False):
+        return
+    original = builder.create_dot
+
+    def widen(handle):
+        if handle.dtype.scalar == tl.bfloat16:
+            bits = handle.data.astype(np.uint32) << 16
+            return interpreter.TensorHandle(bits.view(np.float32), tl.float32)
+        return handle
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        return original(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
+
+    create_dot._hybridserve_bf16 = True
+    builder.create_dot = create_dot
+
+    convert = interpreter._convert_float
+
+    def convert_float(input, input_dtype, output_dtype, rounding_mode):
+        if input_dtype == tl.float32 and output_dtype == tl.bfloat16:
+            bits = np.ascontiguousarray(input).view(np.uint32).astype(np.uint64)
+            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            nan = np.isnan(np.ascontiguousarray(input).view(np.float32))
+            rounded[nan] = 0x7FC0
+            return rounded.reshape(np.shape(input))
+        return convert(input, input_dtype, output_dtype, rounding_mode)
+
+    interpreter._convert_float = convert_float
+
+
+try:
+    import triton  # noqa: F401
+
+    HAVE_TRITON = True
+except ImportError:
+    HAVE_TRITON = False
+
+def _interpret_preimported_language() -> None:
+    import sys
+
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith("triton.language"):
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, JITFunction):
+                setattr(module, attr, InterpretedFunction(value.fn))
+
+
+if HAVE_TRITON and not ON_GPU:
+    _patch_interpreter()
+    _interpret_preimported_language()
+    try:  # imported lazily at the first launch, it asserts interpreter mode if triton's helpers are interpreted
+        import triton.experimental.gluon  # noqa: F401
+    except ImportError:
+        pass
