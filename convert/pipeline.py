@@ -63,8 +63,12 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to the output folder {run_dir}: {e.strerror or e}") from None
+    # Every rank has checked the folder before rank 0 writes into it: a rank that looked after the write
+    # would otherwise see "already holds a run" and leave the others hanging in a collective.
+    dist.barrier()
     if dist.is_main():
         _write_json(saved, config.to_dict())
+    dist.barrier()
 
 
 def _versions() -> dict:
