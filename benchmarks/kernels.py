@@ -308,6 +308,32 @@ def decode_gla(kernels, fla, batches, copy_bw):
         empty_cache()
 
 
+def chunk_phase_breakdown(grid):
+    """Time the three forward kernels (prep: cumsum + (I + A)^-1 + W, U; state: the sequential pass; out) one by one
+    on the same buffers: where the forward's time goes."""
+    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
+
+    saved = os.environ.get("HYBRIDSERVE_GDN_BLOCKED_INVERSE")
+    for B, T in grid:
+        q, k, v, g, beta = chk.gdn_inputs(B, T, seed=5)
+        for blocked in ("1", "0"):  # (I + A)^-1 by 16 x 16 blocks (default) / row by row (the first version)
+            os.environ["HYBRIDSERVE_GDN_BLOCKED_INVERSE"] = blocked
+            phases = []
+            chunk_gdn_fwd(q, k, v, g, beta, _phases=phases)
+            r = dict(kind="gdn_chunk_phases", B=B, T=T, inverse="16x16 blocks" if blocked == "1" else "row by row")
+            for name, launch in phases:
+                res = _try(f"phase {name} {B}x{T}", lambda: bench(launch))
+                r[f"{name}_ms"] = res
+            row(**r)
+            del phases
+        del q, k, v, g, beta
+        empty_cache()
+    if saved is None:
+        os.environ.pop("HYBRIDSERVE_GDN_BLOCKED_INVERSE", None)
+    else:
+        os.environ["HYBRIDSERVE_GDN_BLOCKED_INVERSE"] = saved
+
+
 def chunk_state_sweep(grid):
     """The chunk state pass is sequential over chunks; its V split (BV) trades parallelism for re-reads."""
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
@@ -382,6 +408,14 @@ def markdown(_unused=None):
         for r in sweep:
             out.append(f"| {r['N']} | {r['state']} | {r['BV']} | {r['num_warps']} | {fmt(r.get('us', r.get('error')))}"
                        f" | {fmt(100 * r['frac_of_copy'] if 'frac_of_copy' in r else None, '.0f')} |")
+    phases = by("gdn_chunk_phases")
+    if phases:
+        out.append("\n## Chunk forward, kernel by kernel (ms, L2 flushed before each)\n")
+        out.append("| B x T | (I+A)^-1 | prep (cumsum, (I+A)^-1, W, U) | state (sequential) | out |")
+        out.append("|---|---|---|---|---|")
+        for r in phases:
+            out.append(f"| {r['B']}x{r['T']} | {r.get('inverse', '')} | {fmt(r.get('prep_ms'))} | "
+                       f"{fmt(r.get('state_ms'))} | {fmt(r.get('out_ms'))} |")
     sweep = by("gdn_chunk_state_sweep")
     if sweep:
         out.append("\n## Chunk forward: state-pass split sweep (BV_state x num_warps)\n")
@@ -448,8 +482,9 @@ def main():
     batches, gla_batches, sweep_batches = [1, 16, 64, 256, 512], [1, 64, 512], [64, 512]
     sweep_bv, sweep_nw = (8, 16, 32, 64), (1, 2, 4, 8)
     state_grid = [(1, 32768)] if not args.quick else [(1, 8192)]
+    phase_grid = [(1, 4096), (8, 32768), (1, 32768)] if not args.quick else [(1, 4096)]
     if SMOKE:
-        grid = bwd_grid = gla_grid = state_grid = [(1, 70)]
+        grid = bwd_grid = gla_grid = state_grid = phase_grid = [(1, 70)]
         batches, gla_batches, sweep_batches, sweep_bv, sweep_nw = [1, 3], [2], [2], (16,), (4,)
     copy_bw = [1.0]
 
@@ -469,6 +504,7 @@ def main():
         ("GDN decode", lambda: decode_gdn(kernels, fla, batches, copy_bw[0])),
         ("GDN prefill", lambda: prefill_gdn(kernels, fla, grid, dict(on=True, grid=bwd_grid))),
         ("GLA decode", lambda: decode_gla(kernels, fla, gla_batches, copy_bw[0])),
+        ("GDN chunk forward by kernel", lambda: chunk_phase_breakdown(phase_grid)),
         ("GLA prefill", lambda: prefill_gla(kernels, fla, gla_grid)),
     ]
     if not args.no_sweep:

@@ -14,6 +14,8 @@ import re
 import subprocess
 import tempfile
 
+import torch
+
 
 def _jit_fn(kernel):
     import triton
@@ -67,7 +69,7 @@ def _variants(quick: bool):
                        o=f"*{dt}", h0=f"*{state}", ht=f"*{state}", state_idx="*i32", has_h0="*u8",
                        cu_seqlens="*i32", scale="fp32", T="i32",
                        **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_bt s_bh s_h0 s_ht"))
-            BV, nw = gr.default_block_v(K, V, None)
+            BV, nw = gr.default_block_v(K, V, torch.bfloat16 if state == "bf16" else torch.float32)
             for fused in (True, False):
                 yield (f"gdn fused_recurrent {dt} state={state} fused_gate={fused}", gr._gdn_fused_recurrent_fwd_kernel,
                        sig, dict(H=H, K=K, V=V, BK=K, BV=BV, IS_VARLEN=not fused, USE_H0=True, STORE_HT=True,
@@ -76,16 +78,16 @@ def _variants(quick: bool):
                        state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", gate_norm="fp32", T="i32",
                        **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_h0 s_ht"))
             yield (f"gla fused_recurrent {dt} state={state}", lr._gla_fused_recurrent_fwd_kernel, sig,
-                   dict(H=H, K=K, V=V, BK=K, BV=32, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
-                        HAS_H0_MASK=True, FUSED_GATE=True), 4, 1)
+                   dict(H=H, K=K, V=V, BK=K, BV=BV, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+                        HAS_H0_MASK=True, FUSED_GATE=True), nw, 1)
         common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
-            for varlen, store_x in ((True, False), (False, True)):
-                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} {cfg}", gc._gdn_chunk_prep_kernel,
-                       dict(sig, Xbuf="*fp32"),
+            for varlen, store_x, blocked in ((True, False, True), (False, True, True), (True, False, False)):
+                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} {cfg}",
+                       gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            BLOCKED_INV=blocked, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",

@@ -4,6 +4,9 @@
 * `interpreting()`: `TRITON_INTERPRET=1` (Triton runs kernels on CPU tensors through numpy; tests only).
 * `triton_on_cpu()`: tests may route the public ops' CPU tensors to the Triton kernels under the interpreter by
   setting `HYBRIDSERVE_TRITON_ON_CPU=1` as well; without it CPU tensors always run the PyTorch references.
+* `use_triton(...)`: the dispatch rule; `HYBRIDSERVE_KERNELS=reference|triton|auto` overrides it (reference:
+  never Triton; triton: Triton on CUDA for any head dim, lifting the K = V = 128 guard).
+* `on_tensor_device`: decorator running a launcher on its first tensor's CUDA device.
 * `first_config_only(configs)`: under the interpreter an autotuner with several configs would time them through a
   GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
 """
@@ -38,17 +41,34 @@ def use_triton(*tensors: torch.Tensor) -> bool:
     """True when these tensors should run through the Triton kernels (CUDA + triton importable, or the test-only
     interpreter routing). float64 always runs the references: the kernels accumulate in float32."""
     t = tensors[0]
-    if os.environ.get("HYBRIDSERVE_KERNELS", "auto") == "reference":  # user switch: PyTorch references everywhere
+    mode = os.environ.get("HYBRIDSERVE_KERNELS", "auto")
+    if mode == "reference":  # user switch: PyTorch references everywhere
         return False
     # Validated on the H200 only at head dims K = V = 128 (benchmarks/check_kernels_gpu.py); K = 64 (SmolLM2)
-    # crashed the chunk kernel with an illegal memory access. Other head dims run the references until checked.
-    if t.is_cuda and not interpreting() and (t.shape[-1] != 128 or tensors[2].shape[-1] != 128):
+    # crashed the chunk kernel with an illegal memory access. Other head dims run the references until checked;
+    # HYBRIDSERVE_KERNELS=triton lifts this guard (to check other head dims: check_kernels_gpu.py --dims).
+    if (mode != "triton" and t.is_cuda and not interpreting()
+            and (t.shape[-1] != 128 or tensors[2].shape[-1] != 128)):
         return False
     if any(x is not None and x.dtype == torch.float64 for x in tensors):
         return False
     if t.is_cuda:
         return triton_available()
     return t.device.type == "cpu" and triton_on_cpu() and triton_available()
+
+
+def on_tensor_device(fn):
+    """Launch on the device of the first argument: Triton launches on the *current* CUDA device, so tensors on
+    another GPU would otherwise be touched by a kernel running elsewhere (an illegal memory access)."""
+
+    @functools.wraps(fn)
+    def wrapped(q, *args, **kwargs):
+        if q.is_cuda and q.device.index != torch.cuda.current_device():
+            with torch.cuda.device(q.device):
+                return fn(q, *args, **kwargs)
+        return fn(q, *args, **kwargs)
+
+    return wrapped
 
 
 def first_config_only(configs: list) -> list:

@@ -5,9 +5,10 @@ Every kernel (GDN and GLA, fused recurrent and chunked) is compared with the pla
 float32 inputs 1e-5, bf16 inputs 5e-3 (fla's tolerance for o and the final state). Covered: [B, T] and packed
 (varlen) tokens with odd lengths across chunk boundaries, dense initial/final states, state pools (float32 and
 bf16) read and written in place through slot indices, padding slots (index -1) and unused slots left bit-exact,
-has_initial_state, fused gating / L2 norm, the custom ops (opcheck on the reference path, fake tensors), the
-public ops routed to the kernels with their backward, and a compile of every kernel for Hopper (sm_90a) with
-Triton's own ptxas, which needs no GPU.
+has_initial_state, fused gating / L2 norm, the GDN Triton backward (every gradient, fla's tolerances for bf16:
+dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2), the custom ops (opcheck on the reference path, fake tensors), the public ops
+routed to the kernels with their backward, and a compile of every kernel for Hopper (sm_90a) with Triton's own
+ptxas, which needs no GPU.
 
 Sizes stay tiny (T <= 140, H = 2, K, V in {16, 32}): the interpreter runs every program in Python.
 """
@@ -38,6 +39,8 @@ from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
 from hybridserve.kernels.gla.fused_recurrent import fused_recurrent_gla_fwd  # noqa: E402
 
 triton_cpu.release_env()  # nothing else in the session may see TRITON_INTERPRET
+if not triton_cpu.ON_GPU:
+    triton_cpu.enable_bounds_check()  # every interpreted load / store must stay inside its tensor arguments
 
 DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16  # K != V: a transposed state would not fit
@@ -216,8 +219,11 @@ def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------- GDN chunk
+@pytest.mark.parametrize("blocked", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_dense(dtype):
+def test_gdn_chunk_dense(dtype, blocked, monkeypatch):
+    """Both ways to X = (I + A)^{-1}: 16 x 16 block forward substitution (default) and row by row."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "1" if blocked else "0")
     q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
     h0 = torch.randn(2, H, K, V, generator=gen(12)).to(DEV)
     ht = torch.empty(2, H, K, V, device=DEV)
@@ -367,6 +373,40 @@ def test_gla_varlen_pool(kind):
     exp = _expected_pool(before, None, slots, has, finals)
     check(pool[used], exp[used], 5e-3, "pool")
     assert torch.equal(pool[[1, 4]], before[[1, 4]])
+
+
+@pytest.mark.parametrize("dims", [(3, 64, 64), (1, 24, 40)])
+def test_other_head_dims_stay_in_bounds(dims):
+    """Odd head counts, K = V = 64 (SmolLM2's head dim) and non-power-of-two dims: every kernel, forward and
+    backward, against the references (and, under the interpreter, the bounds check on every load and store)."""
+    global H, K, V
+    saved = H, K, V
+    H, K, V = dims
+    try:
+        q, k, v, g, beta = gdn_inputs((1, 70), 61, torch.bfloat16)
+        h0 = torch.randn(1, H, K, V, generator=gen(62)).to(DEV)
+        ht = torch.empty(1, H, K, V, device=DEV)
+        ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), None, *f64(h0), True)
+        o = chunk_gdn_fwd(q, k, v, g, beta, None, initial_state=h0, final_state=ht)
+        check(o, ref_o, 5e-3, "gdn chunk o")
+        check(ht, ref_s, 5e-3, "gdn chunk state")
+        o = fused_recurrent_gdn_fwd(q, k, v, g, beta, initial_state=h0, final_state=ht)
+        check(o, ref_o, 5e-3, "gdn recurrent o")
+        do = torch.randn(1, 70, H, V, generator=gen(63)).to(torch.bfloat16).to(DEV)
+        leaves = [x.double().cpu().requires_grad_(True) for x in (q, k, v, g, beta, h0)]
+        ro, _ = naive_recurrent_gated_delta_rule(*leaves[:5], None, leaves[5], True)
+        (ro * do.double().cpu()).sum().backward()
+        for name, got, leaf in zip(["dq", "dk", "dv", "dg", "dbeta", "dh0"],
+                                   chunk_gdn_bwd(q, k, v, g, beta, K**-0.5, h0, do, None), leaves):
+            check(got, leaf.grad, GRAD_TOL[torch.bfloat16][name], name)
+        gk = F.logsigmoid(torch.randn(1, 70, H, K, generator=gen(64))).to(DEV) / 4
+        ref_o, ref_s = naive_recurrent_gla(*f64(q, k, v, gk), None, *f64(h0), True)
+        o = chunk_gla_fwd(q, k, v, gk, None, initial_state=h0, final_state=ht)
+        check(o, ref_o, 5e-3, "gla chunk o")
+        o = fused_recurrent_gla_fwd(q, k, v, gk, initial_state=h0, final_state=ht)
+        check(o, ref_o, 5e-3, "gla recurrent o")
+    finally:
+        H, K, V = saved
 
 
 # ------------------------------------------------------------------------------------------ ops and public API

@@ -22,6 +22,9 @@ Interpreter patches:
   then built as compiled-mode JITFunctions, which refuse to run inside an interpreted kernel. The patch rewraps
   them as InterpretedFunctions, which is what importing triton with TRITON_INTERPRET=1 would have built.
 
+`enable_bounds_check()` adds an address sanitizer to the interpreter (every unmasked load / store address must lie
+inside one of the kernel's tensor arguments); tests/test_kernels_triton.py turns it on.
+
 Our kernels need no other shim: an autotuner with several configs would time them through a GPU driver, so under
 the interpreter the kernels register only their first config (`kernels/_triton_utils.first_config_only`), and
 they never call `.to()` on a loop variable (a Python int in the interpreter).
@@ -94,6 +97,62 @@ try:
     HAVE_TRITON = True
 except ImportError:
     HAVE_TRITON = False
+
+def enable_bounds_check() -> None:
+    """Make every interpreted load and store check its (unmasked) addresses against the extents of the kernel's
+    tensor arguments and raise on the first one outside: an address sanitizer for the interpreter, which would
+    otherwise read or write whatever memory an out-of-bounds pointer names (on a GPU: an illegal memory access
+    or silent corruption)."""
+    import numpy as np
+    from triton.runtime import interpreter
+
+    executor = interpreter.GridExecutor
+    if getattr(executor._init_args_hst, "_hybridserve_bounds", False):
+        return
+    init_args = executor._init_args_hst
+    extents: list = []
+
+    def _init_args_hst(self, args_dev, kwargs):
+        args_hst, kwargs_hst = init_args(self, args_dev, kwargs)
+        extents.clear()
+        for arg in list(args_hst) + list(kwargs_hst.values()):
+            if isinstance(arg, torch.Tensor):
+                span = sum((n - 1) * st for n, st in zip(arg.shape, arg.stride())) + 1 if arg.numel() else 0
+                extents.append((arg.data_ptr(), arg.data_ptr() + span * arg.element_size(), arg.element_size(),
+                                tuple(arg.shape)))
+        return args_hst, kwargs_hst
+
+    def check(ptrs, mask, what):
+        addr = np.asarray(ptrs.data).astype(np.uint64)
+        m = np.broadcast_to(np.asarray(mask.data, dtype=bool), addr.shape)
+        live = addr[m]
+        if live.size == 0:
+            return
+        ok = np.zeros(live.shape, dtype=bool)
+        for lo, hi, esz, _ in extents:
+            ok |= (live >= lo) & (live + esz <= hi)
+        if not ok.all():
+            bad = int(live[~ok][0])
+            near = min(extents, key=lambda e: min(abs(bad - e[0]), abs(bad - e[1])))
+            raise IndexError(f"out-of-bounds {what} at {bad:#x} ({int((~ok).sum())} addresses); nearest argument "
+                             f"{near[3]} spans [{near[0]:#x}, {near[1]:#x})")
+
+    builder = interpreter.InterpreterBuilder
+    load, store = builder.create_masked_load, builder.create_masked_store
+
+    def create_masked_load(self, ptrs, mask, other, cache_modifier, eviction_policy, is_volatile):
+        check(ptrs, mask, "load")
+        return load(self, ptrs, mask, other, cache_modifier, eviction_policy, is_volatile)
+
+    def create_masked_store(self, ptrs, value, mask, cache_modifier, eviction_policy):
+        check(ptrs, mask, "store")
+        return store(self, ptrs, value, mask, cache_modifier, eviction_policy)
+
+    _init_args_hst._hybridserve_bounds = True
+    executor._init_args_hst = _init_args_hst
+    builder.create_masked_load = create_masked_load
+    builder.create_masked_store = create_masked_store
+
 
 def _interpret_preimported_language() -> None:
     import sys

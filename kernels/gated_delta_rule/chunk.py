@@ -2,7 +2,8 @@
 
 The math is `naive.py::naive_chunk_gated_delta_rule`. Per chunk of C = 64 tokens with in-chunk cumulative
 log decay G:
-    A_ti = beta_t e^{G_t - G_i} k_t.k_i  (i < t),   X = (I + A)^{-1}   (unit lower triangular)
+    A_ti = beta_t e^{G_t - G_i} k_t.k_i  (i < t),   X = (I + A)^{-1}   (unit lower triangular; by forward
+                                                   substitution over 16 x 16 blocks, or row by row)
     W = X diag(beta e^G) K,   U = X diag(beta) V                          (kernel 1, one program per chunk/head)
     per sequence, chunk after chunk:  H_c = state before chunk c,
         V'_c = U_c - W_c H_c,   H_{c+1} = e^{G_last} H_c + (K_c * e^{G_last - G})^T V'_c   (kernel 2, sequential)
@@ -20,11 +21,13 @@ products run on the tensor cores in that dtype (float32 inputs: exact IEEE float
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2
+from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
 
 CHUNK = 64
 
@@ -60,8 +63,10 @@ def _gdn_chunk_prep_kernel(
     k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-    STORE_X: tl.constexpr,
+    STORE_X: tl.constexpr, BLOCKED_INV: tl.constexpr,
 ):
+    """Per chunk: G = cumsum(g), A, X = (I + A)^{-1} (left in Xbuf: always with BLOCKED_INV, which uses Xbuf as
+    scratch; else only with STORE_X), W and U."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
@@ -91,17 +96,91 @@ def _gdn_chunk_prep_kernel(
 
     r = o_t[:, None]
     c = o_t[None, :]
-    upper = c > r
-    # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m (k k^T is symmetric)
-    b_AT = tl.where(upper, b_kk * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :], 0.0)
-    # X = (I + A)^{-1} by forward substitution: X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :]
-    b_X = tl.where(r == c, 1.0, 0.0)
-    for i in range(1, BT):
-        a_i = tl.sum(tl.where(c == i, b_AT, 0.0), axis=1)
-        new = tl.sum(a_i[:, None] * b_X, axis=0)
-        b_X = b_X - tl.where(r == i, new[None, :], 0.0)
-    if STORE_X:  # the backward needs X again
-        tl.store(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, b_X, mask=m_t[:, None])
+    if BLOCKED_INV:
+        lower = c < r
+        # A[t, i] = beta_t e^{G_t - G_i} k_t.k_i for i < t
+        b_A = tl.where(lower, b_kk * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)) * b_beta[:, None], 0.0)
+        # X = (I + A)^{-1} by block forward substitution over 16 x 16 blocks: the four diagonal blocks by scalar
+        # forward substitution side by side (15 dependent steps, not 63), then X_ij = -T_ii sum_{j<=m<i} A_im X_mj.
+        # The blocks go through Xbuf (this chunk's rows of a [TT, H, BT] float32 scratch): registers cannot be sliced.
+        p_X = Xbuf + (t0 * H + i_h) * BT
+        tl.store(p_X + r * (H * BT) + c, b_A, mask=m_t[:, None])
+        tl.debug_barrier()
+        o_s = tl.arange(0, 16)
+        rs = o_s[:, None]
+        cs = o_s[None, :]
+        p_blk = p_X + rs * (H * BT) + cs  # block (0, 0); block (i, j) adds (16 i) H BT + 16 j
+        n_in = eos - t0  # rows of this chunk inside the sequence
+        m0 = (o_s < n_in)[:, None]
+        m1 = (o_s + 16 < n_in)[:, None]
+        m2 = (o_s + 32 < n_in)[:, None]
+        m3 = (o_s + 48 < n_in)[:, None]
+        A00 = tl.load(p_blk, mask=m0, other=0.0)
+        A11 = tl.load(p_blk + 16 * H * BT + 16, mask=m1, other=0.0)
+        A22 = tl.load(p_blk + 32 * H * BT + 32, mask=m2, other=0.0)
+        A33 = tl.load(p_blk + 48 * H * BT + 48, mask=m3, other=0.0)
+        A10 = tl.load(p_blk + 16 * H * BT, mask=m1, other=0.0)
+        A20 = tl.load(p_blk + 32 * H * BT, mask=m2, other=0.0)
+        A21 = tl.load(p_blk + 32 * H * BT + 16, mask=m2, other=0.0)
+        A30 = tl.load(p_blk + 48 * H * BT, mask=m3, other=0.0)
+        A31 = tl.load(p_blk + 48 * H * BT + 16, mask=m3, other=0.0)
+        A32 = tl.load(p_blk + 48 * H * BT + 32, mask=m3, other=0.0)
+        tl.debug_barrier()
+        eye = tl.where(rs == cs, 1.0, 0.0)
+        A00t, A11t, A22t, A33t = tl.trans(A00), tl.trans(A11), tl.trans(A22), tl.trans(A33)
+        T00, T11, T22, T33 = eye, eye, eye, eye
+        for i in range(1, 16):
+            sel_c = cs == i
+            sel_r = rs == i
+            a0 = tl.sum(tl.where(sel_c, A00t, 0.0), axis=1)
+            a1 = tl.sum(tl.where(sel_c, A11t, 0.0), axis=1)
+            a2 = tl.sum(tl.where(sel_c, A22t, 0.0), axis=1)
+            a3 = tl.sum(tl.where(sel_c, A33t, 0.0), axis=1)
+            T00 = T00 - tl.where(sel_r, tl.sum(a0[:, None] * T00, axis=0)[None, :], 0.0)
+            T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
+            T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
+            T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
+        X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision=DOT_PREC), input_precision=DOT_PREC)
+        X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision=DOT_PREC), input_precision=DOT_PREC)
+        X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision=DOT_PREC), input_precision=DOT_PREC)
+        X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision=DOT_PREC) + tl.dot(A21, X10, input_precision=DOT_PREC),
+                      input_precision=DOT_PREC)
+        X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision=DOT_PREC) + tl.dot(A32, X21, input_precision=DOT_PREC),
+                      input_precision=DOT_PREC)
+        X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision=DOT_PREC) + tl.dot(A31, X10, input_precision=DOT_PREC)
+                      + tl.dot(A32, X20, input_precision=DOT_PREC), input_precision=DOT_PREC)
+        zero = tl.zeros([16, 16], dtype=tl.float32)
+        tl.store(p_blk, T00, mask=m0)
+        tl.store(p_blk + 16, zero, mask=m0)
+        tl.store(p_blk + 32, zero, mask=m0)
+        tl.store(p_blk + 48, zero, mask=m0)
+        tl.store(p_blk + 16 * H * BT, X10, mask=m1)
+        tl.store(p_blk + 16 * H * BT + 16, T11, mask=m1)
+        tl.store(p_blk + 16 * H * BT + 32, zero, mask=m1)
+        tl.store(p_blk + 16 * H * BT + 48, zero, mask=m1)
+        tl.store(p_blk + 32 * H * BT, X20, mask=m2)
+        tl.store(p_blk + 32 * H * BT + 16, X21, mask=m2)
+        tl.store(p_blk + 32 * H * BT + 32, T22, mask=m2)
+        tl.store(p_blk + 32 * H * BT + 48, zero, mask=m2)
+        tl.store(p_blk + 48 * H * BT, X30, mask=m3)
+        tl.store(p_blk + 48 * H * BT + 16, X31, mask=m3)
+        tl.store(p_blk + 48 * H * BT + 32, X32, mask=m3)
+        tl.store(p_blk + 48 * H * BT + 48, T33, mask=m3)
+        tl.debug_barrier()
+        b_X = tl.load(p_X + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
+    else:
+        # one row at a time: X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :] (63 dependent steps)
+        upper = c > r
+        # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m (k k^T is symmetric)
+        b_AT = tl.where(upper, b_kk * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :],
+                        0.0)
+        b_X = tl.where(r == c, 1.0, 0.0)
+        for i in range(1, BT):
+            a_i = tl.sum(tl.where(c == i, b_AT, 0.0), axis=1)
+            new = tl.sum(a_i[:, None] * b_X, axis=0)
+            b_X = b_X - tl.where(r == i, new[None, :], 0.0)
+        if STORE_X:  # the backward needs X again
+            tl.store(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, b_X, mask=m_t[:, None])
     b_Xd = b_X.to(k.dtype.element_ty)
 
     b_kscale = b_beta * tl.exp(b_g)
@@ -266,6 +345,12 @@ def _dot_prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def blocked_inverse() -> bool:
+    """(I + A)^{-1} by 16 x 16 block forward substitution (default) or row by row (HYBRIDSERVE_GDN_BLOCKED_INVERSE=0:
+    the version validated first on the H200, 63 dependent steps per chunk)."""
+    return os.environ.get("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "1") != "0"
+
+
 def default_state_block_v(N: int, H: int, V: int) -> int:
     """The state pass is sequential over chunks: split V finer when few (sequence, head) pairs fill the GPU."""
     BV = min(32, next_pow2(V))  # 64 spills registers at K = 128 (sm_90a, 4 or 8 warps)
@@ -274,13 +359,16 @@ def default_state_block_v(N: int, H: int, V: int) -> int:
     return BV
 
 
+@on_tensor_device
 def chunk_gdn_fwd(
     q, k, v, g, beta, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BV_state=None, num_warps_state=4,
+    cu_seqlens=None, BV_state=None, num_warps_state=4, _phases=None,
 ):
     """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
 
-    q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]."""
+    q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. `_phases` (a list, for
+    profiling): receives ("prep" | "state" | "out", launch) pairs that re-run each of the three kernels on the
+    same buffers, so a benchmark can time them one by one."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -314,6 +402,7 @@ def chunk_gdn_fwd(
             raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
     prec = _dot_prec(dtype)
     gcum = torch.empty(TT, H, dtype=torch.float32, device=dev)
+    Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
     w = torch.empty(TT, H, K, dtype=dtype, device=dev)
     u = torch.empty(TT, H, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
@@ -323,35 +412,50 @@ def chunk_gdn_fwd(
     cu = cu_seqlens if cu_seqlens is not None else dummy
     cs = chunk_seq if chunk_seq is not None else dummy
     co = chunk_off if chunk_off is not None else dummy
-    if NT == 0 or N == 0:
+    if N == 0:
         return o.reshape(*v.shape[:-1], V)
     BKc = min(64, max(16, next_pow2(K)))
     BVc = min(64, max(16, next_pow2(V)))
     varlen = cu_seqlens is not None
-    _gdn_chunk_prep_kernel[(NT, H)](
-        kt, vt, gt, bt, gcum, w, u, dummy, cu, cs, co, T, NTs, N, H, K, V,
-        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=False,
-    )
+    phases = []
+
+    def prep():
+        _gdn_chunk_prep_kernel[(NT, H)](
+            kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
+            BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=False, BLOCKED_INV=blocked_inverse(),
+        )
+    if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
+        phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     BV = BV_state or default_state_block_v(N, H, V)
     BV = max(16, min(BV, next_pow2(V)))
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
-    _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
-        kt, w, u, gcum, hbuf, vnew, h0, ht,
-        state_indices if indexed else dummy,
-        has_initial_state if has_initial_state is not None else dummy,
-        cu, co, T, NTs,
-        h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
-        H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=varlen,
-        USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
-        HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
-        num_warps=num_warps_state, num_stages=1,
-    )
-    grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
-    _gdn_chunk_out_kernel[grid](
-        qt, kt, vnew, gcum, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
-        BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
-    )
+    def state():
+        _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
+            kt, w, u, gcum, hbuf, vnew, h0, ht,
+            state_indices if indexed else dummy,
+            has_initial_state if has_initial_state is not None else dummy,
+            cu, co, T, NTs,
+            h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
+            H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=varlen,
+            USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
+            HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
+            num_warps=num_warps_state, num_stages=1,
+        )
+    phases.append(("state", state))
+
+    def out():
+        grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
+        _gdn_chunk_out_kernel[grid](
+            qt, kt, vnew, gcum, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
+            BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
+        )
+    if NT > 0:
+        phases.append(("out", out))
+    for _, launch in phases:
+        launch()
+    if _phases is not None:
+        _phases.extend(phases)
     return o.reshape(*v.shape[:-1], V)

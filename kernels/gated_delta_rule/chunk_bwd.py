@@ -24,9 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2
+from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
 from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel, _locate_chunk,
-                    default_state_block_v)
+                    blocked_inverse, default_state_block_v)
 
 
 @triton.jit
@@ -276,6 +276,7 @@ def supported(q, v) -> bool:
     return q.shape[-1] <= 128 and v.shape[-1] <= 128 and q.dtype in (torch.bfloat16, torch.float16, torch.float32)
 
 
+@on_tensor_device
 def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
     """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen)."""
     B, T, H, K = q.shape
@@ -303,7 +304,7 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
     BVc = min(64, max(16, next_pow2(V)))
     _gdn_chunk_prep_kernel[(NT, H)](
         kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, H, K, V,
-        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=False, DOT_PREC=prec, STORE_X=True,
+        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=False, DOT_PREC=prec, STORE_X=True, BLOCKED_INV=blocked_inverse(),
     )
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, next_pow2
+from .._triton_utils import cdiv, next_pow2, on_tensor_device
 
 
 @triton.jit
@@ -118,12 +118,16 @@ def _check_state(s: torch.Tensor, H: int, K: int, V: int, name: str):
 
 
 def default_block_v(K: int, V: int, state_dtype: torch.dtype | None) -> tuple[int, int]:
-    """(BV, num_warps): K x BV float32 state tile per program (4K elements at K = 128)."""
+    """(BV, num_warps) of the state tile [K, BV] per program. From the decode sweep on an H200 (K = V = 128,
+    docs/benchmarks/kernels.md): float32 state BV = 64 with 4 warps (94 % of copy bandwidth at batch 512, 78 % at
+    64), bf16 state BV = 32 with 2 warps (74 % / 65 %); i.e. 8K / 4K state elements per program."""
     BK = next_pow2(K)
-    BV = min(next_pow2(V), max(8, 4096 // BK))
-    return BV, 4
+    if state_dtype in (torch.bfloat16, torch.float16):
+        return min(next_pow2(V), max(8, 4096 // BK)), 2
+    return min(next_pow2(V), max(8, 8192 // BK)), 4
 
 
+@on_tensor_device
 def fused_recurrent_gdn_fwd(
     q, k, v, g=None, beta=None, *, a=None, b=None, A_log=None, dt_bias=None, scale=None,
     initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
@@ -171,7 +175,8 @@ def fused_recurrent_gdn_fwd(
                 raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
     elif state_indices.shape[0] != N:
         raise ValueError(f"state_indices must have one entry per sequence ({N})")
-    dflt_bv, dflt_w = default_block_v(K, V, None)
+    pool = final_state if final_state is not None else initial_state
+    dflt_bv, dflt_w = default_block_v(K, V, pool.dtype if pool is not None else None)
     BV = BV or dflt_bv
     num_warps = num_warps or dflt_w
     BK = next_pow2(K)

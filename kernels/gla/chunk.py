@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2
+from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, _locate_chunk, chunk_index
 
 SUB = 16
@@ -229,6 +229,7 @@ def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     return BK, BV
 
 
+@on_tensor_device
 def chunk_gla_fwd(
     q, k, v, gk, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
     cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None,
@@ -265,7 +266,7 @@ def chunk_gla_fwd(
                 raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
     prec = _dot_prec(dtype)
     o = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    if NT == 0 or N == 0:
+    if N == 0:
         return o.reshape(*v.shape[:-1], V)
     gcum = torch.empty(TT, H, K, dtype=torch.float32, device=dev)
     A = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)
@@ -276,7 +277,8 @@ def chunk_gla_fwd(
     co = chunk_off if chunk_off is not None else dummy
     varlen = cu_seqlens is not None
     BKc = min(64, max(16, next_pow2(K)))
-    _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=BT, BK=BKc, IS_VARLEN=varlen)
+    if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
+        _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=BT, BK=BKc, IS_VARLEN=varlen)
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     dBK, dBV = default_state_blocks(N, H, K, V)
@@ -296,6 +298,8 @@ def chunk_gla_fwd(
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
         num_warps=num_warps_state, num_stages=1,
     )
+    if NT == 0:
+        return o.reshape(*v.shape[:-1], V)
     _gla_chunk_intra_kernel[(NT * (BT // SUB), H)](
         qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
         BT=BT, BC=SUB, BK=max(16, next_pow2(K)), IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,

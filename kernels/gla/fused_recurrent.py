@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, next_pow2
+from .._triton_utils import cdiv, next_pow2, on_tensor_device
 
 
 @triton.jit
@@ -80,9 +80,10 @@ def _gla_fused_recurrent_fwd_kernel(
         tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & valid)
 
 
+@on_tensor_device
 def fused_recurrent_gla_fwd(
     q, k, v, gk, *, scale=None, gate_logit_normalizer=None, initial_state=None, state_indices=None,
-    has_initial_state=None, final_state=None, cu_seqlens=None, out=None, BV=None, num_warps=4,
+    has_initial_state=None, final_state=None, cu_seqlens=None, out=None, BV=None, num_warps=None,
 ):
     """Launch the GLA fused recurrent kernel; returns o (q's dtype) shaped like v.
 
@@ -116,7 +117,12 @@ def fused_recurrent_gla_fwd(
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     BK = next_pow2(K)
-    BV = BV or min(next_pow2(V), max(8, 4096 // BK))
+    from ..gated_delta_rule.fused_recurrent import default_block_v
+
+    pool = final_state if final_state is not None else initial_state
+    dflt_bv, dflt_w = default_block_v(K, V, pool.dtype if pool is not None else None)
+    BV = BV or dflt_bv
+    num_warps = num_warps or dflt_w
     dummy = ot
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
