@@ -4,8 +4,7 @@ hold out a deterministic share of documents for evaluation, and serve shuffled f
     spec = DataSpec(sources=["builtin"])                    # or files/folders (.txt .jsonl .json .parquet), "hf:..."
     store = prepare_tokens(spec, tokenizer, "runs/tokens")  # cached by (spec, tokenizer); atomic; streaming
     sampler = BlockSampler(store, seq_len=512, batch_size=8, seed=0, rank=rank, world_size=world)
-    x = sampler.next_batch()                                # LongTensor [8, 512]; state_dict() / load_state_dict()
-    evals = eval_batches(store, 512, 8)                     # the same fixed batches every call
+    x, evals = sampler.next_batch(), eval_batches(store, 512, 8)  # [8, 512]; resumable; fixed eval batches
 
 Every document is followed by the tokenizer's EOS token (the official code concatenates documents with no separator,
 method.md §9 defect 12), so a block that straddles two documents shows the model where one ends. Blocks are cut from
