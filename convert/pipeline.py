@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..export.checkpoint import ExportError, load_hybrid, save_hybrid
+from ..export.checkpoint import load_hybrid, save_hybrid
 from ..export.configuration_hybrid import layer_types_for
 from . import distributed as dist
 from .config import ConfigError, RunConfig, load_saved
@@ -191,7 +191,5 @@ def _save_model(model, folder: Path, tokenizer, provenance: dict, overwrite: boo
     try:
         save_hybrid(model, folder, tokenizer=tokenizer, provenance=provenance, overwrite=overwrite,
                     generation_config=generation_config)
-    except ExportError:
-        raise
     finally:
-        dist.barrier() if is_distributed() else None
+        dist.barrier()  # the other ranks wait in _save_model until rank 0 has written (a no-op in one process)
