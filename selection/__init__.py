@@ -1,0 +1,1 @@
+"""GA-S2 and friends: which layers of a teacher keep softmax attention (method.md, layer selection)."""
