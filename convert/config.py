@@ -67,6 +67,7 @@ class RunConfig:
     export_dtype: str = "bfloat16"  # weights of RUN_DIR/final
     eval_fraction: float = 0.01
     data_max_tokens: int | None = None  # stop tokenising after this many tokens (required for hf: streams)
+    report_to: list[str] = field(default_factory=list)  # trackers next to metrics.jsonl: tensorboard, wandb
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=lambda: StageConfig(lr=7e-6, lr_mixer=1e-4, schedule="constant"))
     stage3: StageConfig = field(
@@ -77,8 +78,14 @@ class RunConfig:
     def check(self, max_positions: int | None = None) -> None:
         from ..export.configuration_hybrid import GQA_MODES, LINEAR_MIXERS
 
+        from .tracking import TrackerError, check_trackers
+
         if not self.data:
             raise ConfigError("data: no data source given")
+        try:  # a missing tracker library fails here, before any model loads, not mid-run
+            self.report_to = check_trackers(self.report_to)
+        except TrackerError as e:
+            raise ConfigError(str(e)) from None
         if self.mixer not in LINEAR_MIXERS:
             raise ConfigError(f"mixer: unknown linear mixer {self.mixer!r}; choose one of {', '.join(LINEAR_MIXERS)}")
         if self.gqa_mode not in GQA_MODES:
@@ -119,9 +126,10 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self, *sections: str) -> str:
-        """Hash of what determines the given sections' results (resume refuses a different one)."""
+        """Hash of what determines the given sections' results (resume refuses a different one). Trackers do not
+        change results, so a resumed stage may add or drop one."""
         data = self.to_dict()
-        keep = {k: v for k, v in data.items() if not k.startswith("stage")}
+        keep = {k: v for k, v in data.items() if not k.startswith("stage") and k != "report_to"}
         for s in sections:
             keep[s] = data[s]
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import distributed as dist
 from .config import StageConfig
+from .tracking import Trackers
 
 
 class ResumeError(RuntimeError):
@@ -79,12 +80,15 @@ class Stage:
     """Runs `loss_fn(batch) -> (loss, metrics)` over `sampler` batches for cfg.tokens tokens.
 
     `param_groups`: [(name, params, base_lr)]. `trainable` is the module whose state is checkpointed.
-    `evaluate()` returns a held-out score (lower is better) or None.
+    `evaluate()` returns a held-out score (lower is better) or None. `report_to` names trackers (tensorboard,
+    wandb) that receive every metrics.jsonl record on rank 0; `run_config` is what W&B records as the run's config.
     """
 
     def __init__(self, name: str, folder: Path, cfg: StageConfig, *, trainable: torch.nn.Module, param_groups,
-                 loss_fn: Callable, sampler, evaluate: Callable | None, fingerprint: str, console=None):
+                 loss_fn: Callable, sampler, evaluate: Callable | None, fingerprint: str, console=None,
+                 report_to=(), run_config: dict | None = None):
         self.name, self.folder, self.cfg = name, Path(folder), cfg
+        self.report_to, self.run_config, self._trackers = list(report_to or []), run_config, None
         self.trainable, self.loss_fn, self.sampler, self.evaluate = trainable, loss_fn, sampler, evaluate
         self.fingerprint, self.console = fingerprint, console
         self.world = dist.world_size()
@@ -152,11 +156,25 @@ class Stage:
         if dist.is_main():
             with open(self.metrics_file, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self._trackers is not None:
+                self._trackers.log(record)
 
     # ------------------------------------------------------------------ loop
     def run(self, resume: bool = False) -> StageResult:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if resume and self.load_checkpoint():
+        resumed = resume and self.load_checkpoint()
+        if self.report_to and dist.is_main():  # only rank 0 reports, as only rank 0 writes metrics.jsonl
+            self._trackers = Trackers(self.report_to, self.folder, self.name, run_config=self.run_config,
+                                      start_step=self.step)
+        try:
+            return self._run(resumed)
+        finally:
+            if self._trackers is not None:
+                self._trackers.close()
+                self._trackers = None
+
+    def _run(self, resumed: bool) -> StageResult:
+        if resumed:
             self._say(f"{self.name}: resumed at step {self.step}/{self.total_steps}")
         else:
             if dist.is_main() and self.metrics_file.exists():
