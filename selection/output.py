@@ -1,0 +1,164 @@
+"""The selection folder's products: selection.json, report.md (and plot.png, see plot.py).
+
+selection.json is what `hybridserve convert --layers-from` reads: method, teacher identity, per-layer scores,
+per-round score history, the ranking (best first), the chosen set for every budget with its inference
+memory, early-stopping statistics and the tokens spent.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+from .budgets import budget_ks, nested_sets, resolve_budget
+from .errors import SelectionError
+from .memory_report import memory_for_set
+from .rounds import write_json
+
+FORMAT = "hybridserve-selection"
+VERSION = 1
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {"hybridserve": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def teacher_config_from_dict(data: dict):
+    from transformers import AutoConfig
+
+    values = {k: v for k, v in data.items() if k != "model_type"}
+    return AutoConfig.for_model(data["model_type"], **values)
+
+
+def budget_entries(ranking: list[int], num_layers: int, primary_k: int, extra, teacher_config, mixer: str,
+                   gqa_mode: str, short_conv: bool, sets_for=None) -> list[dict]:
+    """Every reported budget: its layers (a prefix of the ranking, or `sets_for(k)` for uniform) and memory."""
+    entries = []
+    for entry in budget_ks(num_layers, primary_k, extra):
+        k = entry["k"]
+        if sets_for is not None:
+            layers = sets_for(k)
+        elif k <= len(ranking):
+            layers = nested_sets(ranking, [k])[k]
+        else:
+            continue  # e.g. iterative greedy picked fewer layers than this budget needs
+        entries.append({**entry, "layers": layers,
+                        "memory": memory_for_set(teacher_config, layers, mixer, gqa_mode, short_conv)})
+    return entries
+
+
+def write_selection(folder: Path, data: dict) -> Path:
+    data = {"format": FORMAT, "version": VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **data}
+    path = Path(folder) / "selection.json"
+    write_json(path, data)
+    return path
+
+
+def read_selection(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "selection.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SelectionError(f"no selection file at {path}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise SelectionError(f"cannot read the selection file {path}: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("ranking"), list):
+        raise SelectionError(f"{path} is not a hybridserve selection file")
+    return data
+
+
+def layers_from_selection(data: dict, num_layers: int | None = None, ratio: float | None = None,
+                          k: int | None = None) -> list[int]:
+    """The softmax layers for a budget: the top-K prefix of the ranking (K from k, ratio, or the primary budget)."""
+    n = data["num_layers"]
+    if num_layers is not None and num_layers != n:
+        raise SelectionError(f"the selection file is for a {n}-layer teacher, this teacher has {num_layers} layers")
+    if k is None and ratio is None:
+        primary = [b for b in data.get("budgets", []) if b.get("primary")]
+        if not primary:
+            raise SelectionError("the selection file has no primary budget; pass --ratio")
+        return list(primary[0]["layers"])
+    k = resolve_budget(n, ratio, k)
+    if data.get("method") == "uniform":
+        for b in data.get("budgets", []):
+            if b["k"] == k:
+                return list(b["layers"])
+        raise SelectionError(f"the uniform selection file has no set of {k} layers; run select with --k {k}")
+    if k > len(data["ranking"]):
+        raise SelectionError(f"K = {k} but the selection ranks only {len(data['ranking'])} layers")
+    return sorted(data["ranking"][:k])
+
+
+def _fmt_bytes(n) -> str:
+    from ..export.memory import format_bytes
+
+    return format_bytes(n) if n is not None else "-"
+
+
+def markdown_report(data: dict) -> str:
+    lines = [f"# Layer selection: {data['method']}", ""]
+    t = data["teacher"]
+    lines += [f"Teacher `{t.get('source')}` ({t.get('model_type')}, {data['num_layers']} layers, digest `{t['digest']}`); "
+              f"mixer {data.get('mixer')}.", ""]
+    if data.get("score_key"):
+        lines += [f"Score: **{data['score_key']}** (ranking: {data.get('ranking_rule', '')}).", ""]
+    lines += [f"Ranking (best first): {data['ranking']}", ""]
+    lines += ["| budget | K | softmax layers | KV / token | vs teacher | state / sequence | cache @ 32K |",
+              "|---|---|---|---|---|---|---|"]
+    for b in data["budgets"]:
+        m = b["memory"]
+        tag = " (requested)" if b.get("primary") else ""
+        lines.append(f"| {b['ratio']:.3f}{tag} | {b['k']} | {b['layers']} | {_fmt_bytes(m['kv_bytes_per_token'])} | "
+                     f"{m['kv_fraction']:.3f} | {_fmt_bytes(m['state_bytes_per_sequence'])} | "
+                     f"{_fmt_bytes(m['cache_bytes_per_sequence']['32768'])} |")
+    lines.append("")
+    if any("throughput" in b for b in data["budgets"]):
+        lines += ["Decode throughput (stage-0 hybrid, batch 1):", ""]
+        for b in data["budgets"]:
+            if "throughput" in b:
+                lines.append(f"- K = {b['k']}: {b['throughput']['tokens_per_s']:.1f} tokens/s")
+        lines.append("")
+    scores = data.get("scores", {})
+    if scores.get("train_kl"):
+        lines += ["| layer | train KL (window) | held-out KL | importance |", "|---|---|---|---|"]
+        for layer in data["ranking"]:
+            key = str(layer)
+            lines.append(f"| {layer} | {scores['train_kl'].get(key, float('nan')):.5f} | "
+                         f"{scores['heldout_kl'].get(key, float('nan')):.5f} | {scores['importance'].get(key, float('nan')):.5f} |")
+        lines.append("")
+    es = data.get("early_stop")
+    if es:
+        if es.get("stopped_at_round"):
+            lines.append(f"Early stop: the top-{es['k']} set was stable (Jaccard ≥ {es['threshold']} for {es['patience']} "
+                         f"rounds) after round {es['stopped_at_round']} of {es['total_rounds']}.")
+        else:
+            lines.append(f"Early stop: {'not reached' if es.get('enabled') else 'off'}; all {es['rounds_run']} rounds ran.")
+        lines.append("")
+    tokens = data.get("tokens")
+    if tokens:
+        lines.append(f"Tokens: {tokens['spent']:,} spent of a {tokens['budget']:,} budget "
+                     f"({tokens['saved']:,} saved, {tokens['saved_fraction']:.0%}); "
+                     f"{tokens['per_candidate']:,} per candidate.")
+        lines.append("")
+    if data.get("timings"):
+        lines.append("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in data["timings"].items()))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(folder: Path, data: dict) -> Path:
+    path = Path(folder) / "report.md"
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text(markdown_report(data))
+    tmp.replace(path)
+    return path
