@@ -263,6 +263,16 @@ def _register_eval() -> None:
 _register_eval()
 
 
+def _register_select() -> None:
+    from .select_cmd import merge_command, select_command
+
+    app.command("select")(select_command)
+    app.command("select-merge")(merge_command)
+
+
+_register_select()
+
+
 @app.callback()
 def _quiet_libraries() -> None:
     """Our own status lines replace transformers' per-tensor progress bars and notices."""
