@@ -9,6 +9,8 @@
 * `on_tensor_device`: decorator running a launcher on its first tensor's CUDA device.
 * `first_config_only(configs)`: under the interpreter an autotuner with several configs would time them through a
   GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
+* `tuned_configs(kernel, configs)`: the configs an autotuned kernel registers: the first only under the interpreter,
+  one pinned config with `HYBRIDSERVE_TRITON_CONFIG=kernel=i` (the GPU probes bisect a crash to one config).
 """
 
 from __future__ import annotations
@@ -73,6 +75,28 @@ def on_tensor_device(fn):
 
 def first_config_only(configs: list) -> list:
     return configs[:1] if interpreting() else configs
+
+
+def pinned_configs() -> dict[str, int]:
+    """HYBRIDSERVE_TRITON_CONFIG="_gdn_chunk_out_kernel=2,_gdn_chunk_prep_kernel=0" -> {name: index}."""
+    pins = {}
+    for item in os.environ.get("HYBRIDSERVE_TRITON_CONFIG", "").split(","):
+        if item.strip():
+            name, _, idx = item.partition("=")
+            pins[name.strip()] = int(idx)
+    return pins
+
+
+def tuned_configs(kernel: str, configs: list) -> list:
+    """The autotune configs `kernel` registers (read when its module is imported). An autotuner times every config
+    on the first call of each key, so one miscompiled config crashes the call even when another would win: pinning
+    one config per subprocess is how benchmarks/probe_kernels_gpu.py finds the culprit."""
+    pin = pinned_configs().get(kernel)
+    if pin is not None:
+        if not 0 <= pin < len(configs):
+            raise ValueError(f"HYBRIDSERVE_TRITON_CONFIG: {kernel} has {len(configs)} configs, not index {pin}")
+        return [configs[pin]]
+    return first_config_only(configs)
 
 
 def next_pow2(n: int) -> int:

@@ -27,34 +27,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
+from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
 
 CHUNK = 64
 
 
-@triton.jit
-def _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """Global chunk index -> (sequence, first token, end token, first token of the chunk, valid)."""
-    if IS_VARLEN:
-        i_n = tl.load(chunk_seq + i_c).to(tl.int32)
-        valid = i_n < N
-        i_n = tl.where(valid, i_n, 0)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        i_t = i_c - tl.load(chunk_off + i_n)
-    else:
-        i_n = i_c // NTs
-        valid = i_n < N
-        i_t = i_c % NTs
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-    t0 = bos + i_t.to(tl.int64) * BT
-    return i_n, bos, eos, t0, valid
-
-
 def _prep_configs():
-    return first_config_only([triton.Config({}, num_warps=w, num_stages=s)
-                              for w, s in [(4, 2), (8, 2), (4, 3), (2, 2)]])
+    return tuned_configs("_gdn_chunk_prep_kernel", [triton.Config({}, num_warps=w, num_stages=s)
+                                                    for w, s in [(4, 2), (8, 2), (4, 3), (2, 2)]])
 
 
 @triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"])
@@ -69,7 +50,7 @@ def _gdn_chunk_prep_kernel(
     scratch; else only with STORE_X), W and U."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
     if not valid:
         return
     o_t = tl.arange(0, BT)
@@ -140,15 +121,17 @@ def _gdn_chunk_prep_kernel(
             T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
             T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
             T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
-        X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision=DOT_PREC), input_precision=DOT_PREC)
-        X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision=DOT_PREC), input_precision=DOT_PREC)
-        X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision=DOT_PREC), input_precision=DOT_PREC)
-        X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision=DOT_PREC) + tl.dot(A21, X10, input_precision=DOT_PREC),
-                      input_precision=DOT_PREC)
-        X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision=DOT_PREC) + tl.dot(A32, X21, input_precision=DOT_PREC),
-                      input_precision=DOT_PREC)
-        X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision=DOT_PREC) + tl.dot(A31, X10, input_precision=DOT_PREC)
-                      + tl.dot(A32, X20, input_precision=DOT_PREC), input_precision=DOT_PREC)
+        # exact float32 products (not TF32 as for the bf16 tiles): 16 x 16 blocks cost nothing, and the errors of
+        # the off-diagonal blocks of X would compound through W and U into every later chunk
+        X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision="ieee"), input_precision="ieee")
+        X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision="ieee"), input_precision="ieee")
+        X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision="ieee"), input_precision="ieee")
+        X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision="ieee") + tl.dot(A21, X10, input_precision="ieee"),
+                      input_precision="ieee")
+        X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision="ieee") + tl.dot(A32, X21, input_precision="ieee"),
+                      input_precision="ieee")
+        X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision="ieee") + tl.dot(A31, X10, input_precision="ieee")
+                      + tl.dot(A32, X20, input_precision="ieee"), input_precision="ieee")
         zero = tl.zeros([16, 16], dtype=tl.float32)
         tl.store(p_blk, T00, mask=m0)
         tl.store(p_blk + 16, zero, mask=m0)
@@ -212,14 +195,8 @@ def _gdn_chunk_state_kernel(
     i_nh = tl.program_id(1)
     i_n = i_nh // H
     i_h = i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        c0 = tl.load(chunk_off + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        c0 = i_n.to(tl.int64) * NTs
+    bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
+    c0 = first_chunk(i_n, chunk_off, NTs, IS_VARLEN)
     n_chunks = tl.cdiv(eos - bos, BT)
 
     o_t = tl.arange(0, BT)
@@ -229,19 +206,8 @@ def _gdn_chunk_state_kernel(
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
     p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
-
-    if INDEXED:
-        slot = tl.load(state_idx + i_n).to(tl.int64)
-    else:
-        slot = i_n.to(tl.int64)
-    ok = slot >= 0
-    slot = tl.where(ok, slot, 0)
-    b_h = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        use = ok
-        if HAS_H0_MASK:
-            use = use & (tl.load(has_h0 + i_n) != 0)
-        b_h = tl.load(h0 + slot * s_h0 + p_hkv, mask=m_h & use, other=0.0).to(tl.float32)
+    b_h, slot, ok = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
+                                       HAS_H0_MASK)
 
     hbuf += c0 * (H * K * V) + p_hkv
     k += (bos * H + i_h) * K
@@ -274,14 +240,13 @@ def _gdn_chunk_state_kernel(
         vnew += BT * H * V
         gcum += BT * H
 
-    if STORE_HT:
-        tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & ok)
+    store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
 
 def _out_configs():
-    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
-                              for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (32, 2, 3),
-                                               (64, 4, 3)]])
+    return tuned_configs("_gdn_chunk_out_kernel", [
+        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+        for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (32, 2, 3), (64, 4, 3)]])
 
 
 @triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"])
@@ -294,7 +259,7 @@ def _gdn_chunk_out_kernel(
     i_v = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
     if not valid:
         return
     o_t = tl.arange(0, BT)

@@ -24,8 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
-from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel, _locate_chunk,
+from .._triton_common import locate_chunk
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
+from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel,
                     blocked_inverse, default_state_block_v)
 
 
@@ -38,7 +39,7 @@ def _gdn_bwd_dv_local_kernel(
     i_v = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
     o_t = tl.arange(0, BT)
     m_t = o_t < eos - t0
     o_v = i_v * BV + tl.arange(0, BV)
@@ -114,21 +115,22 @@ def _gdn_bwd_dh_kernel(
 
 
 def _dqk_configs():
-    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
-                              for bv, w, s in [(32, 8, 2), (64, 8, 2), (32, 4, 2), (64, 4, 3)]])
+    return tuned_configs("_gdn_bwd_dqkw_kernel", [
+        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+        for bv, w, s in [(32, 8, 2), (64, 8, 2), (32, 4, 2), (64, 4, 3)]])
 
 
 @triton.autotune(configs=_dqk_configs(), key=["H", "K", "V", "DOT_PREC"])
 @triton.jit
 def _gdn_bwd_dqkw_kernel(
-    q, k, vnew, do, gcum, hbuf, dhbuf, dv, dq, dk, dw, dg, scale, T, NTs, N,
+    q, k, vnew, do, gcum, hbuf, dhbuf, dv, dq, dk, dw, dg, ptmp, scale, T, NTs, N,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
     """Per chunk: dQ (final), dK (O and S' parts), dW, and dG's O / S' parts (before the cumulative sum)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, q, q, q, T, NTs, N, BT, False)
     o_t = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m_t = o_t < eos - t0
@@ -186,7 +188,14 @@ def _gdn_bwd_dqkw_kernel(
     b_dG += tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
     b_Pd = b_P.to(b_k.dtype)
     b_dq += tl.dot(b_Pd, b_k, input_precision=DOT_PREC)
-    b_dk += tl.dot(tl.trans(b_Pd), b_q, input_precision=DOT_PREC)
+    # dK needs P^T. tl.trans of a tile that lives in the MMA accumulator layout is miscompiled on Hopper by Triton
+    # 3.4 - 3.7.0 at 64-wide tiles (wrong dk: fla-org/flash-linear-attention#640), i.e. exactly at head dim 64.
+    # So P goes through this program's [BT, BT] scratch tile and comes back transposed by the load's indexing.
+    p_tmp = ptmp + (i_c.to(tl.int64) * H + i_h) * (BT * BT)
+    tl.store(p_tmp + o_t[:, None] * BT + o_t[None, :], b_Pd)
+    tl.debug_barrier()
+    b_PdT = tl.load(p_tmp + o_t[None, :] * BT + o_t[:, None])
+    b_dk += tl.dot(b_PdT, b_q, input_precision=DOT_PREC)
     tl.store(dq + p_k, b_dq.to(dq.dtype.element_ty), mask=m_tk)
     tl.store(dk + p_k, b_dk, mask=m_tk)
     tl.store(dw + p_k, -b_dw, mask=m_tk)
@@ -202,7 +211,7 @@ def _gdn_bwd_wy_kernel(
     """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
     o_t = tl.arange(0, BT)
     m_t = o_t < eos - t0
     r = o_t[:, None]
@@ -336,8 +345,9 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
     dk_part = torch.empty(TT, H, K, dtype=f32, device=dev)
     dw = torch.empty(TT, H, K, dtype=f32, device=dev)
     dg_part = torch.empty(TT, H, dtype=f32, device=dev)
+    ptmp = torch.empty(NT, H, BT, BT, dtype=dtype, device=dev)  # kernel 3's scratch for P^T
     _gdn_bwd_dqkw_kernel[(NT, H)](
-        qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, dq, dk_part, dw, dg_part, scale, T, NTs, B, H, K, V,
+        qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, dq, dk_part, dw, dg_part, ptmp, scale, T, NTs, B, H, K, V,
         BT=BT, BK=max(16, next_pow2(K)), DOT_PREC=prec,
     )
     # kernel 4: WY part, final dk, dv, dbeta, dg

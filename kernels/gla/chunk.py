@@ -20,8 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_utils import cdiv, first_config_only, next_pow2, on_tensor_device
-from ..gated_delta_rule.chunk import CHUNK, _dot_prec, _locate_chunk, chunk_index
+from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
+from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_index
 
 SUB = 16
 
@@ -33,7 +34,7 @@ def _gla_chunk_cumsum_kernel(
 ):
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
     if not valid:
         return
     o_t = tl.arange(0, BT)
@@ -60,14 +61,8 @@ def _gla_chunk_state_kernel(
     i_nh = tl.program_id(2)
     i_n = i_nh // H
     i_h = i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        c0 = tl.load(chunk_off + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        c0 = i_n.to(tl.int64) * NTs
+    bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
+    c0 = first_chunk(i_n, chunk_off, NTs, IS_VARLEN)
     seq_len = eos - bos
     n_chunks = tl.cdiv(seq_len, BT)
 
@@ -78,19 +73,8 @@ def _gla_chunk_state_kernel(
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
     p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
-
-    if INDEXED:
-        slot = tl.load(state_idx + i_n).to(tl.int64)
-    else:
-        slot = i_n.to(tl.int64)
-    ok = slot >= 0
-    slot = tl.where(ok, slot, 0)
-    b_h = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        use = ok
-        if HAS_H0_MASK:
-            use = use & (tl.load(has_h0 + i_n) != 0)
-        b_h = tl.load(h0 + slot * s_h0 + p_hkv, mask=m_h & use, other=0.0).to(tl.float32)
+    b_h, slot, ok = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
+                                       HAS_H0_MASK)
 
     hbuf += c0 * (H * K * V) + p_hkv
     k += (bos * H + i_h) * K
@@ -114,8 +98,7 @@ def _gla_chunk_state_kernel(
         gcum += BT * H * K
         v += BT * H * V
 
-    if STORE_HT:
-        tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & ok)
+    store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
 
 @triton.jit
@@ -129,7 +112,7 @@ def _gla_chunk_intra_kernel(
     i_h = tl.program_id(1)
     i_c = i_ci // NC
     i_i = i_ci % NC
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
     if not valid:
         return
     n_valid = eos - t0  # tokens of this chunk that belong to the sequence (may exceed BT)
@@ -178,8 +161,9 @@ def _gla_chunk_intra_kernel(
 
 
 def _out_configs():
-    return first_config_only([triton.Config({"BV": bv}, num_warps=w, num_stages=s)
-                              for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (64, 4, 3)]])
+    return tuned_configs("_gla_chunk_out_kernel", [
+        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
+        for bv, w, s in [(64, 4, 2), (32, 4, 2), (64, 8, 2), (128, 8, 2), (64, 4, 3)]])
 
 
 @triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"])
@@ -192,7 +176,7 @@ def _gla_chunk_out_kernel(
     i_v = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
-    i_n, bos, eos, t0, valid = _locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
     if not valid:
         return
     o_t = tl.arange(0, BT)

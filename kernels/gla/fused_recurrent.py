@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device
 
 
@@ -32,12 +33,7 @@ def _gla_fused_recurrent_fwd_kernel(
     i_nh = tl.program_id(1)
     i_n = i_nh // H
     i_h = i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
+    bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
     seq_len = eos - bos
 
     o_k = tl.arange(0, BK)
@@ -47,18 +43,8 @@ def _gla_fused_recurrent_fwd_kernel(
     m_h = m_k[:, None] & m_v[None, :]
     p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
 
-    if INDEXED:
-        slot = tl.load(state_idx + i_n).to(tl.int64)
-    else:
-        slot = i_n.to(tl.int64)
-    valid = slot >= 0
-    slot = tl.where(valid, slot, 0)
-    b_h = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        use = valid
-        if HAS_H0_MASK:
-            use = use & (tl.load(has_h0 + i_n) != 0)
-        b_h = tl.load(h0 + slot * s_h0 + p_hkv, mask=m_h & use, other=0.0).to(tl.float32)
+    b_h, slot, valid = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
+                                          HAS_H0_MASK)
 
     q += bos * s_qt + i_h * s_qh
     k += bos * s_kt + i_h * s_kh
@@ -76,8 +62,7 @@ def _gla_fused_recurrent_fwd_kernel(
         b_o = tl.sum(b_h * b_q[:, None], axis=0)
         tl.store(o + t * s_ot + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
 
-    if STORE_HT:
-        tl.store(ht + slot * s_ht + p_hkv, b_h.to(ht.dtype.element_ty), mask=m_h & valid)
+    store_final_state(ht, b_h, slot, valid, s_ht, p_hkv, m_h, STORE_HT)
 
 
 @on_tensor_device
