@@ -7,13 +7,10 @@ hold out a deterministic share of documents for evaluation, and serve shuffled f
     x, evals = sampler.next_batch(), eval_batches(store, 512, 8)  # [8, 512]; resumable; fixed eval batches
 
 Every document is followed by the tokenizer's EOS token (the official code concatenates documents with no separator,
-method.md §9 defect 12), so a block that straddles two documents shows the model where one ends. Blocks are cut from
-the packed stream without overlap; the remainder of each split is dropped. A document goes to the eval split when the
-first 8 bytes of the sha256 of its text, read as a fraction of 2^64, fall below `eval_fraction` — the same text lands in
-the same split whatever the order or the other documents — and if that leaves the eval split empty, the train document
-with the smallest such fraction moves there. Nothing holds the corpus in memory: text files are read in pieces of at
-most `_PIECE_CHARS` characters, cut before a space that follows a non-space (so byte-level BPE tokenizers - GPT-2,
-Llama 3, Qwen2, SmolLM2 - give exactly the tokens of the whole text), and tokens are appended to disk per batch.
+method.md §9 defect 12). Blocks are cut from the packed stream without overlap; each split's remainder is dropped. A
+document is held out for eval when its text's sha256 read as a fraction falls below `eval_fraction` (see doc_fraction;
+at least one document is held out). Nothing holds the corpus in memory: text is read in bounded pieces cut where no
+byte-level BPE pre-token crosses (split_pieces), `hf:` sources are streamed, and tokens go to disk per batch.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,17 +29,15 @@ import numpy as np
 import torch
 
 from . import corpus as _corpus
+from .sources import SUPPORTED_SUFFIXES, DataError  # noqa: F401  (part of this module's interface)
+from .sources import Source as _Source
+from .sources import iter_documents as _iter_source
+from .sources import resolve_sources as _resolve
 
 FORMAT_VERSION = 1
-SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".json", ".parquet")
 _PIECE_CHARS = 1 << 20  # longest text handed to the tokenizer at once (and read from a text file at once)
 _BATCH_CHARS = 4 << 20  # characters per batched tokenizer call
 _COPY_BYTES = 16 << 20
-_EXTRA_HINT = "pip install 'hybridserve[data]'"
-
-
-class DataError(Exception):
-    """The training data could not be read, tokenised or served; the message says what to do."""
 
 
 @dataclass
@@ -50,7 +45,7 @@ class DataSpec:
     """What to tokenise. `sources`: "builtin" (every built-in corpus source) or "builtin:sotu,brown"; a file or folder
     (.txt = one document per file, .jsonl = one per line, .json = a list of records/strings, .parquet = one per row;
     folders are searched recursively, other files in them ignored); "hf:org/name[:config][@split]" (streamed with
-    `datasets`; needs max_tokens)."""
+    `datasets`; needs max_tokens unless the name is a local dataset folder or file)."""
 
     sources: list[str]
     text_field: str = "text"
@@ -67,140 +62,6 @@ class DataSpec:
             raise DataError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
         if self.max_tokens is not None and self.max_tokens <= 0:
             raise DataError(f"max_tokens must be positive, got {self.max_tokens}")
-
-
-# --- sources: resolve (validate, fingerprint) and read --------------------------------------------------------------
-
-
-@dataclass
-class _Source:
-    given: str
-    kind: str  # "builtin" | "file" | "hf"
-    files: list[Path] = field(default_factory=list)
-    hf: tuple[str, str | None, str] | None = None  # (name, config, split)
-    fingerprint: dict = field(default_factory=dict)
-
-
-def _file_stat(p: Path) -> list:
-    st = p.stat()
-    return [str(p), st.st_size, st.st_mtime_ns]
-
-
-def _require(module: str, why: str):
-    try:
-        return __import__(module, fromlist=["_"])
-    except ImportError as e:
-        raise DataError(f"{why} needs the optional package `{module.split('.')[0]}`, which is not installed: "
-                        f"pip install {module.split('.')[0]} (or {_EXTRA_HINT})") from e
-
-
-def _resolve(spec: DataSpec) -> list[_Source]:
-    """Check every source before anything is written; fingerprints make the cache key."""
-    out = []
-    for s in spec.sources:
-        if s == "builtin" or s.startswith("builtin:"):
-            names = None if s == "builtin" else [n.strip() for n in s[len("builtin:"):].split(",") if n.strip()]
-            try:
-                folder = _corpus.fetch_builtin_corpus(sources=names)
-                names = _corpus.resolve_source_names(names)
-                manifest = _corpus.builtin_manifest()
-            except _corpus.CorpusError as e:
-                raise DataError(f"built-in corpus: {e}") from e
-            files = [folder / manifest["sources"][n]["file"] for n in names]
-            fp = {"builtin": {n: manifest["sources"][n]["sha256"] for n in names}}
-            out.append(_Source(s, "builtin", files, fingerprint=fp))
-        elif s.startswith("hf:"):
-            rest, split = s[3:], "train"
-            if "@" in rest:
-                rest, split = rest.rsplit("@", 1)
-            name, _, config = rest.partition(":")
-            if not name or not split:
-                raise DataError(f"bad Hugging Face source {s!r}; write hf:org/name[:config][@split]")
-            if spec.max_tokens is None:
-                raise DataError(f"{s} is streamed and may be huge: set max_tokens")
-            _require("datasets", f"the source {s}")
-            out.append(_Source(s, "hf", hf=(name, config or None, split), fingerprint={"hf": [name, config, split]}))
-        else:
-            p = Path(s).expanduser().resolve()
-            if not p.exists():
-                raise DataError(f"data source {s!r} does not exist ({p})")
-            if p.is_dir():
-                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES
-                               and not any(part.startswith(".") for part in f.relative_to(p).parts))
-                if not files:
-                    raise DataError(f"folder {p} has no {'/'.join(SUPPORTED_SUFFIXES)} files")
-            elif p.suffix.lower() in SUPPORTED_SUFFIXES:
-                files = [p]
-            else:
-                raise DataError(f"unsupported file type {p.suffix or '(none)'!r} for {p}; "
-                                f"use {', '.join(SUPPORTED_SUFFIXES)} or a folder of them")
-            if any(f.suffix.lower() == ".parquet" for f in files):
-                _require("pyarrow.parquet", f"reading .parquet ({p})")
-            out.append(_Source(s, "file", files, fingerprint={"files": [_file_stat(f) for f in files]}))
-    return out
-
-
-def _iter_records_text(records, field_name: str, where: str) -> Iterator[str]:
-    for i, rec in enumerate(records):
-        if isinstance(rec, str) or rec is None:
-            text = rec
-        elif isinstance(rec, dict):
-            if field_name not in rec:
-                raise DataError(f"{where}: record {i} has no field {field_name!r} (fields: "
-                                f"{', '.join(map(str, rec))}); set DataSpec.text_field")
-            text = rec[field_name]
-        else:
-            raise DataError(f"{where}: record {i} is a {type(rec).__name__}, expected an object or a string")
-        if text is not None and not isinstance(text, str):
-            raise DataError(f"{where}: record {i} field {field_name!r} is a {type(text).__name__}, not text")
-        yield text or ""
-
-
-def _jsonl_records(path: Path) -> Iterator:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as e:
-                    raise DataError(f"{path}:{n}: not valid JSON ({e})") from e
-
-
-def _iter_source(src: _Source, text_field: str) -> Iterator[str | Path]:
-    """Documents of one source: a str, or the Path of a .txt file (read in pieces later)."""
-    if src.kind == "hf":
-        datasets = _require("datasets", f"the source {src.given}")
-        name, config, split = src.hf
-        try:
-            ds = datasets.load_dataset(name, config, split=split, streaming=True)
-        except Exception as e:  # offline, unknown dataset, bad config: datasets raises many types
-            raise DataError(f"cannot open {src.given} with datasets.load_dataset: {type(e).__name__}: {e}") from e
-        yield from _iter_records_text(ds, text_field, src.given)
-        return
-    field_name = "text" if src.kind == "builtin" else text_field
-    for path in src.files:
-        suffix = path.suffix.lower()
-        if suffix == ".txt":
-            yield path
-        elif suffix == ".jsonl":
-            yield from _iter_records_text(_jsonl_records(path), field_name, str(path))
-        elif suffix == ".json":
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as e:
-                raise DataError(f"{path}: not valid JSON ({e})") from e
-            data = [data] if isinstance(data, dict) else data
-            if not isinstance(data, list):
-                raise DataError(f"{path}: expected a list of records (or one record), got {type(data).__name__}")
-            yield from _iter_records_text(data, field_name, str(path))
-        elif suffix == ".parquet":
-            pq = _require("pyarrow.parquet", f"reading {path}")
-            pf = pq.ParquetFile(path)
-            if field_name not in pf.schema_arrow.names:
-                raise DataError(f"{path}: no column {field_name!r} (columns: {', '.join(pf.schema_arrow.names)}); "
-                                f"set DataSpec.text_field")
-            for batch in pf.iter_batches(columns=[field_name], batch_size=256):
-                yield from _iter_records_text(batch.column(0).to_pylist(), field_name, str(path))
 
 
 def read_text_pieces(path: str | Path, limit: int | None = None) -> Iterator[str]:
@@ -274,8 +135,7 @@ def tokenizer_fingerprint(tokenizer) -> dict:
     if eos is None:
         raise DataError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no eos token; documents must be "
                         f"separated by EOS (set tokenizer.eos_token)")
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    backend_sha = None
+    backend, backend_sha = getattr(tokenizer, "backend_tokenizer", None), None
     if backend is not None:  # minus the call-time settings (truncation, padding) kept in the same JSON
         d = json.loads(backend.to_str())
         backend_sha = _sha({k: v for k, v in d.items() if k not in ("truncation", "padding")})

@@ -387,6 +387,7 @@ def test_errors(tmp_path, tok, monkeypatch):
     with pytest.raises(DataError, match="optional package `datasets`.*pip install datasets"):
         prep("hf:org/name:cfg@train", max_tokens=100)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # an earlier import would otherwise be reused
     (tmp_path / "t.parquet").write_bytes(b"PAR1")
     with pytest.raises(DataError, match="optional package `pyarrow`"):
         prep(str(tmp_path / "t.parquet"))
