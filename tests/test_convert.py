@@ -161,7 +161,10 @@ def test_bad_inputs_fail_early(assets, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert "empty" in _cli("convert", assets["teacher"], "--data", empty, "--out", tmp_path / "a").lower()
-    assert "ratio" in _cli("convert", assets["teacher"], "--ratio", "1.5", "--out", tmp_path / "b")
+    for ratio in ("1.5", "1", "0", "-0.25"):  # the softmax share must lie strictly inside (0, 1)
+        assert "ratio" in _cli("convert", assets["teacher"], "--ratio", ratio, "--out", tmp_path / "b")
+    assert "unknown tracker 'mlflow'" in _cli("convert", assets["teacher"], "--set", "report_to=mlflow", "--out",
+                                              tmp_path / "b")
     assert "repeat" in _cli("convert", assets["teacher"], "--softmax-layers", "1,1", "--out", tmp_path / "c")
     assert "max_position_embeddings" in _cli("convert", assets["teacher"], "--data", assets["corpus"], "--out",
                                              tmp_path / "d", "--set", "stage1.seq_len=100000", "--set", "stage1.tokens=100000000")
@@ -181,6 +184,13 @@ def test_resume_with_a_different_config_is_refused(assets, tmp_path):
         run_convert(changed, run, resume=True)
     with pytest.raises(ConfigError, match="--resume"):
         run_convert(config, run)
+    # the same refusal from the command line: one line, exit status 1, the run folder untouched
+    before = (run / "config.json").read_text()
+    sets = sum((["--set", s] for s in TINY + ["stage2.enabled=false", "stage1.lr=0.01"]), [])
+    output = _cli("convert", assets["teacher"], "--data", assets["corpus"], "--softmax-layers", "2", "--out", run,
+                  "--resume", *sets)
+    assert "different configuration" in output and "stage1" in output
+    assert (run / "config.json").read_text() == before
 
 
 @pytest.mark.slow
