@@ -112,7 +112,10 @@ def convert_command(
     config_file: Path = typer.Option(None, "--config", help="YAML file with RunConfig fields (applied after the preset)."),
     softmax_layers: str = typer.Option(None, help="Comma-separated layers that keep softmax attention."),
     ratio: float = typer.Option(None, help="Softmax share when no layer list is given (default 0.25)."),
-    select: str = typer.Option(None, help="How --ratio picks layers: uniform."),
+    select: str = typer.Option(None, help="How --ratio picks layers: uniform, or a selection method run between stage 1 "
+                               "and stage 2 (ga-s2, gr-s2, avg-s2, ga-s1, iterative, ablation, ppl; see `select`)."),
+    layers_from: Path = typer.Option(None, "--layers-from", help="A selection.json: its top-K layers (K from --ratio, "
+                                     "else the file's requested budget)."),
     mixer: str = typer.Option(None, help="Linear mixer: gdn or gla."),
     data: list[str] = typer.Option(None, help="Data source(s): builtin, a .txt/.jsonl/.parquet file or folder, hf:org/name."),
     device: str = typer.Option(None, help="auto, cpu or cuda."),
@@ -124,17 +127,44 @@ def convert_command(
     from .convert.data import DataError
     from .convert.pipeline import run_convert
     from .convert.trainer import ResumeError
+    from .selection.errors import SelectionError
 
     try:
+        layer_source, sets = _layer_source(select, layers_from, softmax_layers, ratio, list(sets or []))
+        if layer_source is not None:
+            select = None  # the RunConfig's own `select` only knows uniform
         overrides = {"teacher": teacher, "ratio": ratio, "select": select, "mixer": mixer, "device": device,
                      "data": list(data) if data else None,
                      "softmax_layers": _parse_layers(softmax_layers) if softmax_layers else None}
-        config = build_config(preset, config_file, overrides, list(sets or []))
-        summary = run_convert(config, out_dir, resume=resume, console=console)
-    except (*_user_errors(), ConfigError, DataError, ResumeError) as e:
+        if layers_from is not None:
+            overrides["softmax_layers"] = layer_source.layers
+        config = build_config(preset, config_file, overrides, sets)
+        summary = run_convert(config, out_dir, resume=resume, console=console, layer_source=layer_source)
+    except (*_user_errors(), ConfigError, DataError, ResumeError, SelectionError) as e:
         _fail(str(e))
     if summary is not None:  # rank 0 (or the only process)
         out.print(f"final hybrid: [bold]{summary['final']}[/] (after {summary['final_stage']}); summary in {out_dir / 'summary.json'}")
+
+
+def _layer_source(select, layers_from, softmax_layers, ratio, sets):
+    """convert's layer choice from a selection: (hook for run_convert or None, --set items left for the config)."""
+    from .selection.errors import SelectionError
+
+    if layers_from is not None and (select not in (None, "uniform") or softmax_layers):
+        raise SelectionError("--layers-from cannot be combined with --select or --softmax-layers")
+    if layers_from is not None:
+        from .selection.convert_hooks import SelectionFile
+
+        return SelectionFile(layers_from, ratio=ratio), sets
+    if select in (None, "uniform"):
+        return None, sets
+    if softmax_layers:
+        raise SelectionError("--select chooses the layers; do not also give --softmax-layers")
+    from .selection.convert_hooks import SelectDuringConvert
+
+    selection_sets = [item for item in sets if item.startswith("select.")]
+    return SelectDuringConvert(select, ratio if ratio is not None else 0.25, selection_sets), \
+        [item for item in sets if not item.startswith("select.")]
 
 
 @app.command("export")
@@ -271,6 +301,16 @@ def _register_select() -> None:
 
 
 _register_select()
+
+
+def _register_serve() -> None:
+    from .serve_cmd import bench_command, serve_command
+
+    app.command("serve", context_settings={"allow_extra_args": True})(serve_command)
+    app.command("bench")(bench_command)
+
+
+_register_serve()
 
 
 @app.callback()

@@ -1,0 +1,230 @@
+"""`hybridserve bench`: a hybrid against its teacher (and any other model) in vLLM on the same machine.
+
+Each model runs in its own process (`bench_worker.py`) with the same engine settings and the same workloads
+(rows of input length × output length × number of prompts, sent at once). The report gives, per row, output
+and total tokens/s, TTFT and time per output token (median and p90), the ratio to the baseline, and per model
+the cache bytes per sequence and the concurrency vLLM admits at the benchmark's context length. Random-token
+prompts and a fixed number of generated tokens (EOS ignored) make speed independent of what the weights say,
+so random-weight models of a real shape are fine for speed; the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GPU_ROWS = "1024:256:512,8192:256:128,32768:128:32,128:1024:512"
+CPU_ROWS = "64:16:4,256:16:2"
+
+
+class BenchError(ValueError):
+    """Bad benchmark input, or a model that failed to run."""
+
+
+@dataclass
+class BenchModel:
+    name: str
+    path: str
+
+
+def parse_rows(text: str) -> list[dict]:
+    """'1024:256:512,8192:256:128' -> rows of input_len, output_len, num_prompts."""
+    rows = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        fields = part.split(":")
+        try:
+            values = [int(f) for f in fields]
+        except ValueError:
+            values = []
+        if len(values) != 3 or min(values) < 1:
+            raise BenchError(f"row {part!r} is not INPUT:OUTPUT:PROMPTS with positive integers")
+        rows.append({"input_len": values[0], "output_len": values[1], "num_prompts": values[2]})
+    if not rows:
+        raise BenchError("no benchmark rows given")
+    return rows
+
+
+def _config(path: str) -> dict:
+    file = Path(path) / "config.json"
+    if not file.is_file():
+        raise BenchError(f"{path} is not a model folder with a config.json")
+    return json.loads(file.read_text())
+
+
+def cache_bytes(config: dict, tokens: int, dtype_bytes: int = 2) -> dict:
+    """KV bytes/token and state bytes/sequence as vLLM stores them, for our hybrids and plain dense models."""
+    if config.get("model_type") == "hybridserve":
+        from hybridserve.export.memory import memory_summary
+
+        s = memory_summary(config, dtype_bytes)
+        kv, state = s["hybrid_kv_bytes_per_token"], s["state_bytes_per_sequence"]
+    elif config.get("layer_types") and "linear_attention" in config["layer_types"]:
+        return {"kv_bytes_per_token": None, "state_bytes_per_sequence": None, "bytes_per_sequence": None}
+    else:
+        heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or config["hidden_size"] // heads
+        kv = config["num_hidden_layers"] * 2 * config.get("num_key_value_heads", heads) * head_dim * dtype_bytes
+        state = 0
+    return {"kv_bytes_per_token": kv, "state_bytes_per_sequence": state, "bytes_per_sequence": kv * tokens + state}
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["device"] = torch.cuda.get_device_name(0)
+        else:
+            info["device"] = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    except ImportError:
+        pass
+    from .compat import vllm_version
+
+    info["vllm"] = vllm_version()
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+_CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
+_KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
+
+
+def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, timeout: float, log=print) -> dict:
+    """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail)."""
+    spec = {"name": model.name, "model": model.path, "rows": rows, **engine}
+    spec_file, out_file, log_file = work / f"{model.name}.spec.json", work / f"{model.name}.json", work / f"{model.name}.log"
+    spec_file.write_text(json.dumps(spec, indent=2))
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    started = time.perf_counter()
+    with open(log_file, "w") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "hybridserve.serve.bench_worker", str(spec_file), str(out_file)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            for line in proc.stdout:
+                logf.write(line)
+                if line.startswith('{"row"'):
+                    row = json.loads(line)["row"]
+                    log(f"  {model.name}: {row['input_len']}/{row['output_len']} x {row['num_prompts']}: "
+                        f"{row['output_tok_s']:.0f} output tok/s, {row['total_tok_s']:.0f} total tok/s")
+            proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - started)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise BenchError(f"{model.name} did not finish within {timeout:.0f} s (log: {log_file})")
+    text = log_file.read_text()
+    if proc.returncode != 0 or not out_file.is_file():
+        tail = "\n".join(text.strip().splitlines()[-15:])
+        raise BenchError(f"{model.name} failed in vLLM (exit {proc.returncode}); log {log_file}:\n{tail}")
+    result = json.loads(out_file.read_text())
+    if result.get("max_concurrency") is None and (m := _CONCURRENCY.search(text)):
+        result["max_concurrency"] = float(m.group(2))
+    if result.get("kv_cache_tokens") is None and (m := _KV_TOKENS.search(text)):
+        result["kv_cache_tokens"] = int(m.group(1).replace(",", ""))
+    return result
+
+
+def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, max_model_len: int | None = None,
+              dtype: str = "auto", gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256,
+              enforce_eager: bool = False, timeout: float = 3600, command: str = "", log=print) -> dict:
+    """Benchmark `models` (the first is the hybrid, the second the baseline) and write bench.json/.md/.png."""
+    if len(models) < 2:
+        raise BenchError("bench needs a model and a baseline")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise BenchError(f"model names repeat: {names}")
+    configs = {m.name: _config(m.path) for m in models}
+    longest = max(r["input_len"] + r["output_len"] for r in rows)
+    limit = min(c.get("max_position_embeddings", longest) for c in configs.values())
+    if longest > limit:
+        raise BenchError(f"the longest row needs {longest} tokens but a model allows only {limit} positions")
+    max_model_len = max_model_len or longest
+    dtype_bytes = 4 if dtype == "float32" else 2
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "runs"
+    work.mkdir(exist_ok=True)
+    engine = {"max_model_len": max_model_len, "dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization,
+              "max_num_seqs": max_num_seqs, "enforce_eager": enforce_eager}
+    results = []
+    for model in models:
+        log(f"running {model.name} ({model.path})")
+        result = run_model(model, rows, work, engine, timeout, log)
+        result["cache"] = cache_bytes(configs[model.name], max_model_len, dtype_bytes)
+        results.append(result)
+    report = {"machine": machine(), "command": command, "engine": engine, "rows": rows, "models": results,
+              "hybrid": models[0].name, "baseline": models[1].name,
+              "note": "random-token prompts, fixed output length (EOS ignored); speed does not depend on the weights"}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "bench.md").write_text(markdown(report))
+    plot(report, out_dir / "bench.png")
+    return report
+
+
+def _fmt(value, scale: float = 1.0, digits: int = 0) -> str:
+    return "–" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    m = report["machine"]
+    base = next(r for r in report["models"] if r["name"] == report["baseline"])
+    lines = [f"Device: {m.get('device')}; vLLM {m.get('vllm')}, torch {m.get('torch')}, transformers "
+             f"{m.get('transformers')}. Engine: {report['engine']}.", "",
+             f"Command: `{report['command']}`" if report["command"] else "", "", report["note"] + ".", "",
+             "| in / out × prompts | model | output tok/s | total tok/s | × baseline (output) | TTFT median / p90 (ms) "
+             "| TPOT median / p90 (ms) |", "|---|---|---|---|---|---|---|"]
+    for i, row in enumerate(report["rows"]):
+        label = f"{row['input_len']} / {row['output_len']} × {row['num_prompts']}"
+        for model in report["models"]:
+            r = model["rows"][i]
+            ratio = r["output_tok_s"] / base["rows"][i]["output_tok_s"]
+            lines.append(f"| {label} | {model['name']} | {_fmt(r['output_tok_s'])} | {_fmt(r['total_tok_s'])} | "
+                         f"{ratio:.2f} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
+                         f"{_fmt(r['tpot_median_s'], 1e3, 2)} / {_fmt(r['tpot_p90_s'], 1e3, 2)} |")
+    lines += ["", f"Cache per sequence at {report['engine']['max_model_len']} tokens and the concurrency vLLM admits:", "",
+              "| model | KV bytes/token | state bytes/sequence | bytes/sequence | KV pool (tokens) | max concurrency | "
+              "start-up (s) |", "|---|---|---|---|---|---|---|"]
+    for model in report["models"]:
+        c = model["cache"]
+        lines.append(f"| {model['name']} | {_fmt(c['kv_bytes_per_token'])} | {_fmt(c['state_bytes_per_sequence'])} | "
+                     f"{_fmt(c['bytes_per_sequence'])} | {_fmt(model.get('kv_cache_tokens'))} | "
+                     f"{_fmt(model.get('max_concurrency'), 1, 1)} | {model['startup_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    """Output tokens/s against context length (input + output), one line per model, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for model in report["models"]:
+        points = sorted((r["input_len"] + r["output_len"], r["output_tok_s"]) for r in model["rows"])
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=model["name"])
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (input + output tokens)")
+    ax.set_ylabel("output tokens / s")
+    ax.set_title(f"vLLM throughput on {report['machine'].get('device')}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

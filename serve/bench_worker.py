@@ -1,0 +1,91 @@
+"""One model under vLLM, several workloads: `python -m hybridserve.serve.bench_worker SPEC.json OUT.json`.
+
+Runs in its own process (one engine per process: memory is returned between models, and a model that fails
+cannot take the others down). For each row it sends `num_prompts` random-token prompts of `input_len` tokens
+at once (offline engine, continuous batching), each generating exactly `output_len` tokens (EOS ignored), and
+records wall time and per-request latencies from vLLM's request metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _latencies(outputs) -> tuple[list[float], list[float]]:
+    """TTFT (arrival → first token) and TPOT (mean gap between later tokens) per request, in seconds."""
+    ttft, tpot = [], []
+    for out in outputs:
+        m = getattr(out, "metrics", None)
+        if m is None:
+            continue
+        if getattr(m, "first_token_latency", 0):
+            ttft.append(m.first_token_latency)
+        n = getattr(m, "num_generation_tokens", 0)
+        if n > 1 and m.last_token_ts > m.first_token_ts:
+            tpot.append((m.last_token_ts - m.first_token_ts) / (n - 1))
+    return ttft, tpot
+
+
+def run(spec: dict) -> dict:
+    from vllm import LLM, SamplingParams
+
+    engine_args = dict(model=spec["model"], dtype=spec.get("dtype", "auto"), seed=0, disable_log_stats=False,
+                       max_model_len=spec["max_model_len"], enable_prefix_caching=spec.get("prefix_caching", False),
+                       gpu_memory_utilization=spec.get("gpu_memory_utilization", 0.9),
+                       max_num_seqs=spec.get("max_num_seqs", 256), enforce_eager=spec.get("enforce_eager", False))
+    engine_args.update(spec.get("engine_args", {}))
+    started = time.perf_counter()
+    llm = LLM(**engine_args)
+    startup_s = time.perf_counter() - started
+    cache = llm.llm_engine.vllm_config.cache_config
+    result = {"name": spec["name"], "model": spec["model"], "startup_s": startup_s, "rows": [],
+              "max_concurrency": getattr(cache, "kv_cache_max_concurrency", None),
+              "kv_cache_tokens": getattr(cache, "kv_cache_size_tokens", None),
+              "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None), "block_size": getattr(cache, "block_size", None)}
+    vocab = llm.llm_engine.model_config.get_vocab_size()
+    rng = random.Random(spec.get("seed", 0))
+    # Warm-up (JIT, allocator) outside the timed rows.
+    llm.generate([{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(16)]}],
+                 SamplingParams(max_tokens=4, ignore_eos=True), use_tqdm=False)
+    for row in spec["rows"]:
+        prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(row["input_len"])]}
+                   for _ in range(row["num_prompts"])]
+        params = SamplingParams(temperature=0.0, max_tokens=row["output_len"], ignore_eos=True)
+        started = time.perf_counter()
+        outputs = llm.generate(prompts, params, use_tqdm=False)
+        wall = time.perf_counter() - started
+        generated = sum(len(o.outputs[0].token_ids) for o in outputs)
+        prompt_tokens = sum(len(p["prompt_token_ids"]) for p in prompts)
+        ttft, tpot = _latencies(outputs)
+        result["rows"].append({
+            **row, "wall_s": wall, "output_tokens": generated,
+            "output_tok_s": generated / wall, "total_tok_s": (generated + prompt_tokens) / wall,
+            "ttft_median_s": statistics.median(ttft) if ttft else None, "ttft_p90_s": _percentile(ttft, 0.9),
+            "tpot_median_s": statistics.median(tpot) if tpot else None, "tpot_p90_s": _percentile(tpot, 0.9),
+        })
+        print(json.dumps({"row": result["rows"][-1]}), flush=True)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(open(argv[0]).read())
+    result = run(spec)
+    with open(argv[1], "w") as f:
+        json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":  # the engine core is a spawned process that re-imports this module: keep the guard
+    sys.exit(main(sys.argv[1:]))
