@@ -32,6 +32,7 @@ class BenchError(ValueError):
 class BenchModel:
     name: str
     path: str
+    engine_args: dict | None = None  # extra vLLM engine arguments for this model only (e.g. a backend choice)
 
 
 def parse_rows(text: str) -> list[dict]:
@@ -107,7 +108,7 @@ _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 
 def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, timeout: float, log=print) -> dict:
     """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail)."""
-    spec = {"name": model.name, "model": model.path, "rows": rows, **engine}
+    spec = {"name": model.name, "model": model.path, "rows": rows, **engine, "engine_args": model.engine_args or {}}
     spec_file, out_file, log_file = work / f"{model.name}.spec.json", work / f"{model.name}.json", work / f"{model.name}.log"
     spec_file.write_text(json.dumps(spec, indent=2))
     env = dict(os.environ)
@@ -137,12 +138,25 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
         result["max_concurrency"] = float(m.group(2))
     if result.get("kv_cache_tokens") is None and (m := _KV_TOKENS.search(text)):
         result["kv_cache_tokens"] = int(m.group(1).replace(",", ""))
+    result["cache"] = cache_bytes(_config(model.path), engine["max_model_len"], 4 if engine["dtype"] == "float32" else 2)
     return result
 
 
-def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, max_model_len: int | None = None,
-              dtype: str = "auto", gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256,
-              enforce_eager: bool = False, timeout: float = 3600, command: str = "", log=print) -> dict:
+def engine_settings(rows: list[dict], configs: dict, *, max_model_len: int | None = None, dtype: str = "auto",
+                    gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256, enforce_eager: bool = False) -> dict:
+    """The engine settings every model shares; the context length covers the longest row."""
+    longest = max(r["input_len"] + r["output_len"] for r in rows)
+    limit = min(c.get("max_position_embeddings", longest) for c in configs.values())
+    if longest > limit:
+        raise BenchError(f"the longest row needs {longest} tokens but a model allows only {limit} positions")
+    if max_model_len is not None and max_model_len < longest:
+        raise BenchError(f"--max-model-len {max_model_len} is shorter than the longest row ({longest} tokens)")
+    return {"max_model_len": max_model_len or longest, "dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization,
+            "max_num_seqs": max_num_seqs, "enforce_eager": enforce_eager}
+
+
+def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, command: str = "", timeout: float = 3600,
+              log=print, **settings) -> dict:
     """Benchmark `models` (the first is the hybrid, the second the baseline) and write bench.json/.md/.png."""
     if len(models) < 2:
         raise BenchError("bench needs a model and a baseline")
@@ -150,26 +164,24 @@ def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, max_
     if len(set(names)) != len(names):
         raise BenchError(f"model names repeat: {names}")
     configs = {m.name: _config(m.path) for m in models}
-    longest = max(r["input_len"] + r["output_len"] for r in rows)
-    limit = min(c.get("max_position_embeddings", longest) for c in configs.values())
-    if longest > limit:
-        raise BenchError(f"the longest row needs {longest} tokens but a model allows only {limit} positions")
-    max_model_len = max_model_len or longest
-    dtype_bytes = 4 if dtype == "float32" else 2
+    engine = engine_settings(rows, configs, **settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "runs"
     work.mkdir(exist_ok=True)
-    engine = {"max_model_len": max_model_len, "dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization,
-              "max_num_seqs": max_num_seqs, "enforce_eager": enforce_eager}
     results = []
     for model in models:
         log(f"running {model.name} ({model.path})")
-        result = run_model(model, rows, work, engine, timeout, log)
-        result["cache"] = cache_bytes(configs[model.name], max_model_len, dtype_bytes)
-        results.append(result)
-    report = {"machine": machine(), "command": command, "engine": engine, "rows": rows, "models": results,
-              "hybrid": models[0].name, "baseline": models[1].name,
+        results.append(run_model(model, rows, work, engine, timeout, log))
+    return write_report(results, rows, engine, out_dir, hybrid=names[0], baseline=names[1], command=command)
+
+
+def write_report(results: list[dict], rows: list[dict], engine: dict, out_dir: Path, *, hybrid: str, baseline: str,
+                 command: str = "", machine_info: dict | None = None) -> dict:
+    """bench.json, bench.md and bench.png from per-model results (also used to assemble runs made piecewise)."""
+    report = {"machine": machine_info or machine(), "command": command, "engine": engine, "rows": rows,
+              "models": results, "hybrid": hybrid, "baseline": baseline,
               "note": "random-token prompts, fixed output length (EOS ignored); speed does not depend on the weights"}
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.md").write_text(markdown(report))
     plot(report, out_dir / "bench.png")

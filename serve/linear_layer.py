@@ -179,7 +179,7 @@ class HybridLinearAttention(nn.Module, MambaBase):
         prefill_cu = metadata.query_start_loc[n_dec:] - nd
         prefill_slots = slots[n_dec: n_dec + metadata.num_prefills]
         if self.mixer == "gdn":
-            b, a = projected[:n, -2 * self.H: -self.H], projected[:n, -self.H:]
+            b, a = projected[:n, -2 * self.H: -self.H].contiguous(), projected[:n, -self.H:].contiguous()
             if nd:
                 out[:nd] = gdn_decode_(q[:nd], k[:nd], v[:nd], a[:nd], b[:nd], self.A_log, self.dt_bias, recurrent,
                                        slots[:n_dec], self.scale, use_qk_l2norm=True)
@@ -189,7 +189,7 @@ class HybridLinearAttention(nn.Module, MambaBase):
                                               use_qk_l2norm=True, a=a[nd:n], b=b[nd:n], A_log=self.A_log,
                                               dt_bias=self.dt_bias)
         else:
-            gk = gk[:n].view(n, self.H, self.K)
+            gk = gk[:n].reshape(n, self.H, self.K).contiguous()
             norm = self.config.gla_gate_logit_normalizer
             if nd:
                 out[:nd] = gla_decode_(q[:nd], k[:nd], v[:nd], gk[:nd], recurrent, slots[:n_dec], self.scale,
@@ -214,7 +214,7 @@ class HybridLinearAttention(nn.Module, MambaBase):
         n_dec = metadata.num_decodes
         starts = metadata.query_start_loc[n_dec:]
         query_lens = starts[1:] - starts[:-1]
-        return metadata.seq_lens[n_dec: n_dec + metadata.num_prefills] > query_lens
+        return (metadata.seq_lens[n_dec: n_dec + metadata.num_prefills] > query_lens).to(torch.int32)
 
     def _short_conv(self, qkv: torch.Tensor, metadata, conv_state: torch.Tensor) -> torch.Tensor:
         """Causal depthwise conv over each request's tokens, continuing from (and updating) its conv state."""
