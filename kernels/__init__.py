@@ -5,8 +5,8 @@ The model calls only the four functions below. Each has the fla calling conventi
 (o, final_state or None). CPU tensors (and float64 anywhere) run the plain-PyTorch references beside each
 kernel folder (`gated_delta_rule/naive.py`, `gla/naive.py`), exactly as before, differentiating through
 autograd. CUDA tensors run the Triton kernels through the `torch.ops.hybridserve.*` custom ops (`ops.py`) when
-triton is importable (else the references); those ops are differentiable (GDN: Triton backward; GLA: backward
-recomputed through the chunked reference).
+triton is importable (else the references); those ops are differentiable (Triton backward for head dims up to
+128, else recomputed through the chunked reference).
 
 Serving (vLLM) uses the state-pool functions: `gdn_decode_`, `gdn_recurrent_varlen_`, `gdn_prefill_varlen`,
 `gla_decode_`, `gla_recurrent_varlen_`, `gla_prefill_varlen`; they update a state pool [num_slots, H, K, V]

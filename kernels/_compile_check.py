@@ -4,7 +4,7 @@
 ptxas bundled in Triton's wheel) on any machine; `ptxas -v` on the PTX gives the resource report. Used by the
 tests (compile errors that the interpreter does not see) and by `benchmarks/check_kernels_gpu.py`.
 
-    python -m hybridserve.kernels._compile_check      # prints one line per kernel variant
+    python -m hybridserve.kernels._compile_check [--quick] [--dims 9,64,64]   # one line per kernel variant
 """
 
 from __future__ import annotations
@@ -26,6 +26,17 @@ def _jit_fn(kernel):
     return fn
 
 
+def _ptxas_path():
+    """The ptxas Triton compiles Hopper code with (TRITON_PTXAS_PATH if set), or None."""
+    import triton
+
+    try:
+        return triton.knobs.nvidia.ptxas.path
+    except Exception:  # an older triton without knobs: its bundled binary
+        path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+        return path if os.path.exists(path) else None
+
+
 def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stages=2, arch=90):
     """Compile for sm_{arch}a; returns (compiled kernel, registers or None, spill bytes or None)."""
     import triton
@@ -38,14 +49,15 @@ def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stag
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                               options=dict(num_warps=num_warps, num_stages=num_stages))
     regs = spills = None
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-    if os.path.exists(ptxas):
+    ptxas = _ptxas_path()
+    if ptxas:
         with tempfile.TemporaryDirectory() as d:
             p = os.path.join(d, "k.ptx")
             with open(p, "w") as f:
                 f.write(compiled.asm["ptx"])
-            r = subprocess.run([ptxas, "-v", f"--gpu-name=sm_{arch}a", p, "-o", os.path.join(d, "k.o")],
-                               capture_output=True, text=True)
+            # the flags Triton itself passes (its register numbers differ without --regAllocOptLevel=2)
+            r = subprocess.run([ptxas, "-v", "--regAllocOptLevel=2", f"--gpu-name=sm_{arch}a", p, "-o",
+                                os.path.join(d, "k.o")], capture_output=True, text=True)
             m = re.search(r"Used (\d+) registers", r.stderr)
             regs = int(m.group(1)) if m else None
             m = re.search(r"(\d+) bytes spill stores", r.stderr)
@@ -53,13 +65,21 @@ def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stag
     return compiled, regs, spills
 
 
-def _variants(quick: bool):
+def _variants(quick: bool, dims=(16, 128, 128)):
+    """(name, kernel, signature, constexprs, num_warps, num_stages) of every kernel variant the launchers use at head
+    dims (H, K, V), with their block sizes."""
+    from ._triton_utils import next_pow2
     from .gated_delta_rule import chunk as gc
+    from .gated_delta_rule import chunk_bwd as gb
     from .gated_delta_rule import fused_recurrent as gr
     from .gla import chunk as lc
+    from .gla import chunk_bwd as lb
     from .gla import fused_recurrent as lr
 
-    H, K, V = 16, 128, 128
+    H, K, V = dims
+    BKc, BVc = min(64, max(16, next_pow2(K))), min(64, max(16, next_pow2(V)))  # 64-wide tiles of the chunk kernels
+    BKf, BVf = max(16, next_pow2(K)), max(16, next_pow2(V))  # whole head dims
+    tag = f"H={H} K={K} V={V}"
     strides = lambda names: {s: "i64" for s in names.split()}  # noqa: E731
     dts = ["bf16"] if quick else ["bf16", "fp16", "fp32"]
     for dt in dts:
@@ -71,100 +91,126 @@ def _variants(quick: bool):
                        **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_bt s_bh s_h0 s_ht"))
             BV, nw = gr.default_block_v(K, V, torch.bfloat16 if state == "bf16" else torch.float32)
             for fused in (True, False):
-                yield (f"gdn fused_recurrent {dt} state={state} fused_gate={fused}", gr._gdn_fused_recurrent_fwd_kernel,
-                       sig, dict(H=H, K=K, V=V, BK=K, BV=BV, IS_VARLEN=not fused, USE_H0=True, STORE_HT=True,
-                                 INDEXED=True, HAS_H0_MASK=not fused, FUSED_GATE=fused, QK_L2NORM=fused), nw, 1)
+                yield (f"gdn fused_recurrent {dt} state={state} fused_gate={fused} {tag}",
+                       gr._gdn_fused_recurrent_fwd_kernel, sig,
+                       dict(H=H, K=K, V=V, BK=next_pow2(K), BV=BV, IS_VARLEN=not fused, USE_H0=True, STORE_HT=True,
+                            INDEXED=True, HAS_H0_MASK=not fused, FUSED_GATE=fused, QK_L2NORM=fused), nw, 1)
             sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gk="*fp32", o=f"*{dt}", h0=f"*{state}", ht=f"*{state}",
                        state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", gate_norm="fp32", T="i32",
                        **strides("s_qt s_qh s_kt s_kh s_vt s_vh s_ot s_oh s_gt s_gh s_h0 s_ht"))
-            yield (f"gla fused_recurrent {dt} state={state}", lr._gla_fused_recurrent_fwd_kernel, sig,
-                   dict(H=H, K=K, V=V, BK=K, BV=BV, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
-                        HAS_H0_MASK=True, FUSED_GATE=True), nw, 1)
+            yield (f"gla fused_recurrent {dt} state={state} {tag}", lr._gla_fused_recurrent_fwd_kernel, sig,
+                   dict(H=H, K=K, V=V, BK=next_pow2(K), BV=BV, IS_VARLEN=True, USE_H0=True, STORE_HT=True,
+                        INDEXED=True, HAS_H0_MASK=True, FUSED_GATE=True), nw, 1)
         common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
             for varlen, store_x, blocked in ((True, False, True), (False, True, True), (True, False, False)):
-                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} {cfg}",
+                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} {cfg} {tag}",
                        gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
-                       dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
+                       dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
                             BLOCKED_INV=blocked, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",
                    ht="*fp32", state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", chunk_off="*i32", T="i32",
                    NTs="i32", s_h0="i64", s_ht="i64")
-        for bv in ([32] if quick else [16, 32, 64]):
-            yield (f"gdn chunk state {dt} BV={bv}", gc._gdn_chunk_state_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=K, BV=bv, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+        for bv in ([min(32, BVf)] if quick else sorted({min(b, BVf) for b in (16, 32, 64)})):
+            yield (f"gdn chunk state {dt} BV={bv} {tag}", gc._gdn_chunk_state_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=bv, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
                         HAS_H0_MASK=True, DOT_PREC=prec), 4, 1)
-        yield (f"gdn chunk state {dt} dense", gc._gdn_chunk_state_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=K, BV=32, IS_VARLEN=False, USE_H0=True, STORE_HT=True, INDEXED=False,
-                    HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
+        yield (f"gdn chunk state {dt} dense {tag}", gc._gdn_chunk_state_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), IS_VARLEN=False, USE_H0=True, STORE_HT=True,
+                    INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32",
                    **common)
         for cfg in gc._out_configs():
             for varlen in (True, False):
-                yield (f"gdn chunk out {dt} varlen={varlen} {cfg}", gc._gdn_chunk_out_kernel, sig,
-                       dict(H=H, K=K, V=V, BT=64, BK=64, IS_VARLEN=varlen, DOT_PREC=prec, **cfg.kwargs),
+                yield (f"gdn chunk out {dt} varlen={varlen} {cfg} {tag}", gc._gdn_chunk_out_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec, **cfg.kwargs),
                        cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         # GDN backward
-        from .gated_delta_rule import chunk_bwd as gb
-
         sig = dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", scale="fp32", T="i32",
                    NTs="i32", N="i32")
-        yield (f"gdn bwd dv_local {dt}", gb._gdn_bwd_dv_local_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, DOT_PREC=prec), 4, 2)
+        yield (f"gdn bwd dv_local {dt} {tag}", gb._gdn_bwd_dv_local_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec), 4, 2)
         sig = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dhbuf="*fp32",
                    dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32")
-        yield (f"gdn bwd dh {dt}", gb._gdn_bwd_dh_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=K, BV=32, USE_DHT=True, STORE_DH0=True, DOT_PREC=prec), 4, 1)
+        yield (f"gdn bwd dh {dt} {tag}", gb._gdn_bwd_dh_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), USE_DHT=True, STORE_DH0=True, DOT_PREC=prec), 4, 1)
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", do=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}",
-                   dhbuf="*fp32", dv="*fp32", dq=f"*{dt}", dk="*fp32", dw="*fp32", dg="*fp32", scale="fp32",
-                   T="i32", NTs="i32", N="i32")
+                   dhbuf="*fp32", dv="*fp32", dq=f"*{dt}", dk="*fp32", dw="*fp32", dg="*fp32", ptmp=f"*{dt}",
+                   scale="fp32", T="i32", NTs="i32", N="i32")
         for cfg in gb._dqk_configs():
-            yield (f"gdn bwd dqkw {dt} {cfg}", gb._gdn_bwd_dqkw_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=K, DOT_PREC=prec, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+            yield (f"gdn bwd dqkw {dt} {cfg} {tag}", gb._gdn_bwd_dqkw_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKf, DOT_PREC=prec, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", v=f"*{dt}", beta=f"*{dt}", gcum="*fp32", Xbuf="*fp32", dw="*fp32", dv="*fp32",
                    dk_part="*fp32", dg_part="*fp32", dk=f"*{dt}", dvout=f"*{dt}", dbeta=f"*{dt}", dg="*fp32",
                    T="i32", NTs="i32", N="i32")
-        yield (f"gdn bwd wy {dt}", gb._gdn_bwd_wy_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, DOT_PREC=prec), 8, 1)
+        yield (f"gdn bwd wy {dt} {tag}", gb._gdn_bwd_wy_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec), 8, 1)
+        # GLA forward
+        dBK, dBV = lc.default_state_blocks(1, H, K, V)
         sig = dict(gk="*fp32", gcum="*fp32", **common)
-        yield (f"gla chunk cumsum {dt}", lc._gla_chunk_cumsum_kernel, sig,
-               dict(H=H, K=K, BT=64, BK=64, IS_VARLEN=True), 4, 1)
+        yield (f"gla chunk cumsum {dt} {tag}", lc._gla_chunk_cumsum_kernel, sig,
+               dict(H=H, K=K, BT=64, BK=BKc, IS_VARLEN=True), 4, 1)
         sig = dict(k=f"*{dt}", v=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", h0="*fp32", ht="*fp32", state_idx="*i32",
                    has_h0="*u8", cu_seqlens="*i32", chunk_off="*i32", T="i32", NTs="i32", s_h0="i64", s_ht="i64")
-        yield (f"gla chunk state {dt}", lc._gla_chunk_state_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=64, BV=64, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
-                    HAS_H0_MASK=True, DOT_PREC=prec), 8, 1)
+        yield (f"gla chunk state {dt} {tag}", lc._gla_chunk_state_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=dBK, BV=dBV, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
+                    HAS_H0_MASK=True, DOT_PREC=prec), 8 if dBK * dBV >= 4096 else 4, 1)
         sig = dict(q=f"*{dt}", k=f"*{dt}", gcum="*fp32", A="*fp32", scale="fp32", **common)
         for varlen in (True, False):
-            yield (f"gla chunk intra {dt} varlen={varlen}", lc._gla_chunk_intra_kernel, sig,
-                   dict(H=H, K=K, BT=64, BC=16, BK=K, IS_VARLEN=varlen, DOT_PREC=prec), 4, 1)
+            yield (f"gla chunk intra {dt} varlen={varlen} {tag}", lc._gla_chunk_intra_kernel, sig,
+                   dict(H=H, K=K, BT=64, BC=16, BK=BKf, IS_VARLEN=varlen, DOT_PREC=prec), 4, 1)
         sig = dict(q=f"*{dt}", v=f"*{dt}", gcum="*fp32", A="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32", **common)
         for cfg in lc._out_configs():
-            yield (f"gla chunk out {dt} {cfg}", lc._gla_chunk_out_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=64, IS_VARLEN=True, DOT_PREC=prec, **cfg.kwargs),
+            yield (f"gla chunk out {dt} {cfg} {tag}", lc._gla_chunk_out_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKc, IS_VARLEN=True, DOT_PREC=prec, **cfg.kwargs),
                    cfg.num_warps, cfg.num_stages)
             if quick:
                 break
+        # GLA backward
+        sig = dict(q=f"*{dt}", do=f"*{dt}", gcum="*fp32", dhbuf="*fp32", dht="*fp32", dh0="*fp32",
+                   cu_seqlens="*i32", chunk_off="*i32", scale="fp32", T="i32", NTs="i32")
+        yield (f"gla bwd dh {dt} {tag}", lb._gla_bwd_dh_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=dBK, BV=dBV, IS_VARLEN=True, USE_DHT=True, STORE_DH0=True,
+                    DOT_PREC=prec), 8 if dBK * dBV >= 4096 else 4, 1)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gcum="*fp32", do=f"*{dt}", dq_intra="*fp32",
+                   dk_intra="*fp32", scale="fp32", **common)
+        yield (f"gla bwd intra {dt} {tag}", lb._gla_bwd_intra_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BC=16, BK=BKf, BV=BVf, IS_VARLEN=True, DOT_PREC=prec), 4, 1)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gcum="*fp32", do=f"*{dt}", hbuf=f"*{dt}", dhbuf="*fp32",
+                   dq_intra="*fp32", dk_intra="*fp32", dq=f"*{dt}", dk=f"*{dt}", dgk="*fp32", scale="fp32", **common)
+        yield (f"gla bwd inter {dt} {tag}", lb._gla_bwd_inter_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), 4, 2)
+        sig = dict(k=f"*{dt}", gcum="*fp32", do=f"*{dt}", A="*fp32", dhbuf="*fp32", dv=f"*{dt}", **common)
+        yield (f"gla bwd dv {dt} {tag}", lb._gla_bwd_dv_kernel, sig,
+               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), 4, 2)
 
 
-def compile_all(quick: bool = True, verbose: bool = False):
-    """Yield (variant name, registers or None) for every kernel variant; raises on a compile error."""
-    for name, kernel, sig, constexprs, nw, ns in _variants(quick):
-        _, regs, spills = compile_one(kernel, sig, constexprs, nw, ns)
+def compile_all(quick: bool = True, verbose: bool = False, dims=(16, 128, 128)):
+    """Yield (variant name, registers or None, spill bytes or None, shared-memory bytes) for every kernel variant;
+    raises on a compile error."""
+    for name, kernel, sig, constexprs, nw, ns in _variants(quick, dims):
+        compiled, regs, spills = compile_one(kernel, sig, constexprs, nw, ns)
+        smem = compiled.metadata.shared
         if verbose:
-            print(f"{name}: {regs} registers, {spills} bytes spilled", flush=True)
-        yield name, regs
+            print(f"{name}: {regs} registers, {spills} bytes spilled, {smem} bytes shared", flush=True)
+        yield name, regs, spills, smem
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    for _ in compile_all(quick="--quick" in sys.argv, verbose=True):
-        pass
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="bf16 only, the first autotune config of each kernel")
+    ap.add_argument("--dims", action="append", default=[],
+                    help="H,K,V (repeatable; default 16,128,128), e.g. --dims 9,64,64 for SmolLM2's heads")
+    args = ap.parse_args()
+    for d in args.dims or ["16,128,128"]:
+        for _ in compile_all(quick=args.quick, verbose=True, dims=tuple(int(x) for x in d.split(","))):
+            pass

@@ -9,9 +9,9 @@ Whole-sequence ops (the model's four public functions route CUDA tensors here; l
 v [B, T, H, V], g/beta [B, T, H], gk [B, T, H, K], states [B, H, K, V]):
     gdn_chunk, gdn_recurrent(q, k, v, g, beta, scale, initial_state?) -> (o, final_state float32)
     gla_chunk, gla_recurrent(q, k, v, gk, scale, initial_state?)      -> (o, final_state float32)
-  differentiable; their backward is the op gdn_chunk_bwd / gla_chunk_bwd. GDN: Triton backward
-  (gated_delta_rule/chunk_bwd.py; K, V <= 128), else a recompute through the chunked PyTorch reference in
-  float32 (torch.func.vjp). GLA: always the reference recompute (no Triton GLA backward yet).
+  differentiable; their backward is the op gdn_chunk_bwd / gla_chunk_bwd: the Triton backward
+  (gated_delta_rule/chunk_bwd.py, gla/chunk_bwd.py; K, V <= 128), else a recompute through the chunked PyTorch
+  reference in float32 (torch.func.vjp).
 
 State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or bf16 in place; see README.md):
     gdn_recurrent_pool / gdn_chunk_pool(q, k, v, g?, beta?, a?, b?, A_log?, dt_bias?, state_pool, state_indices,
@@ -201,6 +201,15 @@ def _gla_fake(q, k, v, gk, scale, initial_state):
 @custom_op(f"{NS}::gla_chunk_bwd", mutates_args=())
 def gla_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, initial_state: Optional[Tensor],
                   do: Tensor, dht: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if use_triton(q, k, v, gk, initial_state, do, dht):
+        from .gla import chunk_bwd
+
+        if chunk_bwd.supported(q, v):
+            grads = chunk_bwd.chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht)
+            out = [torch.empty_like(p).copy_(gr) for gr, p in zip(grads[:4], (q, k, v, gk))]
+            out.append(torch.empty_like(initial_state).copy_(grads[4]) if initial_state is not None
+                       else q.new_empty(0))
+            return tuple(out)
     if initial_state is None:
         def fn(q, k, v, gk):
             return naive_chunk_gla(q, k, v, gk, scale, None, True)

@@ -6,7 +6,7 @@ float32 inputs 1e-5, bf16 inputs 5e-3 (fla's tolerance for o and the final state
 (varlen) tokens with odd lengths across chunk boundaries, dense initial/final states, state pools (float32 and
 bf16) read and written in place through slot indices, padding slots (index -1) and unused slots left bit-exact,
 has_initial_state, fused gating / L2 norm, the GDN Triton backward (every gradient, fla's tolerances for bf16:
-dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2), the custom ops (opcheck on the reference path, fake tensors), the public ops
+dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2; the GLA backward has its own file, test_kernels_triton_bwd.py), the custom ops (opcheck on the reference path, fake tensors), the public ops
 routed to the kernels with their backward, and a compile of every kernel for Hopper (sm_90a) with Triton's own
 ptxas, which needs no GPU.
 
@@ -36,6 +36,7 @@ from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd  # noqa: E4
 from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
+from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
 from hybridserve.kernels.gla.fused_recurrent import fused_recurrent_gla_fwd  # noqa: E402
 
 triton_cpu.release_env()  # nothing else in the session may see TRITON_INTERPRET
@@ -405,6 +406,12 @@ def test_other_head_dims_stay_in_bounds(dims):
         check(o, ref_o, 5e-3, "gla chunk o")
         o = fused_recurrent_gla_fwd(q, k, v, gk, initial_state=h0, final_state=ht)
         check(o, ref_o, 5e-3, "gla recurrent o")
+        leaves = [x.double().cpu().requires_grad_(True) for x in (q, k, v, gk, h0)]
+        ro, _ = naive_recurrent_gla(*leaves[:4], None, leaves[4], True)
+        (ro * do.double().cpu()).sum().backward()
+        for name, got, leaf in zip(["dq", "dk", "dv", "dgk", "dh0"],
+                                   chunk_gla_bwd(q, k, v, gk, None, h0, do, None), leaves):
+            check(got, leaf.grad, 2e-2 if name == "dgk" else 8e-3, "gla " + name)
     finally:
         H, K, V = saved
 
@@ -429,8 +436,8 @@ def test_cpu_public_ops_are_the_references():
 
 @pytest.mark.parametrize("mixer", ["gdn", "gla"])
 def test_public_ops_through_triton_forward_and_backward(triton_ops, mixer):
-    """The public functions on the Triton route: outputs and gradients (GDN: the Triton backward; GLA: the
-    reference recompute in float32) against autograd through the float64 recurrence."""
+    """The public functions on the Triton route: outputs and gradients (the Triton backward of each mixer) against
+    autograd through the float64 recurrence."""
     T = 70
     if mixer == "gdn":
         xs = gdn_inputs((1, T), 41, torch.float32)
