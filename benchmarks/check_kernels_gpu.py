@@ -5,11 +5,12 @@ against fla-core when it is importable; prints a markdown table (relative RMSE r
 |out - ref|, PASS/FAIL). Needs torch + triton only (tested for torch 2.11 / triton 3.6 and torch 2.13 / triton 3.7);
 hybridserve need not be installed: the kernels are loaded from this checkout.
 
-    python benchmarks/check_kernels_gpu.py [--quick] [--json PATH]
+    python benchmarks/check_kernels_gpu.py [--quick] [--json PATH] [--dims H,K,V]
     python benchmarks/check_kernels_gpu.py --cpu-smoke   # the same script at toy sizes through the Triton
                                                          # interpreter (exercises the script without a GPU)
 
-`benchmarks/kernels.py --check` runs this first and then the benchmarks, in one report.
+`benchmarks/kernels.py --check` runs this first and then the benchmarks, in one report. Per-kernel crash probes at other
+head dims, each in its own process: benchmarks/probe_kernels_gpu.py.
 """
 
 from __future__ import annotations
@@ -336,6 +337,18 @@ def run_checks(size="full"):
     rep.add(f"gdn public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
     for name, gr, y in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, ys):
         rep.add(f"gdn public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+    print("GLA public op fwd+bwd", flush=True)
+    xs = gla_inputs(2, sz["grad_T"], seed=13, req=True)
+    o, _ = kernels.chunk_gla(*xs)
+    do = torch.randn_like(o)
+    o.backward(do)
+    grads = [x.grad.clone() for x in xs]
+    ys = [x.detach().float().requires_grad_(True) for x in xs]
+    ro, _ = ref_gla(*ys, None)
+    ro.backward(do.float())
+    rep.add(f"gla public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
+    for name, gr, y in zip(["dq", "dk", "dv", "dgk"], grads, ys):
+        rep.add(f"gla public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
 
     # ------------------------------------------------------------------------------------------ GLA
     for B, T in sz["dense"]:
@@ -386,142 +399,25 @@ def run_checks(size="full"):
     return rep
 
 
-# ------------------------------------------------------------------------------------ per-kernel probes
-# Each probe launches one Triton kernel path at given head dims and compares with the float32 reference. Run
-# with --probe-dims, every probe gets its own subprocess with CUDA_LAUNCH_BLOCKING=1, so an illegal memory access
-# names the kernel that made it and does not take the other probes down (a CUDA context dies with the fault).
-def _probe_inputs(dims, dtype, B=2, T=150, seed=0):
-    global H, K, V
-    H, K, V = dims
-    q, k, v, g, beta = gdn_inputs(B, T, dtype=dtype, seed=seed)
-    h0 = torch.randn(B, H, K, V, device=DEV) * 0.1
-    return q, k, v, g, beta, h0
-
-
-def _probe(name, dims, dtype):
-    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
-    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
-    from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd
-    from hybridserve.kernels.gla.chunk import chunk_gla_fwd
-    from hybridserve.kernels.gla.fused_recurrent import fused_recurrent_gla_fwd
-
-    kernels = load_kernels()
-    q, k, v, g, beta, h0 = _probe_inputs(dims, dtype)
-    B, T = q.shape[:2]
-    ht = torch.empty(B, H, K, V, device=DEV)
-    if name == "gdn_recurrent":
-        o = fused_recurrent_gdn_fwd(q, k, v, g, beta, initial_state=h0, final_state=ht)
-        ro, rs = ref_gdn(q, k, v, g, beta, h0, chunk=False)
-    elif name == "gdn_decode_pool":
-        pool = torch.randn(B + 3, H, K, V, device=DEV) * 0.1
-        before = pool.clone()
-        idx = torch.tensor([B + 1, -1][:B], device=DEV)
-        a, b = torch.randn(B, H, device=DEV), torch.randn(B, H, device=DEV)
-        A_log, dt_bias = torch.rand(H, device=DEV), torch.rand(H, device=DEV)
-        o = kernels.gdn_decode_(q[:, 0], k[:, 0], v[:, 0], a, b, A_log, dt_bias, pool, idx)
-        gg = -A_log.exp() * F.softplus(a + dt_bias)
-        ro, rs = ref_gdn(q[:1, :1], k[:1, :1], v[:1, :1], gg[:1, None], torch.sigmoid(b)[:1, None],
-                         before[B + 1:B + 2], chunk=False)
-        o, ht = o[:1, None], pool[B + 1:B + 2]
-    elif name == "gdn_chunk":
-        o = chunk_gdn_fwd(q, k, v, g, beta, None, initial_state=h0, final_state=ht)
-        ro, rs = ref_gdn(q, k, v, g, beta, h0)
-    elif name == "gdn_chunk_varlen_pool":
-        cu = torch.tensor([0, 1, 70, 150], dtype=torch.int32, device=DEV)
-        pool = torch.randn(5, H, K, V, device=DEV) * 0.1
-        before = pool.clone()
-        o = kernels.gdn_prefill_varlen(q[:1], k[:1], v[:1], g[:1], beta[:1], cu, pool,
-                                       torch.tensor([3, -1, 0], device=DEV))
-        ro, rs = ref_gdn(q[:1, 70:], k[:1, 70:], v[:1, 70:], g[:1, 70:], beta[:1, 70:], before[0:1])
-        o, ht = o[:, 70:], pool[0:1]
-    elif name == "gdn_chunk_bwd":
-        do = torch.randn_like(v)
-        grads = chunk_gdn_bwd(q, k, v, g, beta, K**-0.5, h0, do, None)
-        ys = [x.float().requires_grad_(True) for x in (q, k, v, g, beta, h0)]
-        ro, _ = ref_gdn(*ys[:5], ys[5])
-        ro.backward(do.float())
-        return {n: rel_rmse(gr, y.grad) for n, gr, y in zip(["dq", "dk", "dv", "dg", "dbeta", "dh0"], grads, ys)}
-    elif name == "gdn_public_fwd_bwd":
-        xs = [x.clone().requires_grad_(True) for x in (q, k, v, g, beta)]
-        o, _ = kernels.chunk_gated_delta_rule(*xs)
-        o.float().sum().backward()
-        if DEV == "cuda":
-            torch.cuda.synchronize()
-        return {"finite": float(all(torch.isfinite(x.grad).all() for x in xs))}
-    elif name == "gla_recurrent":
-        gk = F.logsigmoid(torch.randn(B, T, H, K, device=DEV)) / 16
-        o = fused_recurrent_gla_fwd(q, k, v, gk, initial_state=h0, final_state=ht)
-        ro, rs = ref_gla(q, k, v, gk, h0, chunk=False)
-    elif name == "gla_chunk":
-        gk = F.logsigmoid(torch.randn(B, T, H, K, device=DEV)) / 16
-        o = chunk_gla_fwd(q, k, v, gk, None, initial_state=h0, final_state=ht)
-        ro, rs = ref_gla(q, k, v, gk, h0)
-    else:
-        raise ValueError(name)
-    if DEV == "cuda":
-        torch.cuda.synchronize()
-    return {"o": rel_rmse(o, ro), "state": rel_rmse(ht, rs)}
-
-
-PROBES = ["gdn_recurrent", "gdn_decode_pool", "gdn_chunk", "gdn_chunk_varlen_pool", "gdn_chunk_bwd",
-          "gdn_public_fwd_bwd", "gla_recurrent", "gla_chunk"]
-
-
-def run_probes(dims_list, dtypes=("bfloat16", "float32"), extra=()):
-    """Every probe at every (H, K, V) in its own subprocess; returns a markdown table."""
-    import os
-    import subprocess
-
-    env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1", HYBRIDSERVE_KERNELS="triton")
-    lines = ["| H, K, V | dtype | probe | result |", "|---|---|---|---|"]
-    for dims in dims_list:
-        for dt in dtypes:
-            for name in PROBES:
-                cmd = [sys.executable, __file__, "--probe", name, "--dims", ",".join(map(str, dims)), "--dtype", dt,
-                       *extra]
-                r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-                out = [line for line in r.stdout.splitlines() if line.startswith("PROBE ")]
-                if r.returncode == 0 and out:
-                    res = out[-1][6:]
-                else:
-                    err = [line for line in (r.stderr or "").splitlines() if "Error" in line or "error" in line]
-                    res = "**CRASH** " + (err[-1][:200] if err else f"rc={r.returncode}")
-                lines.append(f"| {dims} | {dt} | {name} | {res} |")
-                print(lines[-1], flush=True)
-    return "\n".join(lines)
-
-
 def main():
+    global H, K, V
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--cpu-smoke", action="store_true")
-    ap.add_argument("--probe-dims", action="append", default=[],
-                    help="H,K,V: run every per-kernel probe at these head dims, each in its own subprocess "
-                         "(repeatable; e.g. --probe-dims 9,64,64 --probe-dims 4,32,32)")
-    ap.add_argument("--probe", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--dims", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--dtype", default="bfloat16", help=argparse.SUPPRESS)
+    ap.add_argument("--dims", default=None,
+                    help="H,K,V instead of 16,128,128 (e.g. 9,64,64: SmolLM2's heads; set HYBRIDSERVE_KERNELS=triton "
+                         "to route the public ops to Triton at head dims the dispatch has not validated)")
     args = ap.parse_args()
-    if args.probe:  # one probe (a subprocess of --probe-dims)
-        if args.cpu_smoke:
-            setup_cpu_smoke()
-        load_kernels()
-        dims = tuple(int(x) for x in args.dims.split(","))
-        res = _probe(args.probe, dims, getattr(torch, args.dtype))
-        print("PROBE " + ", ".join(f"{k} {v:.2e}" for k, v in res.items()), flush=True)
-        return
-    if args.probe_dims:
-        print(run_probes([tuple(int(x) for x in d.split(",")) for d in args.probe_dims],
-                         extra=("--cpu-smoke",) if args.cpu_smoke else ()))
-        return
     if args.cpu_smoke:
         setup_cpu_smoke()
+    if args.dims:
+        H, K, V = (int(x) for x in args.dims.split(","))
     import triton
 
     card = torch.cuda.get_device_name() if DEV == "cuda" else "CPU (Triton interpreter, toy sizes)"
     print(f"# hybridserve kernels: GPU correctness\n\n{card} | torch {torch.__version__} | "
-          f"triton {triton.__version__} | `{' '.join(sys.argv)}`\n")
+          f"triton {triton.__version__} | H={H} K={K} V={V} | `{' '.join(sys.argv)}`\n")
     rep = run_checks("smoke" if args.cpu_smoke else "quick" if args.quick else "full")
     print("\n" + rep.markdown())
     if args.json:
