@@ -5,6 +5,7 @@
 * `perplexity`: sliding-window perplexity on held-out text.
 * `backends`: the `Backend` protocol (generate + loglikelihood) and the transformers backend.
 * `runner`: models x tasks x lengths, resumable result files, JSON / markdown / plot.
+* `lm_eval_tasks/`: the same generation tasks as lm-eval task files (`lm_eval --include_path`), offline.
 
 Command line: `hybridserve eval MODEL [MODEL ...]` or `python -m hybridserve.eval`. See docs/eval.md.
 """
