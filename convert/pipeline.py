@@ -85,8 +85,12 @@ def _stage_done(folder: Path) -> bool:
     return (folder / "model" / "config.json").exists()
 
 
-def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False, console=None) -> dict | None:
-    """Run every enabled stage and export RUN_DIR/final. Returns the summary (None on ranks other than 0)."""
+def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False, console=None,
+                layer_source=None) -> dict | None:
+    """Run every enabled stage and export RUN_DIR/final. Returns the summary (None on ranks other than 0).
+
+    `layer_source` (hybridserve.selection.convert_hooks): checks the teacher against a selection file, or
+    chooses the softmax layers between stage 1 and stage 2 (`convert --select ga-s2`)."""
     from .data import DataSpec, eval_batches, prepare_tokens
     from .teacher import default_cache_dir, load_teacher
 
@@ -105,6 +109,8 @@ def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
     config.check(max_positions=teacher.config.max_position_embeddings)
     layers = config.softmax_layers if config.softmax_layers is not None else uniform_layers(n, softmax_budget(n, config.ratio))
     layer_types_for(n, layers)  # validates indices against the teacher before any training
+    if layer_source is not None:  # e.g. a selection file made for another teacher fails here, before training
+        layer_source.check_teacher(teacher, teacher_info)
     options = dict(mixer=config.mixer, gqa_mode=config.gqa_mode, transfer_bias=config.transfer_bias,
                    short_conv=config.short_conv)
     timings["load_teacher_s"] = time.time() - t0
@@ -144,6 +150,17 @@ def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         run_stage("stage1", runner, config.stage1, runner.mixers)
         runner.tap.remove()
         _save_model(stage1_student, stage1_dir / "model", tokenizer, provenance | {"stage": "stage1"})
+
+    if layer_source is not None:  # layer selection from the stage-1 student (its own resumable folder)
+        t0 = time.time()
+        chosen = layer_source.after_stage1(config=config, teacher=teacher, tokenizer=tokenizer, teacher_info=teacher_info,
+                                           store=store, stage1_student=stage1_student, stage1_path=stage1_dir / "model",
+                                           device=device, amp=amp, run_dir=run_dir, console=console)
+        if chosen is not None:
+            layers = chosen
+            timings["selection_s"] = time.time() - t0
+            say(f"selection: softmax layers {layers}")
+        provenance |= {"softmax_layers": layers, **layer_source.provenance()}
 
     # ---- stage 2: KL distillation of the hybrid
     final_stage, student = "stage1", stage1_student

@@ -140,7 +140,7 @@ class PassRunner:
         if workers > 1:
             from .workers import ProcessExecutor
 
-            return ProcessExecutor(self.context, self.cfg, folder, workers)
+            return ProcessExecutor(self.context, self.cfg, folder, workers, self.events)
         return LocalExecutor(self.context, self.cfg, folder, lambda record: append_event(self.events, record))
 
 

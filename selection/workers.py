@@ -37,7 +37,8 @@ def _worker_main(index: int, workers: int, payload: dict, inbox, outbox) -> None
         context = load_context(config, settings, Path(payload["stage1"]), device, progress=False)
         cfg = StageConfig(**payload["stage_cfg"])
         folder = Path(payload["folder"])
-        executor = LocalExecutor(context, cfg, folder, lambda record: append_event(folder / "events.jsonl", record))
+        events = Path(payload["events"])
+        executor = LocalExecutor(context, cfg, folder, lambda record: append_event(events, record))
         outbox.put(("ready", index, None))
         while True:
             try:
@@ -61,7 +62,7 @@ def _worker_main(index: int, workers: int, payload: dict, inbox, outbox) -> None
 class ProcessExecutor:
     """The LocalExecutor interface, spread over `workers` processes."""
 
-    def __init__(self, context, cfg, folder: Path, workers: int):
+    def __init__(self, context, cfg, folder: Path, workers: int, events: Path):
         import dataclasses
 
         import torch.multiprocessing as mp
@@ -69,7 +70,7 @@ class ProcessExecutor:
         if context.device.type == "cuda" and workers > torch.cuda.device_count():
             raise SelectionError(f"--workers {workers} but only {torch.cuda.device_count()} CUDA devices are visible")
         payload = {"config": context.config.to_dict(), "settings": context.settings.to_dict(),
-                   "stage1": str(context.stage1_path), "stage_cfg": dataclasses.asdict(cfg), "folder": str(folder)}
+                   "stage1": str(context.stage1_path), "stage_cfg": dataclasses.asdict(cfg), "folder": str(folder), "events": str(events)}
         ctx = mp.get_context("spawn")
         self.workers = workers
         self.outbox = ctx.Queue()
