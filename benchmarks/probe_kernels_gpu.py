@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -226,19 +227,23 @@ class Runner:
             cmd.append("--cpu-smoke")
         full_env = dict(os.environ, CUDA_LAUNCH_BLOCKING="1", HYBRIDSERVE_KERNELS="triton", **(env or {}))
         t0 = time.time()
+        # own process group: a timeout kills compute-sanitizer's python child too, not only the direct child
+        proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
         try:
-            r = subprocess.run(cmd, env=full_env, capture_output=True, text=True,
-                               timeout=min(self.timeout, max(10.0, self.deadline - time.time())))
+            stdout, stderr = proc.communicate(timeout=min(self.timeout, max(10.0, self.deadline - time.time())))
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return dict(row, status="TIMEOUT", seconds=round(time.time() - t0, 1))
         row["seconds"] = round(time.time() - t0, 1)
-        out = [ln for ln in r.stdout.splitlines() if ln.startswith("PROBE ")]
-        if r.returncode == 0 and out:
+        out = [ln for ln in stdout.splitlines() if ln.startswith("PROBE ")]
+        if proc.returncode == 0 and out:
             res = json.loads(out[-1][6:])
             ok = res.pop("ok") == 1.0
             return dict(row, status="PASS" if ok else "WRONG", errors=res)
-        return dict(row, status="CRASH", kernel=culprit(r.stderr), error=last_error(r.stderr),
-                    stderr_tail=(r.stderr or "")[-3000:], stdout_tail=(r.stdout or "")[-2000:])
+        return dict(row, status="CRASH", kernel=culprit(stderr), error=last_error(stderr),
+                    stderr_tail=(stderr or "")[-3000:], stdout_tail=(stdout or "")[-2000:])
 
 
 def culprit(stderr: str) -> str | None:
