@@ -5,7 +5,8 @@
 * `triton_on_cpu()`: tests may route the public ops' CPU tensors to the Triton kernels under the interpreter by
   setting `HYBRIDSERVE_TRITON_ON_CPU=1` as well; without it CPU tensors always run the PyTorch references.
 * `use_triton(...)`: the dispatch rule; `HYBRIDSERVE_KERNELS=reference|triton|auto` overrides it (reference:
-  never Triton; triton: Triton on CUDA for any head dim, lifting the K = V = 128 guard).
+  never Triton; triton: Triton on CUDA for any head dim, lifting the head-dim guard). On CUDA, auto sends only the
+  head dims in `cuda_head_dims()` to Triton: CUDA_VALIDATED_HEAD_DIMS plus `HYBRIDSERVE_TRITON_HEAD_DIMS=64x64,...`.
 * `on_tensor_device`: decorator running a launcher on its first tensor's CUDA device.
 * `first_config_only(configs)`: under the interpreter an autotuner with several configs would time them through a
   GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
@@ -39,18 +40,37 @@ def triton_on_cpu() -> bool:
     return interpreting() and os.environ.get("HYBRIDSERVE_TRITON_ON_CPU", "0") == "1"
 
 
+# (K, V) head dims whose Triton kernels passed benchmarks/probe_kernels_gpu.py and check_kernels_gpu.py on the GPU
+# image (H200, torch 2.11, triton 3.6). K = V = 64 (SmolLM2) joins once the probes pass there: its first run hit an
+# illegal memory access in the GDN chunk forward (kernels/README.md, "The K = 64 crash").
+CUDA_VALIDATED_HEAD_DIMS = frozenset({(128, 128)})
+
+
+def cuda_head_dims() -> frozenset:
+    """The (K, V) pairs auto-dispatch sends to Triton on CUDA: the validated ones plus HYBRIDSERVE_TRITON_HEAD_DIMS
+    ("64x64,96x96": opt in to dims checked on your own GPU, without lifting the guard for every dim)."""
+    extra = set()
+    for item in os.environ.get("HYBRIDSERVE_TRITON_HEAD_DIMS", "").split(","):
+        if item.strip():
+            k, _, v = item.strip().lower().partition("x")
+            if not (k.isdigit() and v.isdigit()):
+                raise ValueError(f"HYBRIDSERVE_TRITON_HEAD_DIMS: {item!r} is not KxV (e.g. 64x64)")
+            extra.add((int(k), int(v)))
+    return CUDA_VALIDATED_HEAD_DIMS | extra
+
+
 def use_triton(*tensors: torch.Tensor) -> bool:
     """True when these tensors should run through the Triton kernels (CUDA + triton importable, or the test-only
-    interpreter routing). float64 always runs the references: the kernels accumulate in float32."""
+    interpreter routing). tensors = (q, k, v, ...): K is q's last dim, V v's. float64 always runs the references:
+    the kernels accumulate in float32."""
     t = tensors[0]
     mode = os.environ.get("HYBRIDSERVE_KERNELS", "auto")
     if mode == "reference":  # user switch: PyTorch references everywhere
         return False
-    # Validated on the H200 only at head dims K = V = 128 (benchmarks/check_kernels_gpu.py); K = 64 (SmolLM2)
-    # crashed the chunk kernel with an illegal memory access. Other head dims run the references until checked;
-    # HYBRIDSERVE_KERNELS=triton lifts this guard (to check other head dims: check_kernels_gpu.py --dims).
+    # CUDA: only head dims validated on the GPU (see CUDA_VALIDATED_HEAD_DIMS); the others run the references, and
+    # HYBRIDSERVE_KERNELS=triton lifts this guard (to probe other dims: benchmarks/probe_kernels_gpu.py).
     if (mode != "triton" and t.is_cuda and not interpreting()
-            and (t.shape[-1] != 128 or tensors[2].shape[-1] != 128)):
+            and (t.shape[-1], tensors[2].shape[-1]) not in cuda_head_dims()):
         return False
     if any(x is not None and x.dtype == torch.float64 for x in tensors):
         return False

@@ -150,3 +150,15 @@ def test_pinned_autotune_configs(monkeypatch):
     monkeypatch.setenv("HYBRIDSERVE_TRITON_CONFIG", "")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert _triton_utils.tuned_configs("_k", configs) == ["a"]  # the interpreter never autotunes
+
+
+def test_cuda_head_dims_opt_in(monkeypatch):
+    """Auto-dispatch on CUDA takes the GPU-validated head dims plus the ones named in HYBRIDSERVE_TRITON_HEAD_DIMS."""
+    monkeypatch.delenv("HYBRIDSERVE_TRITON_HEAD_DIMS", raising=False)
+    assert _triton_utils.cuda_head_dims() == _triton_utils.CUDA_VALIDATED_HEAD_DIMS
+    assert (128, 128) in _triton_utils.CUDA_VALIDATED_HEAD_DIMS
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_HEAD_DIMS", "64x64, 96X32")
+    assert _triton_utils.cuda_head_dims() == _triton_utils.CUDA_VALIDATED_HEAD_DIMS | {(64, 64), (96, 32)}
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_HEAD_DIMS", "64")
+    with pytest.raises(ValueError, match="not KxV"):
+        _triton_utils.cuda_head_dims()
