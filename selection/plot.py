@@ -21,15 +21,21 @@ def write_plot(folder: Path, data: dict) -> Path | None:
     history = data.get("history") or []
     fig, axes = plt.subplots(1, 2 if history else 1, figsize=(13 if history else 7, 4), squeeze=False)
     ax = axes[0][0]
-    values = [importance.get(str(i), 0.0) for i in range(n)]
+    key = data.get("score_key") or "importance"
+    if data["method"] in ("ga-s2", "iterative") and data.get("scores", {}).get(key):
+        # GA: the KL with only that layer softmax reads more directly than its negation
+        values = [data["scores"][key].get(str(i), 0.0) for i in range(n)]
+        ylabel = f"{key.replace('_', ' ')} with only this layer softmax (lower = keep)"
+    else:
+        values = [importance.get(str(i), 0.0) for i in range(n)]
+        ylabel = "importance (higher = keep softmax)"
     colors = ["tab:red" if i in chosen else "tab:gray" for i in range(n)]
     ax.bar(range(n), values, color=colors)
     ax.set_xlabel("layer")
-    ax.set_ylabel("importance (higher = keep softmax)")
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(f"{data['method']}: chosen K={len(chosen)} in red")
     if history:
         ax = axes[0][1]
-        key = data.get("score_key", "train_kl")
         for layer in range(n):
             points = [(h["tokens"], h["per_layer"][str(layer)]) for h in history if str(layer) in h.get("per_layer", {})]
             if not points:
@@ -42,7 +48,7 @@ def write_plot(folder: Path, data: dict) -> Path | None:
             ax.axvline(stop, color="black", linestyle="--", linewidth=0.8, label="early stop")
             ax.legend()
         ax.set_xlabel("tokens per candidate")
-        ax.set_ylabel(key.replace("_", " "))
+        ax.set_ylabel("importance" if data["method"] == "avg-s2" else key.replace("_", " "))
         ax.set_title("score per candidate over tokens (chosen in red)")
     fig.tight_layout()
     path = Path(folder) / "plot.png"

