@@ -11,7 +11,7 @@ With --bisect, every crashing or wrong probe is re-run in variants that name the
     autotuner runs every config on its first call, so one bad config fails the call even if another would win),
     the other autotuned kernels pinned to their first config;
   * the GDN state pass with other V splits / warp counts, the row-by-row (I + A)^-1 instead of the 16 x 16 blocks;
-  * another ptxas: TRITON_PTXAS_PATH set to a CUDA >= 13 ptxas found on the machine (Triton's own
+  * another ptxas: TRITON_PTXAS_PATH set to a CUDA >= 13 ptxas (HYBRIDSERVE_ALT_PTXAS, Triton's own
     backends/nvidia/bin/ptxas-blackwell, or /usr/local/cuda*/bin/ptxas): fla's investigations found ptxas 12.8
     miscompiling Hopper kernels of this family that 13.1 compiles correctly (fla-org/flash-linear-attention#1262);
   * under compute-sanitizer (memcheck) when it is installed, for the first failing probe.
@@ -81,6 +81,7 @@ def run_one(name: str, dims, dtype_name: str, size, variant: dict) -> dict:
     B, T = size
     rel = chk.rel_rmse
     q, k, v, g, beta = chk.gdn_inputs(B, T, dtype=dtype, seed=1)
+    beta = beta.float()  # as the model passes it (sigmoid in float32); a different kernel specialisation than bf16
     h0 = torch.randn(B, H, K, V, device=dev) * 0.1
     ht = torch.empty(B, H, K, V, device=dev)
     gen = torch.Generator(device=dev).manual_seed(2)
@@ -181,8 +182,10 @@ def run_one(name: str, dims, dtype_name: str, size, variant: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ orchestration
 def newer_ptxas() -> str | None:
-    """A ptxas from CUDA >= 13 to compile Hopper code with instead of Triton's bundled 12.8 (None if none)."""
-    cands = []
+    """A ptxas from CUDA >= 13 to compile Hopper code with instead of Triton's bundled 12.8 (None if none):
+    HYBRIDSERVE_ALT_PTXAS if set (e.g. a carried triton 3.7.1 ptxas-blackwell, CUDA 13.1), Triton's own
+    ptxas-blackwell (12.9 in triton 3.6: too old), a CUDA toolkit's."""
+    cands = [os.environ["HYBRIDSERVE_ALT_PTXAS"]] if os.environ.get("HYBRIDSERVE_ALT_PTXAS") else []
     try:
         import triton
 
