@@ -70,7 +70,7 @@ def fwdbwd(kind, impls, make_inputs, grid, flops_fwd=None, ref_max_tokens=4096):
             else:
                 r.update(error=res)
             kb.row(**r)
-            del xs, do
+            xs = do = None  # free before the next size's inputs (the closures above are done with them)
             kb.empty_cache()
 
 
@@ -89,7 +89,7 @@ def gdn_bwd_alone(grid):
         else:
             r.update(error=res)
         kb.row(**r)
-        del q, k, v, g, beta, do
+        q = k = v = g = beta = do = None
         kb.empty_cache()
 
 

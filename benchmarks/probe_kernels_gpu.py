@@ -332,13 +332,15 @@ def markdown(info: dict, rows: list, bisects: list) -> str:
             detail = ", ".join(f"{k} {v:.1e}" for k, v in r["errors"].items())
         else:
             detail = f"{r.get('kernel') or '?'}: {r.get('error', '')}".replace("|", "/")
-        return (f"| {','.join(map(str, r['dims']))} | {r['dtype']} | {r['probe']} | {r['variant']} | "
-                f"{'**' + r['status'] + '**' if r['status'] != 'PASS' else 'PASS'} | {detail} | {r.get('seconds', '')} |")
+        status = r["status"] if r["status"] == "PASS" else f"**{r['status']}**"
+        return (f"| {','.join(map(str, r['dims']))} | {r['dtype']} | {r['probe']} | {r['variant']} | {status} | "
+                f"{detail} | {r.get('seconds', '')} |")
 
     out += [line(r) for r in rows]
     if bisects:
         out.append("\n## Bisection of the failing probes\n")
-        out += ["| H, K, V | dtype | probe | variant | result | culprit / errors | s |", "|---|---|---|---|---|---|---|"]
+        out += ["| H, K, V | dtype | probe | variant | result | culprit / errors | s |",
+                "|---|---|---|---|---|---|---|"]
         out += [line(r) for r in bisects]
         for r in bisects:
             if r["variant"] == "compute-sanitizer memcheck":

@@ -6,9 +6,9 @@ float32 inputs 1e-5, bf16 inputs 5e-3 (fla's tolerance for o and the final state
 (varlen) tokens with odd lengths across chunk boundaries, dense initial/final states, state pools (float32 and
 bf16) read and written in place through slot indices, padding slots (index -1) and unused slots left bit-exact,
 has_initial_state, fused gating / L2 norm, the GDN Triton backward (every gradient, fla's tolerances for bf16:
-dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2; the GLA backward has its own file, test_kernels_triton_bwd.py), the custom ops (opcheck on the reference path, fake tensors), the public ops
-routed to the kernels with their backward, and a compile of every kernel for Hopper (sm_90a) with Triton's own
-ptxas, which needs no GPU.
+dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2; the GLA backward's own tests are in test_kernels_triton_bwd.py), the custom ops
+(opcheck on the reference path, fake tensors), the public ops routed to the kernels with their backward, and a
+compile of every kernel for Hopper (sm_90a) with Triton's own ptxas, which needs no GPU.
 
 Sizes stay tiny (T <= 140, H = 2, K, V in {16, 32}): the interpreter runs every program in Python.
 """
