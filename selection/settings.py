@@ -37,7 +37,7 @@ class SelectSettings:
     workers: int = 1  # processes, one candidate run at a time each (one GPU each on CUDA)
     shard: str | None = None  # "i/N": score only candidates i, i+N, ... (merge the shards afterwards)
     keep: str = "cpu"  # where a candidate's weights and optimiser wait between rounds: device, cpu, disk
-    checkpoint_rounds: int = 1  # write candidate checkpoints every N rounds (always at the end)
+    checkpoint_rounds: int = 1  # write candidate checkpoints every N rounds (a crash recomputes at most N-1)
     keep_checkpoints: bool = False  # keep candidate checkpoints after the selection finished
     iterative_picks: int | None = None  # iterative greedy: layers picked by re-scoring (None: K)
     anchor: str = "center"  # uniform: center, start or end
