@@ -24,6 +24,9 @@ GPU_ROWS = "1024:256:512,8192:256:128,32768:128:32,128:1024:512"
 CPU_ROWS = "64:16:4,256:16:2"
 
 
+from .server import python_command
+
+
 class BenchError(ValueError):
     """Bad benchmark input, or a model that failed to run."""
 
@@ -116,7 +119,7 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     started = time.perf_counter()
     with open(log_file, "w") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "hybridserve.serve.bench_worker", str(spec_file), str(out_file)],
+        proc = subprocess.Popen([*python_command(), "-m", "hybridserve.serve.bench_worker", str(spec_file), str(out_file)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             for line in proc.stdout:

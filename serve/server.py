@@ -27,6 +27,12 @@ def model_config(model: str) -> dict:
         raise ServeError(f"{path / 'config.json'} is not valid JSON: {e}") from None
 
 
+def python_command() -> list[str]:
+    """This Python, without the current directory on sys.path (`-P`, Python 3.11+): run from a source checkout,
+    its folders (`kernels/`, `eval/`, a stale `*.egg-info`) would shadow installed packages and entry points."""
+    return [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable]
+
+
 def server_args(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                 max_model_len: int | None = None, prefix_caching: bool = True, dtype: str = "auto",
                 tensor_parallel_size: int = 1, served_model_name: str | None = None,
@@ -43,7 +49,7 @@ def server_args(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_ke
         raise ServeError(f"--port must be in 1..65535, got {port}")
     if tensor_parallel_size < 1:
         raise ServeError("--tensor-parallel-size must be >= 1")
-    args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", host,
+    args = [*python_command(), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--host", host,
             "--port", str(port), "--dtype", dtype, "--tensor-parallel-size", str(tensor_parallel_size),
             "--served-model-name", served_model_name or Path(model).resolve().name,
             "--enable-prefix-caching" if prefix_caching else "--no-enable-prefix-caching"]

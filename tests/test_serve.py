@@ -84,7 +84,8 @@ def _prompts() -> list[list[int]]:
 def test_server_args_defaults_and_errors(tmp_path):
     path = save_tiny_hybrid(tmp_path / "m", **VARIANTS["qwen2_gla"])
     args = server_args(str(path), port=8123, api_key="k")
-    assert args[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    i = args.index("-m")
+    assert args[i: i + 2] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert args[args.index("--max-model-len") + 1] == "1024"  # the model's positions
     assert "--enable-prefix-caching" in args and args[args.index("--api-key") + 1] == "k"
     with pytest.raises(ServeError, match="not a model folder"):
@@ -136,7 +137,7 @@ def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=()
                                 "max_tokens": max_tokens, "engine": engine}))
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([sys.executable, str(HERE / "vllm_generate.py"), str(spec), str(out)], env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return json.loads(out.read_text())
 
@@ -200,7 +201,7 @@ def server(tmp_path_factory):
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "hybridserve", "serve", str(path), "--port", str(port),
                              "--api-key", "secret", "--dtype", "float32", "--", "--max-num-seqs", "4"],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"), cwd=root)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     while time.time() < deadline:
