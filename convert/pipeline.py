@@ -49,9 +49,11 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
     if saved.exists():
         if not resume:
             raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
-        previous = load_saved(saved)
-        if previous.to_dict() != config.to_dict():
-            changed = sorted(k for k, v in config.to_dict().items() if previous.to_dict().get(k) != v)
+        # Trackers do not change results: a resume may add or drop one.
+        before = {k: v for k, v in load_saved(saved).to_dict().items() if k != "report_to"}
+        now = {k: v for k, v in config.to_dict().items() if k != "report_to"}
+        if before != now:
+            changed = sorted(k for k, v in now.items() if before.get(k) != v)
             raise ConfigError(f"--resume with a different configuration than {saved} (changed: {', '.join(changed)})")
         return
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
@@ -131,7 +133,8 @@ def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
         held_out = eval_batches(store, stage_cfg.seq_len, stage_cfg.micro_batch_size, max_blocks=stage_cfg.eval_blocks)
         stage = Stage(name, folder, stage_cfg, trainable=trainable, param_groups=runner.param_groups(),
                       loss_fn=runner.loss_fn, sampler=sampler, evaluate=lambda: runner.evaluate(held_out),
-                      fingerprint=config.fingerprint(name), console=console)
+                      fingerprint=config.fingerprint(name), console=console,
+                      report_to=config.report_to, run_config=config.to_dict())
         result = stage.run(resume=resume)
         results[name] = dataclasses.asdict(result)
         timings[f"{name}_s"] = result.seconds

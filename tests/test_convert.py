@@ -204,3 +204,17 @@ def test_real_smollm2_through_both_stages(tmp_path, monkeypatch):
     assert final.lm_head.weight.data_ptr() == final.model.embed_tokens.weight.data_ptr()
     for stage in ("stage1", "stage2"):
         assert summary["results"][stage]["steps"] == 2 and math.isfinite(summary["results"][stage]["final_eval"])
+
+
+def test_report_to_tensorboard_through_convert_and_resume_without_it(assets, tmp_path):
+    """`--set report_to=tensorboard` reaches every stage's trainer; trackers do not change results, so a resume
+    may drop them (the configuration check ignores report_to)."""
+    pytest.importorskip("tensorboard")  # in the test extra: CI always has it
+    run = tmp_path / "run"
+    short = ["stage1.tokens=256", "stage2.tokens=128"]
+    run_convert(tiny_config(assets, *short, "report_to=tensorboard"), run)
+    for stage in ("stage1", "stage2"):
+        events = list((run / stage / "tensorboard").glob("events.out.tfevents.*"))
+        assert events and events[0].stat().st_size > 0, stage
+    summary = run_convert(tiny_config(assets, *short), run, resume=True)  # no tracker now: accepted
+    assert summary["final_stage"] == "stage2"
