@@ -11,6 +11,7 @@ on disk) for the next round. Each round ends with a held-out evaluation (eval_ev
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
 import os
@@ -204,6 +205,7 @@ class LocalExecutor:
             if settings.keep == "disk":
                 self.runs.pop(spec.name, None)
                 del run
+                gc.collect()  # the run holds reference cycles (stage <-> sampler): free its tensors now
             else:
                 run.park(settings.keep)
                 self.runs[spec.name] = run
@@ -216,3 +218,4 @@ class LocalExecutor:
 
     def release(self) -> None:
         self.runs.clear()
+        gc.collect()
