@@ -55,9 +55,20 @@ def state_shapes(config, tp_size: int) -> tuple[tuple[int, ...], ...]:
     return tuple(shapes)
 
 
-def state_dtypes(config, model_dtype: torch.dtype) -> tuple[torch.dtype, ...]:
-    """The conv state keeps the model dtype (it holds inputs); the recurrent state uses linear_state_dtype."""
-    recurrent = getattr(torch, config.linear_state_dtype)
+_STATE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def state_dtypes(config, model_dtype: torch.dtype, cache_config=None) -> tuple[torch.dtype, ...]:
+    """The conv state keeps the model dtype (it holds inputs). The recurrent state uses the checkpoint's
+    linear_state_dtype (float32 by default: the model was trained that way), unless the server asks for another
+    with vLLM's own `--mamba-ssm-cache-dtype` (e.g. bfloat16: half the state bytes per decode step)."""
+    recurrent = _STATE_DTYPES[config.linear_state_dtype]
+    requested = getattr(cache_config, "mamba_ssm_cache_dtype", "auto") if cache_config is not None else "auto"
+    if requested not in (None, "auto"):
+        if requested not in _STATE_DTYPES:
+            raise ValueError(f"--mamba-ssm-cache-dtype {requested!r} is not supported by hybridserve layers; "
+                             f"choose one of {', '.join(_STATE_DTYPES)}")
+        recurrent = _STATE_DTYPES[requested]
     return ((model_dtype,) if config.linear_short_conv else ()) + (recurrent,)
 
 
@@ -130,7 +141,7 @@ class HybridLinearAttention(nn.Module, MambaBase):
         return state_shapes(self.config, self.tp_size)
 
     def get_state_dtype(self):
-        return state_dtypes(self.config, self.model_config.dtype)
+        return state_dtypes(self.config, self.model_config.dtype, self.cache_config)
 
     @property
     def mamba_type(self):

@@ -158,7 +158,7 @@ class HybridForCausalLM(nn.Module, HasInnerState, IsHybrid, SupportsPP):
 
     @classmethod
     def get_mamba_state_dtype_from_config(cls, vllm_config: VllmConfig):
-        return state_dtypes(vllm_config.model_config.hf_config, vllm_config.model_config.dtype)
+        return state_dtypes(vllm_config.model_config.hf_config, vllm_config.model_config.dtype, vllm_config.cache_config)
 
     # How many state tensors a linear layer has (conv window + recurrent, or recurrent only). vLLM asks for the
     # copy functions through a classmethod, so the instance records its config's count on the class (one model

@@ -61,9 +61,9 @@ def save_tiny_hybrid(path: Path, seed: int = 0, **overrides) -> Path:
     return save_hybrid(model, path, tokenizer=tok, provenance={"teacher": "tiny random", "teacher_kind": "test"})
 
 
-def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
+def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int, **config) -> list[list[int]]:
     """transformers generate(), greedy, EOS not special: the reference the vLLM tokens must equal."""
-    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
     out = []
     with torch.no_grad():
         for ids in prompts:
@@ -169,6 +169,36 @@ def test_vllm_tensor_parallel_2(tmp_path):
     engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_batched_tokens": 64,
               "max_num_seqs": 8, "tensor_parallel_size": 2}
     assert _vllm_generate(tmp_path, path, prompts, engine, max_tokens=16)["tokens"] == hf_greedy(path, prompts, 16)
+
+
+@needs_vllm
+def test_state_shapes_and_dtypes_follow_config_and_server():
+    from types import SimpleNamespace
+
+    from hybridserve.serve.linear_layer import state_dtypes, state_shapes
+
+    config = HybridConfig(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                          num_hidden_layers=2, layer_types=[S, L], linear_short_conv=True, linear_conv_size=4)
+    assert state_shapes(config, 1) == ((3 * 4 * 32, 3), (4, 32, 32))
+    assert state_shapes(config, 2) == ((3 * 4 * 32 // 2, 3), (2, 32, 32))
+    assert state_dtypes(config, torch.bfloat16) == (torch.bfloat16, torch.float32)
+    server = SimpleNamespace(mamba_ssm_cache_dtype="bfloat16")
+    assert state_dtypes(config, torch.bfloat16, server) == (torch.bfloat16, torch.bfloat16)
+    with pytest.raises(ValueError, match="not supported"):
+        state_dtypes(config, torch.bfloat16, SimpleNamespace(mamba_ssm_cache_dtype="fp8"))
+
+
+@needs_vllm
+def test_vllm_bfloat16_state_on_request(tmp_path):
+    """`--mamba-ssm-cache-dtype bfloat16` halves the recurrent state of a float32-state checkpoint; the tokens then
+    equal transformers' with linear_state_dtype=bfloat16 (the state rounded at the same points: after each
+    prompt and each decode step)."""
+    path = save_tiny_hybrid(tmp_path / "bf16state", **VARIANTS["qwen3_gdn"])
+    prompts = _prompts()[:3]  # short prompts: each prefilled in one piece, as transformers does
+    engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 8,
+              "mamba_ssm_cache_dtype": "bfloat16"}
+    got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=16)["tokens"]
+    assert got == hf_greedy(path, prompts, 16, linear_state_dtype="bfloat16")
 
 
 # ------------------------------------------------------------------------------------------- OpenAI server
