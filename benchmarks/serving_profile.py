@@ -1,0 +1,90 @@
+"""Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
+
+  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:64] [--max-model-len 4096] [--eager]
+
+Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles one row with vLLM's own torch
+profiler (`profiler_config`), and writes OUT_DIR/profile.md: device time per kernel name (top 40) with launch
+counts, and per-step averages, so a slow row can be explained by bytes and launches rather than guessed. The
+engine core is a spawned process: the code stays under the __main__ guard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+
+def summarise(trace_dir: Path, out: Path, steps: int) -> str:
+    files = sorted(trace_dir.rglob("*.json.gz")) + sorted(trace_dir.rglob("*.json"))
+    if not files:
+        raise SystemExit(f"no trace written under {trace_dir}")
+    events = json.loads(gzip.open(files[-1]).read() if files[-1].suffix == ".gz" else files[-1].read_text())
+    events = events.get("traceEvents", events)
+    kernels = collections.defaultdict(lambda: [0.0, 0])
+    cpu_ops = collections.defaultdict(lambda: [0.0, 0])
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        bucket = kernels if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset") else (
+            cpu_ops if e.get("cat") == "cpu_op" else None)
+        if bucket is not None:
+            bucket[e["name"]][0] += e.get("dur", 0.0)
+            bucket[e["name"]][1] += 1
+    table = kernels or cpu_ops  # on a CPU machine there are no device kernels (CPU ops nest: shares overlap)
+    total = sum(v[0] for v in table.values()) or 1.0
+    lines = [f"Trace: {files[-1].name}; {'device kernels' if kernels else 'CPU ops'}; total {total / 1e3:.1f} ms "
+             f"over ~{steps} engine steps ({total / 1e3 / max(steps, 1):.2f} ms per step).", "",
+             "| name | time (ms) | share | launches | per step |", "|---|---|---|---|---|"]
+    for name, (dur, count) in sorted(table.items(), key=lambda kv: -kv[1][0])[:40]:
+        short = name if len(name) < 90 else name[:87] + "..."
+        lines.append(f"| `{short}` | {dur / 1e3:.2f} | {dur / total:.1%} | {count} | {count / max(steps, 1):.1f} |")
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("out", type=Path)
+    p.add_argument("--rows", default="1024:256:64")
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--eager", action="store_true")
+    p.add_argument("--dtype", default="auto")
+    a = p.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    trace_dir = (a.out / "trace").resolve()
+    import os
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # CPU build only: a small KV cache for a smoke run
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=a.model, dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
+              max_num_seqs=512, profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
+                                                 "torch_profiler_with_stack": False})
+    vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
+    rng = random.Random(0)
+    inp, outp, n = (int(x) for x in a.rows.split(",")[0].split(":"))
+    prompts = lambda: [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(inp)]} for _ in range(n)]  # noqa: E731
+    params = SamplingParams(temperature=0.0, max_tokens=outp, ignore_eos=True, detokenize=False)
+    llm.generate(prompts(), params, use_tqdm=False)  # warm-up: JIT, autotune, graphs
+    llm.start_profile()
+    t0 = time.perf_counter()
+    llm.generate(prompts(), params, use_tqdm=False)
+    wall = time.perf_counter() - t0
+    llm.stop_profile()
+    time.sleep(5)  # the engine core writes the trace asynchronously
+    steps = outp + 1  # at least one step per output token
+    text = summarise(trace_dir, a.out / "profile.md", steps)
+    print(f"row {a.rows}: {wall:.2f} s wall\n{text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
