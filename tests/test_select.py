@@ -192,12 +192,12 @@ def test_sigkill_mid_selection_then_resume_recomputes_nothing_finished(assets, g
 
 @pytest.mark.parametrize("method", ["gr-s2", "avg-s2", "ga-s1"])
 def test_variants_find_the_decisive_layer(assets, tmp_path, method):
-    data = run_selection(run_config(assets), settings(assets, method=method, tokens=384, rounds=2), tmp_path / method)
+    data = run_selection(run_config(assets), settings(assets, method=method, tokens=256, rounds=2), tmp_path / method)
     assert data["ranking"][0] == DECISIVE and data["method"] == method
 
 
 def test_iterative_greedy_picks_then_rescores(assets, tmp_path):
-    data = run_selection(run_config(assets), settings(assets, method="iterative", k=2, tokens=384, rounds=2), tmp_path / "it")
+    data = run_selection(run_config(assets), settings(assets, method="iterative", k=2, tokens=256, rounds=2), tmp_path / "it")
     assert data["ranking"][0] == DECISIVE and len(data["passes"]) == 2
     second = data["passes"][1]["ranking"]
     assert DECISIVE not in second and data["ranking"][1] == second[0]  # re-scored with layer 2 kept softmax
@@ -238,7 +238,7 @@ def _cli(*args, code=0):
 
 def test_convert_uses_a_selection_and_refuses_another_teachers(assets, ga_result, tmp_path):
     out, _ = ga_result
-    sets = sum((["--set", s] for s in TINY), [])
+    sets = sum((["--set", s] for s in TINY + ["stage1.tokens=128", "stage2.tokens=64"]), [])
     _cli("convert", assets["teacher"], "--data", assets["corpus"], "--out", tmp_path / "run", "--layers-from",
          out / "selection.json", "--ratio", "0.25", *sets)
     assert load_hybrid(tmp_path / "run" / "final").config.softmax_layers == [DECISIVE]
@@ -249,7 +249,8 @@ def test_convert_uses_a_selection_and_refuses_another_teachers(assets, ga_result
 
 
 def test_convert_select_runs_stage1_selection_stage2_export(assets, tmp_path):
-    sets = sum((["--set", s] for s in TINY + ["select.tokens=384", "select.rounds=2", "select.window=2"]), [])
+    sets = sum((["--set", s] for s in TINY + ["stage1.tokens=640", "stage2.tokens=64", "select.tokens=256",
+                                              "select.rounds=2", "select.window=2"]), [])
     _cli("convert", assets["teacher"], "--data", assets["corpus"], "--out", tmp_path / "run", "--select", "ga-s2",
          "--ratio", "0.25", *sets)
     run = tmp_path / "run"
