@@ -95,7 +95,8 @@ class RunConfig:
         if self.softmax_layers is not None and len(set(self.softmax_layers)) != len(self.softmax_layers):
             raise ConfigError(f"softmax_layers: indices repeat: {self.softmax_layers}")
         if self.select not in ("uniform",):
-            raise ConfigError(f"select: {self.select!r} is not available here (uniform; GA-S2 comes with `hybridserve select`)")
+            raise ConfigError(f"select: {self.select!r} is not a config value (only uniform); selection methods run through "
+                              "`hybridserve convert --select ga-s2` or `hybridserve select`")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: auto, cpu or cuda, got {self.device!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
