@@ -36,6 +36,23 @@ def _parse_lengths(text: str) -> list[int]:
     return lengths
 
 
+def _parse_engine_args(items: list[str] | None) -> dict:
+    """KEY=VALUE pairs for vllm.LLM; VALUE is read as JSON when it parses (2, 0.8, true), else as text."""
+    import json
+
+    args = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            _fail(f"--engine-arg must be KEY=VALUE with a vllm.LLM argument name, e.g. tensor_parallel_size=2; "
+                  f"got {item!r}")
+        try:
+            args[key.strip()] = json.loads(value)
+        except ValueError:
+            args[key.strip()] = value
+    return args
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -62,8 +79,14 @@ def eval_command(
                                  "or a text file."),
     ppl_tokens: int = typer.Option(16384, help="Perplexity: score at most this many tokens of the text."),
     ppl_stride: int = typer.Option(None, help="Perplexity: sliding-window stride (default: half the window)."),
-    batch_size: int = typer.Option(1, help="Prompts per forward pass (left padded)."),
-    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda."),
+    backend: str = typer.Option("hf", help="What runs the models: hf (transformers) or vllm (vLLM's offline "
+                                "engine in a worker process; model folders and Hub ids)."),
+    engine_arg: List[str] = typer.Option(None, "--engine-arg", help="vllm only: a vllm.LLM argument KEY=VALUE "
+                                         "(repeatable), e.g. tensor_parallel_size=2, gpu_memory_utilization=0.8."),
+    batch_size: int = typer.Option(None, help="Prompts per forward pass, left padded (hf; default 1), or per "
+                                   "engine call (vllm; default 64)."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cpu or cuda (hf only: vLLM uses its build's "
+                               "platform)."),
     dtype: str = typer.Option("float32", help="Weight dtype: float32, bfloat16, float16 or auto."),
     trust_remote_code: bool = typer.Option(False, help="Allow HF folders with custom model code."),
     out: Path = typer.Option(Path("runs/eval"), "--out", "-o", help="Output folder (results, tables, plot)."),
@@ -74,6 +97,7 @@ def eval_command(
     """Long-context recall (RULER-style NIAH, VT, CWE, FWE, MQAR) and perplexity: JSON, markdown table and plot."""
     _quiet_libraries()
     from hybridserve.convert.teacher import TeacherError
+    from hybridserve.eval.backends import BACKENDS, load_backend
     from hybridserve.eval.common import EvalError
     from hybridserve.eval.runner import EvalSettings, run_eval
     from hybridserve.eval.tasks import resolve_tasks
@@ -89,11 +113,28 @@ def eval_command(
             from hybridserve.eval.haystack import make_haystack
 
             make_haystack(haystack)  # a bad or empty haystack fails before any model loads
-        summary = run_eval(
-            models, settings, out, resume=not fresh, progress=progress, batch_size=batch_size, device=device,
-            dtype=dtype, trust_remote_code=trust_remote_code, plot=plot,
-            log=lambda msg: _console.print(msg, highlight=False),
-        )
+        if backend not in BACKENDS:
+            raise EvalError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        engine_args = _parse_engine_args(engine_arg)
+        if engine_args and backend != "vllm":
+            raise EvalError("--engine-arg is for --backend vllm only")
+        if backend == "vllm":
+            # vLLM backends are ready Backend objects for the runner; each starts its engine at its first request
+            # (a model whose results are all on disk never starts one), and only one engine runs at a time.
+            runnable = [load_backend(m, backend="vllm", batch_size=batch_size, dtype=dtype,
+                                     trust_remote_code=trust_remote_code, engine_args=engine_args) for m in models]
+        else:
+            runnable = list(models)
+        try:
+            summary = run_eval(
+                runnable, settings, out, resume=not fresh, progress=progress, batch_size=batch_size or 1,
+                device=device, dtype=dtype, trust_remote_code=trust_remote_code, plot=plot,
+                log=lambda msg: _console.print(msg, highlight=False),
+            )
+        finally:
+            for b in runnable:
+                if not isinstance(b, str):
+                    b.close()
     except (EvalError, TeacherError, ExportError, FileNotFoundError) as e:
         _fail(str(e))
     from hybridserve.eval.report import markdown_report

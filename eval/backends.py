@@ -2,11 +2,11 @@
 and the same scoring apply to every backend.
 
 * `HFBackend`: any transformers causal LM (our `HybridForCausalLM` included), batched, greedy, left padding.
-* a vLLM backend (through the serve plugin) implements the same two methods; see docs/eval.md.
+* `VLLMBackend` (eval/backend_vllm.py): vLLM's offline engine in a worker process, through the serve plugin.
 
 `load_backend(spec)` turns a model string into an `HFBackend`: a hybrid checkpoint folder (config.json with
 model_type "hybridserve"), any HF causal-LM folder or Hub id, a .gguf file, or a builtin teacher name
-("smollm2-135m").
+("smollm2-135m"); with `backend="vllm"`, into a `VLLMBackend` (folders and Hub ids only).
 """
 
 from __future__ import annotations
@@ -203,9 +203,25 @@ def _is_hybrid(folder: Path) -> bool:
         return False
 
 
-def load_backend(spec: str, *, batch_size: int = 1, device: str = "cpu", dtype: str = "float32",
-                 trust_remote_code: bool = False, name: str | None = None) -> HFBackend:
-    """An HFBackend for a model string (see the module docstring)."""
+BACKENDS = ("hf", "vllm")
+
+
+def load_backend(spec: str, *, batch_size: int | None = 1, device: str = "cpu", dtype: str = "float32",
+                 trust_remote_code: bool = False, name: str | None = None, backend: str = "hf",
+                 engine_args: dict | None = None) -> Backend:
+    """A backend for a model string (see the module docstring). `engine_args`: extra `vllm.LLM` arguments (vllm
+    only); `device` is for hf only (vLLM runs on the platform its build is for); `batch_size` None: the backend's
+    default."""
+    if backend not in BACKENDS:
+        raise EvalError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "vllm":
+        from .backend_vllm import DEFAULT_BATCH_SIZE, VLLMBackend
+
+        return VLLMBackend(spec, name=name or _label(spec), batch_size=batch_size or DEFAULT_BATCH_SIZE, dtype=dtype,
+                           trust_remote_code=trust_remote_code, engine_args=engine_args)
+    if engine_args:
+        raise EvalError("engine arguments are for the vllm backend only")
+    batch_size = batch_size or 1
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
