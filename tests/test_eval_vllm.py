@@ -166,7 +166,8 @@ def test_vllm_backend_equals_hf_backend(hybrid, tmp_path):
     # the CLI's vLLM route finds the same labels and settings: everything resumes, no engine starts
     code, output = cli(path, "--backend", "vllm", "--engine-arg", "enforce_eager=true", "--tasks", ",".join(TASKS),
                        "--lengths", ",".join(map(str, LENGTHS)), "--samples", SAMPLES, "--max-new-tokens", BUDGET,
-                       "--ppl-text", text, "--ppl-tokens", 600, "--out", tmp_path / "vllm", "--no-progress", "--no-plot")
+                       "--ppl-text", text, "--ppl-tokens", 600, "--out", tmp_path / "vllm", "--no-progress",
+                       "--no-plot")
     assert code == 0, output
     assert f"resuming: {len(TASKS) * len(LENGTHS)} of {len(TASKS) * len(LENGTHS)} results" in output
 
