@@ -20,8 +20,11 @@ from hybridserve.eval.lm_eval_tasks import GROUP, TASK_DIR, TASK_NAMES
 from hybridserve.eval.scoring import string_match_all
 from hybridserve.eval.tasks import TASKS, generate_samples
 from hybridserve.export import HybridConfig, HybridForCausalLM, load_hybrid, save_hybrid
+from hybridserve.serve.compat import vllm_version
 
 from .helpers import tiny_tokenizer
+
+HAVE_VLLM = vllm_version() is not None
 
 LENGTH, SAMPLES, TASK = 1024, 2, "niah_single_number"
 
@@ -122,3 +125,30 @@ def test_documents_and_bad_input(hybrid_dir):
         docs.niah_single_number(pretrained=str(hybrid_dir), max_seq_lengths=[1072])
     with pytest.raises(EvalError, match="max_seq_lengths must be"):
         docs.vt(pretrained=str(hybrid_dir), max_seq_lengths=["4k"])
+
+
+@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed")
+def test_lm_eval_vllm_model_on_an_exported_hybrid(hybrid_dir, tmp_path):
+    """`lm_eval --model vllm` (through hybridserve's launcher, which lets lm-eval find the CPU build): lm-eval sends
+    our prompts to the vLLM engine serving the hybrid and gets hybridserve's greedy answers (vLLM's text drops a
+    trailing incomplete UTF-8 character that transformers' decode shows as U+FFFD)."""
+    out = tmp_path / "lm-eval-vllm"
+    length = 512
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind")
+    command = [sys.executable, "-P", "-m", "hybridserve.eval.lm_eval_vllm", "--model", "vllm",
+               "--model_args", f"pretrained={hybrid_dir},dtype=float32,max_model_len=1024,enforce_eager=True",
+               "--include_path", str(TASK_DIR), "--tasks", f"hybridserve_{TASK}",
+               "--metadata", json.dumps({"max_seq_lengths": [length], "num_samples": SAMPLES}),
+               "--batch_size", "auto", "--output_path", str(out), "--log_samples"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    logged = [json.loads(line) for line in next(out.rglob(f"samples_hybridserve_{TASK}_*.jsonl")).read_text().splitlines()]
+    logged.sort(key=lambda row: row["doc"]["index"])
+    backend = HFBackend(load_hybrid(hybrid_dir).eval(), tiny_tokenizer(), name="tiny")
+    samples = generate_samples(TASK, backend.tokenizer, length, SAMPLES, seed=0)
+    answers = backend.generate([s.input_ids for s in samples], TASKS[TASK].max_new_tokens)
+    assert len(logged) == SAMPLES and any(a.strip() for a in answers)
+    for row, sample, answer in zip(logged, samples, answers, strict=True):
+        assert row["arguments"]["gen_args_0"]["arg_0"] == sample.prompt
+        assert row["resps"][0][0].strip() == answer.rstrip("\ufffd").strip()
