@@ -25,6 +25,11 @@ def _version_with_cpu_build(name: str) -> str:
 _metadata.version = _version_with_cpu_build
 
 if __name__ == "__main__":
+    import os
+
+    # lm-eval asks vLLM for a progress bar; with tqdm disabled (TQDM_DISABLE, which `hybridserve` sets for its own
+    # runs) vLLM 0.32 divides by the bar's elapsed time of 0. The bar goes to stderr and costs nothing.
+    os.environ.pop("TQDM_DISABLE", None)
     from lm_eval.__main__ import cli_evaluate
 
     cli_evaluate()

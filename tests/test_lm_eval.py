@@ -135,7 +135,8 @@ def test_lm_eval_vllm_model_on_an_exported_hybrid(hybrid_dir, tmp_path):
     out = tmp_path / "lm-eval-vllm"
     length = 512
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind")
+               VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind",
+               TQDM_DISABLE="1")  # as after any `hybridserve` CLI test in this process: the launcher must cope
     command = [sys.executable, "-P", "-m", "hybridserve.eval.lm_eval_vllm", "--model", "vllm",
                "--model_args", f"pretrained={hybrid_dir},dtype=float32,max_model_len=1024,enforce_eager=True",
                "--include_path", str(TASK_DIR), "--tasks", f"hybridserve_{TASK}",
