@@ -39,7 +39,7 @@ import weakref
 from pathlib import Path
 from typing import Sequence
 
-from .backends import ContinuationScore, HFBackend, Prompt, _eos_ids
+from .backends import ContinuationScore, HFBackend, Prompt, _eos_ids, loglikelihood_requests
 from .common import EvalError
 
 VLLM_DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -269,12 +269,7 @@ class VLLMBackend:
         return [self._decode(list(tokens)) for tokens in answer["tokens"]]
 
     def loglikelihood(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[ContinuationScore]:
-        reqs = [([int(t) for t in c], [int(t) for t in x]) for c, x in requests]
-        for context, continuation in reqs:
-            if not context:
-                raise EvalError("loglikelihood needs at least one context token (e.g. bos) before the continuation")
-            if not continuation:
-                raise EvalError("loglikelihood needs a non-empty continuation")
+        reqs = loglikelihood_requests(requests)
         if not reqs:
             return []
         answer = self._request({"op": "loglikelihood", "requests": [[c + x, len(c)] for c, x in reqs]},

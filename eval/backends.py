@@ -71,6 +71,17 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+def loglikelihood_requests(requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) pairs as int lists, checked the same way for every backend."""
+    reqs = [([int(t) for t in c], [int(t) for t in x]) for c, x in requests]
+    for context, continuation in reqs:
+        if not context:
+            raise EvalError("loglikelihood needs at least one context token (e.g. bos) before the continuation")
+        if not continuation:
+            raise EvalError("loglikelihood needs a non-empty continuation")
+    return reqs
+
+
 class HFBackend:
     """A transformers causal LM. Batches are left-padded with explicit position ids; decoding is greedy."""
 
@@ -156,12 +167,7 @@ class HFBackend:
     def loglikelihood(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[ContinuationScore]:
         import torch
 
-        reqs = [([int(t) for t in c], [int(t) for t in x]) for c, x in requests]
-        for context, continuation in reqs:
-            if not context:
-                raise EvalError("loglikelihood needs at least one context token (e.g. bos) before the continuation")
-            if not continuation:
-                raise EvalError("loglikelihood needs a non-empty continuation")
+        reqs = loglikelihood_requests(requests)
         out: list[ContinuationScore | None] = [None] * len(reqs)
         for batch in self._order([len(c) + len(x) for c, x in reqs]):
             seqs = [reqs[i][0] + reqs[i][1] for i in batch]

@@ -34,7 +34,7 @@ from hybridserve.kernels import gdn_decode_, gdn_prefill_varlen, gla_decode_, gl
 
 from .compat import eager_during_capture
 
-from .linear_layer_name import OP_NAME
+from .plugin import OP_NAME
 
 
 def _divide(total: int, parts: int, what: str) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 ARCHITECTURE = "HybridForCausalLM"
 MODEL_CLASS = "hybridserve.serve.model:HybridForCausalLM"
+OP_NAME = "hybridserve_linear_attention"  # the linear layers' custom op, vllm::<OP_NAME>
 
 _done = False
 
@@ -25,7 +26,6 @@ def register() -> None:
     from hybridserve.export.configuration_hybrid import HybridConfig
 
     from .compat import add_splitting_op
-    from .linear_layer_name import OP_NAME
 
     AutoConfig.register(HybridConfig.model_type, HybridConfig, exist_ok=True)
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():

@@ -16,18 +16,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
 from hybridserve.eval import EvalError, EvalSettings, run_eval
 from hybridserve.eval.backends import load_backend
 from hybridserve.eval.runner import unit_path
 from hybridserve.eval.tasks import generate_sample, generate_samples
-from hybridserve.eval_cmd import eval_command
 from hybridserve.export import HybridConfig, HybridForCausalLM, save_hybrid
 from hybridserve.serve.compat import vllm_version
 
 from .helpers import tiny_tokenizer
+from .test_eval import cli  # the eval command as a sub-command, exactly as test_eval runs it
 
 S, L = "full_attention", "linear_attention"
 HAVE_VLLM = vllm_version() is not None
@@ -76,14 +74,6 @@ def hybrid(tmp_path_factory):
     path = save_hybrid(model, tmp_path_factory.mktemp("eval-vllm") / "tiny-hybrid", tokenizer=tok,
                        generation_config=generation)
     return {"path": path, "model": model, "cut_answer": tok.decode(answer[:stop_at], skip_special_tokens=True)}
-
-
-def cli(*args):
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command("eval")(eval_command)
-    app.command("other")(lambda: None)  # two commands: "eval" is then a sub-command, as in the real app
-    result = CliRunner().invoke(app, ["eval", *map(str, args)])
-    return result.exit_code, result.output
 
 
 def _units(out: Path, label: str) -> dict:
