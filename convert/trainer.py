@@ -208,7 +208,7 @@ class Stage:
                 tps = (self.step - start_step) * self.tokens_per_step / max(elapsed, 1e-9)
                 record = {"stage": self.name, "step": self.step, "tokens": self.step * self.tokens_per_step,
                           "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": grad_norm, "tokens_per_s": tps,
-                          **metrics_sum}
+                          "seconds": round(elapsed, 3), **metrics_sum}  # seconds since this process began the stage
                 if self.evaluate is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.total_steps):
                     eval_value = self.evaluate()
                     record["eval"] = eval_value
