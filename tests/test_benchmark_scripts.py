@@ -1,0 +1,60 @@
+"""The benchmark scripts' pure logic (the GPU runs themselves are not tests): which head dims a kernels session
+validated, and how convert_gpu.py reads throughput from metrics.jsonl."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _session(tmp_path, statuses, checks=None, K=64):
+    probes = [{"probe": f"p{i}", "dims": [9, K, K], "dtype": "bfloat16", "variant": "default", "status": s}
+              for i, s in enumerate(statuses)]
+    # a bisect variant that failed must not count against the default path, nor one that passed for it
+    probes.append({"probe": "p0", "dims": [9, K, K], "dtype": "bfloat16", "variant": "config 1", "status": "WRONG"})
+    (tmp_path / "probes.json").write_text(json.dumps({"info": {}, "probes": probes, "bisect": []}))
+    if checks is not None:
+        (tmp_path / f"check_{K}.json").write_text(json.dumps([{"check": f"c{i}", "ok": ok} for i, ok in enumerate(checks)]))
+    return tmp_path
+
+
+def test_head_dims_verdict(tmp_path):
+    verdict = _load("head_dims_verdict").verdict
+    assert verdict(_session(tmp_path / "a", ["PASS", "PASS"], [True, True])) == ["64x64"]
+    assert verdict(_session(tmp_path / "b", ["PASS", "WRONG"], [True])) == []       # one probe wrong
+    assert verdict(_session(tmp_path / "c", ["PASS", "PASS"], [True, False])) == []  # one real-size check failed
+    assert verdict(_session(tmp_path / "d", ["PASS", "PASS"], None)) == []           # checks never ran
+    assert verdict(tmp_path / "nothing") == []
+
+
+@pytest.fixture
+def tmp_path(tmp_path):
+    for sub in "abcd":
+        (tmp_path / sub).mkdir()
+    return tmp_path
+
+
+def test_convert_gpu_steady_rate_and_shapes(tmp_path):
+    cg = _load("convert_gpu")
+    assert cg.shape("96x512:48") == (96, 512, 48) and cg.shape("8x128") == (8, 128, 8)
+    rows = [{"step": 0, "tokens": 0, "eval": 1.0}]  # the starting evaluation has no timing
+    # step 1 carries compilation (slow); steady state afterwards: 1000 tokens per 0.5 s
+    rows += [{"step": s, "tokens": 1000 * s, "seconds": 30.0 + 0.5 * (s - 1)} for s in range(1, 8)]
+    f = tmp_path / "metrics.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in rows))
+    assert cg.steady_rate(f) == pytest.approx(2000.0)
+    f.write_text("\n".join(json.dumps(r) for r in rows[:3]))
+    with pytest.raises(SystemExit, match="too few steps"):
+        cg.steady_rate(f)
