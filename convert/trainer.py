@@ -128,6 +128,11 @@ class Stage:
             os.replace(tmp, self.checkpoint_file)  # the rename is the commit: a crash never leaves half a file
         dist.barrier()
 
+    def save_final_checkpoint(self) -> None:
+        """The end-of-stage checkpoint (a finished stage resumes as finished). Subclasses that decide checkpoints
+        themselves (layer selection's candidate runs) override it."""
+        self.save_checkpoint()
+
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_file.exists():
             return False
@@ -217,7 +222,7 @@ class Stage:
                 progress.update(task, completed=self.step, loss=loss_value, tps=tps)
                 if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
                     self.save_checkpoint()
-        self.save_checkpoint()
+        self.save_final_checkpoint()
         seconds = time.time() - start_time
         return StageResult(
             self.step, self.step * self.tokens_per_step, loss_value, eval_value, seconds,

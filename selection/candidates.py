@@ -67,6 +67,12 @@ class RoundStage(Stage):
             return True
         return super().load_checkpoint()
 
+    def save_final_checkpoint(self) -> None:
+        # The runner checkpoints candidates every `checkpoint_rounds` rounds and never after the last one (the pass
+        # is over and its checkpoints are deleted). The trainer's own end-of-stage save would write every candidate
+        # at the last round: 30 x 1.6 GB for SmolLM2, more than a 64 GB GPU machine's disk holds.
+        pass
+
     def _progress(self):
         return Progress(disable=True)
 
@@ -182,8 +188,7 @@ class LocalExecutor:
     def _run_for(self, spec: CandidateSpec) -> CandidateRun:
         run = self.runs.get(spec.name)
         if run is None:
-            fp = candidate_fingerprint(self.context, self.cfg, spec)
-            run = CandidateRun(self.context, spec, self.cfg, self.folder / spec.name, fp)
+            run = CandidateRun(self.context, spec, self.cfg, self.folder / spec.name, self._fingerprint(spec))
             run.load_existing_checkpoint()
         return run
 
@@ -193,15 +198,28 @@ class LocalExecutor:
         results = {}
         for spec in specs:
             start = time.time()
+            finished = self._finished(spec, end_step) if last else None
+            if finished is not None:  # its last round ran before a crash: the scores were kept, the weights need not be
+                results[spec.name] = finished
+                self.events({"event": "advanced", "candidate": spec.name, "from_step": end_step, "to_step": end_step,
+                             "computed_steps": 0, "checkpointed": False, "pid": os.getpid(), "seconds": 0.0})
+                if on_done is not None:
+                    on_done(spec.name)
+                continue
             run = self._run_for(spec)
             from_step = run.step
             computed = run.advance_to(end_step)
             checkpointed = False
-            # after the last round the pass is finished and its checkpoints are deleted: writing them is waste
-            if computed and not last and (settings.keep == "disk" or round_index % settings.checkpoint_rounds == 0):
+            # after the last round the pass is finished and its checkpoints are deleted: writing them is waste (1.6 GB
+            # per SmolLM2 candidate) unless asked to keep them; a small record of the final scores keeps a crash from
+            # recomputing it
+            due = settings.keep == "disk" or round_index % settings.checkpoint_rounds == 0
+            if computed and (settings.keep_checkpoints if last else due):
                 run.checkpoint()
                 checkpointed = True
             results[spec.name] = run.scores(end_step, window)
+            if last:
+                self._write_finished(spec, end_step, results[spec.name])
             if settings.keep == "disk":
                 self.runs.pop(spec.name, None)
                 del run
@@ -215,6 +233,25 @@ class LocalExecutor:
             if on_done is not None:
                 on_done(spec.name)
         return results
+
+    def _fingerprint(self, spec: CandidateSpec) -> str:
+        if spec.name not in self._fingerprints:
+            self._fingerprints[spec.name] = candidate_fingerprint(self.context, self.cfg, spec)
+        return self._fingerprints[spec.name]
+
+    def _finished(self, spec: CandidateSpec, end_step: int) -> dict | None:
+        marker = self.folder / spec.name / "finished.json"
+        if not marker.exists():
+            return None
+        data = json.loads(marker.read_text())
+        ok = data.get("step") == end_step and data.get("fingerprint") == self._fingerprint(spec)
+        return data["scores"] if ok else None
+
+    def _write_finished(self, spec: CandidateSpec, end_step: int, scores: dict) -> None:
+        marker = self.folder / spec.name / "finished.json"
+        tmp = marker.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"step": end_step, "fingerprint": self._fingerprint(spec), "scores": scores}))
+        os.replace(tmp, marker)
 
     def release(self) -> None:
         self.runs.clear()

@@ -163,19 +163,24 @@ def _select_command(assets, out, *extra):
             "--stage1", assets["stage1"], "--tokens", "768", "--rounds", "4", "--window", "3", *sets, *extra]
 
 
-def test_sigkill_mid_selection_then_resume_recomputes_nothing_finished(assets, ga_result, tmp_path):
+@pytest.mark.parametrize("kill_after", [6, 13], ids=["round-2", "last-round"])
+def test_sigkill_mid_selection_then_resume_recomputes_nothing_finished(assets, ga_result, tmp_path, kill_after):
+    """4 candidates x 4 rounds = 16 candidate rounds; killed inside round 2, or inside the last round (which writes no
+    checkpoints, only each finished candidate's scores)."""
     env = dict(os.environ, HYBRIDSERVE_CACHE=str(assets["cache"]), PYTHONUNBUFFERED="1")
     out = tmp_path / "killed"
     proc = subprocess.Popen(_select_command(assets, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     events, deadline = out / "events.jsonl", time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if events.exists() and len(events.read_text().splitlines()) >= 6:
+        if events.exists() and len(events.read_text().splitlines()) >= kill_after:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = [json.loads(line) for line in events.read_text().splitlines()]
-    assert 6 <= len(before) < 16, "the selection was not interrupted mid-way"
+    assert kill_after <= len(before) < 16, "the selection was not interrupted mid-way"
+    last_round = [r for r in before if r["to_step"] == 12]
+    assert not any(r["checkpointed"] for r in last_round)  # finished candidates are not written after the last round
     assert not (out / "selection.json").exists()
     done = subprocess.run(_select_command(assets, out), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
