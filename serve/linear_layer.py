@@ -9,13 +9,14 @@ Per request the pool holds the recurrent state [H/tp, K, V] (float32 by default)
 the last `size - 1` pre-activation q/k/v inputs [conv_channels/tp, size - 1]. Everything that touches the
 pool runs inside one custom op (`vllm::hybridserve_linear_attention`), listed among vLLM's splitting ops so
 torch.compile and CUDA graphs treat it as an attention op; projections, norm and gating stay outside it and
-are compiled.
+are compiled. The math inside the op (and the output norm) lives in the vLLM-free `serve/linear_core.py`, which
+the GPU micro-benchmark `benchmarks/serve_layer_gpu.py` calls too; this file adds the vLLM side: parameters and
+their loaders, the state-pool spec, the metadata lookup and the per-step plan shared by all linear layers.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from vllm.distributed import get_tensor_model_parallel_rank, get_tensor_model_parallel_world_size
 from vllm.forward_context import get_forward_context
@@ -30,10 +31,8 @@ from vllm.model_executor.model_loader.weight_utils import sharded_weight_loader
 from vllm.utils.torch_utils import direct_register_custom_op
 from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 
-from hybridserve.kernels import gdn_decode_, gdn_prefill_varlen, gla_decode_, gla_prefill_varlen
-
 from .compat import eager_during_capture
-
+from .linear_core import LayerShape, gated_rms_norm, linear_attention_core, plan_step
 from .plugin import OP_NAME
 
 
@@ -72,10 +71,10 @@ def state_dtypes(config, model_dtype: torch.dtype, cache_config=None) -> tuple[t
     return ((model_dtype,) if config.linear_short_conv else ()) + (recurrent,)
 
 
-def _sharded_param(*shape: int, dtype=None) -> nn.Parameter:
+def _sharded_param(*shape: int, dtype=None, data: torch.Tensor | None = None) -> nn.Parameter:
     """A per-head parameter (this rank's rows) loaded from the full tensor split along dim 0 (A_log, dt_bias,
-    conv weights)."""
-    param = nn.Parameter(torch.empty(*shape, dtype=dtype), requires_grad=False)
+    conv weights). `data`: the storage to use (a view of a larger buffer) instead of a new tensor."""
+    param = nn.Parameter(torch.empty(*shape, dtype=dtype) if data is None else data, requires_grad=False)
     param.weight_loader = sharded_weight_loader(0)
     return param
 
@@ -98,9 +97,11 @@ class HybridLinearAttention(nn.Module, MambaBase):
         self.H = _divide(config.linear_num_heads, tp, "linear_num_heads")
         self.Hkv = _divide(config.linear_num_kv_heads, tp, "linear_num_kv_heads")
         self.K, self.V = config.linear_key_head_dim, config.linear_value_head_dim
-        self.scale = self.K**-0.5
         self.short_conv = bool(config.linear_short_conv)
+        self.conv_size = config.linear_conv_size if self.short_conv else None
         self.output_gate = bool(config.linear_output_gate)
+        self.shape = LayerShape(self.mixer, self.H, self.Hkv, self.K, self.V, self.output_gate,
+                                config.gla_gate_logit_normalizer if self.mixer == "gla" else None)
         H, Hkv, K, V = config.linear_num_heads, config.linear_num_kv_heads, self.K, self.V
         # One matmul for everything read from x. Shard order (load_weights relies on it):
         # query, key, value, [out_gate], then GDN's beta and decay logits.
@@ -108,6 +109,7 @@ class HybridLinearAttention(nn.Module, MambaBase):
         if self.mixer == "gdn":
             sizes += [H, H]
         self.in_sizes = [s // tp for s in sizes]
+        assert tuple(self.in_sizes) == self.shape.in_sizes
         self.in_proj = MergedColumnParallelLinear(d, sizes, bias=config.linear_qkv_bias, quant_config=quant,
                                                   prefix=f"{prefix}.in_proj")
         if config.linear_qkv_bias:  # only q/k/v have biases; the gate/beta/decay rows of the merged bias stay 0
@@ -116,10 +118,15 @@ class HybridLinearAttention(nn.Module, MambaBase):
             self.A_log = _sharded_param(self.H, dtype=torch.float32)
             self.dt_bias = _sharded_param(self.H, dtype=torch.float32)
             if self.short_conv:  # depthwise weights [channels, 1, size], rows split by head like the projections
-                size = config.linear_conv_size
-                self.query_conv = _sharded_param(self.H * K, 1, size)
-                self.key_conv = _sharded_param(self.Hkv * K, 1, size)
-                self.value_conv = _sharded_param(self.Hkv * V, 1, size)
+                # The three are views of one [C, 1, size] buffer, in the conv state's channel order, so the op reads
+                # them as one weight without a per-step concatenation.
+                rows, size = [self.H * K, self.Hkv * K, self.Hkv * V], config.linear_conv_size
+                self._conv_merged = torch.empty(sum(rows), 1, size)
+                self._conv_offsets = [0, rows[0] * size, (rows[0] + rows[1]) * size]  # elements
+                query, key, value = self._conv_merged.split(rows)
+                self.query_conv = _sharded_param(data=query)
+                self.key_conv = _sharded_param(data=key)
+                self.value_conv = _sharded_param(data=value)
         else:
             rank = config.gla_gate_low_rank_dim
             self.decay_down_proj = ReplicatedLinear(d, rank, bias=False, quant_config=None,
@@ -157,13 +164,12 @@ class HybridLinearAttention(nn.Module, MambaBase):
         core = torch.empty(hidden_states.shape[0], self.H * self.V, dtype=hidden_states.dtype,
                            device=hidden_states.device)
         getattr(torch.ops.vllm, OP_NAME)(projected, gk if gk is not None else projected, core, self.prefix)
-        o = core.view(-1, self.H, self.V).float()
-        o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + self.norm_eps) * self.out_norm_weight.float()
+        gate = None
         if self.output_gate:
-            q, k, v = self.in_sizes[:3]
-            gate = projected[:, q + k + v: q + k + v + self.in_sizes[3]].view(-1, self.H, self.V)
-            o = o * F.silu(gate.float())
-        out, _ = self.out_proj(o.to(hidden_states.dtype).reshape(-1, self.H * self.V))
+            start = sum(self.in_sizes[:3])
+            gate = projected[:, start: start + self.in_sizes[3]]
+        o = gated_rms_norm(core, gate, self.out_norm_weight, self.norm_eps, self.shape, hidden_states.dtype)
+        out, _ = self.out_proj(o)
         output.copy_(out)
 
     def core(self, projected: torch.Tensor, gk: torch.Tensor, core_out: torch.Tensor) -> None:
@@ -174,84 +180,45 @@ class HybridLinearAttention(nn.Module, MambaBase):
         if metadata is None:  # the memory-profiling run has no requests and no pool
             core_out.zero_()
             return
-        nd, n_dec = metadata.num_decode_tokens, metadata.num_decodes
-        n = nd + metadata.num_prefill_tokens
-        slots = metadata.state_indices_tensor
-        q_size, k_size, v_size = self.in_sizes[:3]
-        qkv = projected[:n, : q_size + k_size + v_size]
-        recurrent = self.kv_cache[-1]
-        if self.short_conv:
-            qkv = self._short_conv(qkv, metadata, self.kv_cache[0])
-        q, k, v = qkv.split([q_size, k_size, v_size], dim=-1)
-        if self.mixer == "gdn":
-            q, k, v = F.silu(q), F.silu(k), F.silu(v)
-        q, k, v = self._heads(q, k, v)
-        out = core_out[:n].view(n, self.H, self.V)
-        prefill_cu = metadata.query_start_loc[n_dec:] - nd
-        prefill_slots = slots[n_dec: n_dec + metadata.num_prefills]
-        if self.mixer == "gdn":
-            b, a = projected[:n, -2 * self.H: -self.H].contiguous(), projected[:n, -self.H:].contiguous()
-            if nd:
-                out[:nd] = gdn_decode_(q[:nd], k[:nd], v[:nd], a[:nd], b[:nd], self.A_log, self.dt_bias, recurrent,
-                                       slots[:n_dec], self.scale, use_qk_l2norm=True)
-            if n > nd:
-                out[nd:] = gdn_prefill_varlen(q[nd:], k[nd:], v[nd:], None, None, prefill_cu, recurrent,
-                                              prefill_slots, self._has_initial_state(metadata), self.scale,
-                                              use_qk_l2norm=True, a=a[nd:n], b=b[nd:n], A_log=self.A_log,
-                                              dt_bias=self.dt_bias)
-        else:
-            gk = gk[:n].reshape(n, self.H, self.K).contiguous()
-            norm = self.config.gla_gate_logit_normalizer
-            if nd:
-                out[:nd] = gla_decode_(q[:nd], k[:nd], v[:nd], gk[:nd], recurrent, slots[:n_dec], self.scale,
-                                       gate_logit_normalizer=norm)
-            if n > nd:
-                out[nd:] = gla_prefill_varlen(q[nd:], k[nd:], v[nd:], gk[nd:], prefill_cu, recurrent, prefill_slots,
-                                              self._has_initial_state(metadata), self.scale,
-                                              gate_logit_normalizer=norm)
+        plan = _step_plan(metadata, self.conv_size, projected.is_cuda)
+        conv = self.short_conv
+        linear_attention_core(self.shape, projected, gk if self.mixer == "gla" else None, core_out, plan,
+                              self.kv_cache[-1], conv_state=self.kv_cache[0] if conv else None,
+                              conv_weight=self._conv_weight() if conv else None,
+                              A_log=getattr(self, "A_log", None), dt_bias=getattr(self, "dt_bias", None))
 
-    def _heads(self, q, k, v):
-        n = q.shape[0]
-        q, k, v = q.reshape(n, self.H, self.K), k.reshape(n, self.Hkv, self.K), v.reshape(n, self.Hkv, self.V)
-        if self.Hkv != self.H:  # runtime GQA (RADLADS): query head h reads kv head h // group
-            group = self.H // self.Hkv
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        return q.contiguous(), k.contiguous(), v.contiguous()
+    def _conv_weight(self) -> torch.Tensor:
+        """The q/k/v conv weights as one [C, 1, size] tensor. The three parameters are views of one buffer, so this
+        is free; should anything have replaced a parameter's storage since (e.g. CPU offloading), concatenate."""
+        merged = self._conv_merged
+        base, item = merged.data_ptr(), merged.element_size()
+        params = (self.query_conv, self.key_conv, self.value_conv)
+        if all(p.data_ptr() == base + off * item and p.dtype == merged.dtype
+               for p, off in zip(params, self._conv_offsets)):
+            return merged
+        return torch.cat(params)
 
-    @staticmethod
-    def _has_initial_state(metadata) -> torch.Tensor:
-        """Prefill rows whose request already has tokens in the pool (a later chunk of a chunked prefill, or a
-        prefix-cache hit); the others start from a zero state, whatever the slot held before."""
-        n_dec = metadata.num_decodes
-        starts = metadata.query_start_loc[n_dec:]
-        query_lens = starts[1:] - starts[:-1]
-        return (metadata.seq_lens[n_dec: n_dec + metadata.num_prefills] > query_lens).to(torch.int32)
 
-    def _short_conv(self, qkv: torch.Tensor, metadata, conv_state: torch.Tensor) -> torch.Tensor:
-        """Causal depthwise conv over each request's tokens, continuing from (and updating) its conv state."""
-        weight = torch.cat([self.query_conv, self.key_conv, self.value_conv])[:, 0]  # [C, size]
-        width = weight.shape[1]
-        nd, n_dec = metadata.num_decode_tokens, metadata.num_decodes
-        out = torch.empty_like(qkv)
-        slots = metadata.state_indices_tensor
-        if nd:  # one token each: window = [state, x]; state <- window[1:]
-            dec_slots = slots[:n_dec].clamp(min=0)
-            window = torch.cat([conv_state[dec_slots].to(qkv.dtype), qkv[:nd, :, None]], dim=-1)
-            out[:nd] = (window * weight.to(qkv.dtype)).sum(-1)
-            keep = (slots[:n_dec] >= 0)[:, None, None]
-            conv_state[dec_slots] = torch.where(keep, window[..., 1:].to(conv_state.dtype), conv_state[dec_slots])
-        if metadata.num_prefills:
-            has_initial = self._has_initial_state(metadata).tolist()
-            cu = (metadata.query_start_loc[n_dec:] - nd).tolist()
-            for i, slot in enumerate(slots[n_dec: n_dec + metadata.num_prefills].tolist()):
-                x = qkv[nd + cu[i]: nd + cu[i + 1]].t()  # [C, T]
-                prev = conv_state[slot].to(x.dtype) if has_initial[i] and slot >= 0 else x.new_zeros(x.shape[0], width - 1)
-                full = torch.cat([prev, x], dim=-1)
-                y = F.conv1d(full[None], weight.to(x.dtype)[:, None, :], groups=x.shape[0])[0]
-                out[nd + cu[i]: nd + cu[i + 1]] = y.t()
-                if slot >= 0:
-                    conv_state[slot] = full[:, -(width - 1):].to(conv_state.dtype)
-        return out
+# Per-step tensors shared by all linear layers: cached on vLLM's metadata object of the step (a new one is built
+# every step; the layers of one KV-cache group share it), keyed by the conv size and by whether a CUDA graph is
+# being captured, so that a graph never reads tensors computed outside it.
+_PLAN_ATTR = "_hybridserve_step_plan"
+
+
+def _step_plan(metadata, conv_size: int | None, on_cuda: bool):
+    capturing = on_cuda and torch.cuda.is_current_stream_capturing()
+    key = (conv_size, capturing)
+    cached = getattr(metadata, _PLAN_ATTR, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    plan = plan_step(metadata.num_decodes, metadata.num_decode_tokens, metadata.num_prefills,
+                     metadata.num_prefill_tokens, metadata.query_start_loc, metadata.seq_lens,
+                     metadata.state_indices_tensor, conv_size)
+    try:
+        setattr(metadata, _PLAN_ATTR, (key, plan))
+    except (AttributeError, TypeError):  # a frozen or slotted metadata class: no sharing, still correct
+        pass
+    return plan
 
 
 def _op(projected: torch.Tensor, gk: torch.Tensor, core_out: torch.Tensor, layer_name: str) -> None:

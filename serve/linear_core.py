@@ -1,0 +1,163 @@
+"""The per-step math of one linear-attention layer over a state pool, without vLLM.
+
+`serve/linear_layer.py` (the vLLM layer) calls `linear_attention_core` inside its custom op and `gated_rms_norm`
+after it; `benchmarks/serve_layer_gpu.py` calls the same two on synthetic batches, so what the benchmark times is
+what the server runs. Everything vLLM-specific (metadata lookup, tensor-parallel projections, the op
+registration) stays in the layer.
+
+A step's batch is vLLM's LINEAR metadata, decode-first: `num_decodes` requests of one token each, then
+`num_prefills` packed prefill sequences; one pool slot per request (negative: padding). `plan_step` turns it into
+the tensors every layer needs (prefill offsets, which prefills continue a state, the conv's index maps); the
+layer builds it once per step and shares it between its linear layers, so those launches are paid once, not per
+layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hybridserve.kernels import gdn_decode_, gdn_prefill_varlen, gla_decode_, gla_prefill_varlen
+
+from .short_conv import ConvPlan, SlotWrites, conv_plan, short_conv_decode_, slot_writes, varlen_short_conv_
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One linear layer on one rank."""
+
+    mixer: str  # "gdn" | "gla"
+    H: int  # query heads (= state heads)
+    Hkv: int  # key/value heads (< H: runtime GQA, head h reads kv head h // (H / Hkv))
+    K: int
+    V: int
+    output_gate: bool
+    gla_normalizer: Optional[float] = None
+
+    @property
+    def qkv_sizes(self) -> tuple[int, int, int]:
+        return self.H * self.K, self.Hkv * self.K, self.Hkv * self.V
+
+    @property
+    def in_sizes(self) -> tuple[int, ...]:
+        """Columns of the merged input projection: query, key, value, [out_gate], then GDN's beta and decay."""
+        return self.qkv_sizes + ((self.H * self.V,) if self.output_gate else ()) + (
+            (self.H, self.H) if self.mixer == "gdn" else ())
+
+    @property
+    def scale(self) -> float:
+        return self.K**-0.5
+
+
+class StepPlan(NamedTuple):
+    num_decodes: int
+    num_decode_tokens: int
+    num_prefills: int
+    num_prefill_tokens: int
+    decode_slots: Tensor  # [num_decodes]
+    prefill_slots: Tensor  # [num_prefills]
+    prefill_cu: Tensor  # [num_prefills + 1], from 0 (the prefill tokens' own offsets)
+    has_initial: Optional[Tensor]  # [num_prefills] int32: the request already has tokens in its state
+    decode_writes: Optional[SlotWrites]  # short conv only
+    conv: Optional[ConvPlan]  # short conv with prefills only
+
+
+def plan_step(num_decodes: int, num_decode_tokens: int, num_prefills: int, num_prefill_tokens: int,
+              query_start_loc: Tensor, seq_lens: Tensor, slots: Tensor, conv_width: Optional[int] = None) -> StepPlan:
+    """The per-step tensors of a decode-first batch (query_start_loc [reqs + 1], seq_lens [reqs], slots [reqs] on
+    the device). conv_width: the short conv's size, or None without one. No host synchronisation."""
+    nd, n_dec, n_pre = num_decode_tokens, num_decodes, num_prefills
+    decode_slots = slots[:n_dec]
+    prefill_slots = slots[n_dec: n_dec + n_pre]
+    starts = query_start_loc[n_dec: n_dec + n_pre + 1]
+    prefill_cu = starts - nd if nd else starts  # (no subtraction, no launch, in a prefill-only step)
+    has_initial = None
+    if n_pre:
+        # A later chunk of a chunked prefill, or a prefix-cache hit, continues the request's state; the others start
+        # from zero, whatever their slot held before.
+        has_initial = (seq_lens[n_dec: n_dec + n_pre] > starts[1:] - starts[:-1]).to(torch.int32)
+    conv = decode_writes = None
+    if conv_width is not None:
+        if n_dec:
+            decode_writes = slot_writes(decode_slots)
+        if n_pre:
+            conv = conv_plan(prefill_cu, prefill_slots, num_prefill_tokens, conv_width)
+    return StepPlan(n_dec, nd, n_pre, num_prefill_tokens, decode_slots, prefill_slots, prefill_cu, has_initial,
+                    decode_writes, conv)
+
+
+def _heads(shape: LayerShape, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """[n, H*K] column slices -> [n, H, K] views (no copy: the decode kernels take any token and head stride, and
+    the prefill ops make their own contiguous copies)."""
+    n = q.shape[0]
+    q, k, v = q.view(n, shape.H, shape.K), k.view(n, shape.Hkv, shape.K), v.view(n, shape.Hkv, shape.V)
+    if shape.Hkv != shape.H:  # runtime GQA (RADLADS): query head h reads kv head h // group
+        group = shape.H // shape.Hkv
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return q, k, v
+
+
+def _qkv(shape: LayerShape, qkv: Tensor, conv: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """Conv output (or the raw projection) -> activated q, k, v heads. GDN applies SiLU to all three; once on
+    the whole [n, q+k+v] block, in place when it is the conv's fresh output."""
+    x = conv if conv is not None else qkv
+    if shape.mixer == "gdn":
+        x = F.silu(x, inplace=conv is not None)
+    return _heads(shape, *x.split(list(shape.qkv_sizes), dim=-1))
+
+
+def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Tensor], core_out: Tensor,
+                          plan: StepPlan, recurrent: Tensor, conv_state: Optional[Tensor] = None,
+                          conv_weight: Optional[Tensor] = None, A_log: Optional[Tensor] = None,
+                          dt_bias: Optional[Tensor] = None) -> None:
+    """Everything of one layer that reads or writes the state pools: [short conv], activations, the recurrence.
+
+    projected [T, sum(in_sizes)]: the merged input projection (rows beyond the batch's tokens are padding and
+    ignored); gk [T, H*K]: GLA's raw gate logits (None for GDN); core_out [T, H*V] receives the outputs.
+    recurrent [slots, H, K, V] and conv_state [slots, C, W-1] are updated in place."""
+    nd, n_pre = plan.num_decode_tokens, plan.num_prefills
+    n = nd + plan.num_prefill_tokens
+    qkv = projected[:n, : sum(shape.qkv_sizes)]
+    out = core_out[:n].view(n, shape.H, shape.V)
+    gdn = shape.mixer == "gdn"
+    if gdn:
+        b, a = projected[:n, -2 * shape.H: -shape.H], projected[:n, -shape.H:]  # strided views: the ops take them
+    else:
+        gk = gk[:n].view(n, shape.H, shape.K)
+    conv = conv_weight is not None
+    if nd:
+        x = qkv[:nd]
+        y = short_conv_decode_(x, conv_weight, conv_state, plan.decode_slots, plan.decode_writes) if conv else None
+        q, k, v = _qkv(shape, x, y)
+        if gdn:
+            out[:nd] = gdn_decode_(q, k, v, a[:nd], b[:nd], A_log, dt_bias, recurrent, plan.decode_slots, shape.scale,
+                                   use_qk_l2norm=True)
+        else:
+            out[:nd] = gla_decode_(q, k, v, gk[:nd], recurrent, plan.decode_slots, shape.scale,
+                                   gate_logit_normalizer=shape.gla_normalizer)
+    if n_pre:
+        x = qkv[nd:]
+        y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
+                               plan.conv) if conv else None
+        q, k, v = _qkv(shape, x, y)
+        if gdn:
+            out[nd:] = gdn_prefill_varlen(q, k, v, None, None, plan.prefill_cu, recurrent, plan.prefill_slots,
+                                          plan.has_initial, shape.scale, use_qk_l2norm=True, a=a[nd:], b=b[nd:],
+                                          A_log=A_log, dt_bias=dt_bias)
+        else:
+            out[nd:] = gla_prefill_varlen(q, k, v, gk[nd:], plan.prefill_cu, recurrent, plan.prefill_slots,
+                                          plan.has_initial, shape.scale, gate_logit_normalizer=shape.gla_normalizer)
+
+
+def gated_rms_norm(core: Tensor, gate: Optional[Tensor], weight: Tensor, eps: float, shape: LayerShape,
+                   dtype: torch.dtype) -> Tensor:
+    """Per-head RMSNorm of the core output (float32), times SiLU(output gate) when there is one; [T, H*V]."""
+    o = core.view(-1, shape.H, shape.V).float()
+    o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + eps) * weight.float()
+    if gate is not None:
+        o = o * F.silu(gate.reshape(-1, shape.H, shape.V).float())
+    return o.to(dtype).reshape(-1, shape.H * shape.V)
