@@ -5,6 +5,18 @@
   backward bypassed, for timing only: fla-org/flash-linear-attention#640) and the chunked PyTorch reference under
   autograd (1x4K only: 8x32K costs ~0.8 s a step). TFLOP/s by shared/gpu/README.md's convention (fwd + bwd =
   3 x 1.83e5 FLOP per token and head), plus our backward alone (chunk_gdn_bwd, which recomputes the forward first).
+  Ours twice: the default backward (HYBRIDSERVE_GDN_BWD=fused) and the split one (=split: K-blocked dqkw,
+  tensor-core wy, dS' in bf16; kernels/gated_delta_rule/chunk_bwd_split.py).
+* The GDN backward phase by phase (first, so a short budget still gets it): each of its six kernels (prep = the
+  recomputed cumsum, (I + A)^-1, W, U; state = the recomputed per-chunk states; dv_local; dh = the reverse pass;
+  dqkw; wy) timed alone on the same buffers (chunk_gdn_bwd's `_phases`), for both layouts at each B x T, with the
+  bytes each phase must move (every tensor it reads or writes counted once: a floor, re-reads through L2 not
+  counted), the FLOPs of its products, GB/s, TFLOP/s and the time either one alone would need at this GPU's copy
+  bandwidth / H200 datasheet peaks (bf16 989, tf32 494, fp32 FMA 67 TFLOP/s): the phase that dominates, and
+  whether it is memory- or compute-bound or neither (latency, spills). Autotuned kernels are re-tuned per size;
+  the config each picked is in the table. Then the split layout's gradients against the fused ones and the float32
+  reference at 1x4K and 2x1000 (the check to pass before making it the default), and a sweep of the V block of
+  the two sequential passes (state recompute, dh).
 * GLA the same way (ours: the Triton GLA backward; reference: the chunked PyTorch reference, chunk 16, 1x4K).
 * The 16 x 16 blocked (I + A)^-1 of the GDN forward against the row-by-row one (HYBRIDSERVE_GDN_BLOCKED_INVERSE=0)
   and the float32 reference: output / final-state errors and the prep kernel's time, on random keys and on strongly
@@ -12,6 +24,8 @@
 
     python benchmarks/kernels_bwd.py --out $OUT [--quick]
     python benchmarks/kernels_bwd.py --cpu-smoke    # toy sizes through the interpreter (plumbing only)
+    python benchmarks/kernels_bwd.py --static       # no GPU: registers, spills and SASS mix of the backward's
+                                                    # kernels compiled for sm_90a (this machine's ptxas)
 
 Each measurement is wrapped: a failure becomes a row with its error, the others still run.
 """
@@ -19,6 +33,7 @@ Each measurement is wrapped: a failure becomes a row with its error, the others 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -46,51 +61,278 @@ def load_fla_unguarded():
 
 
 def fwdbwd(kind, impls, make_inputs, grid, flops_fwd=None, ref_max_tokens=4096):
-    """Forward and forward + backward of each impl at each (B, T) (do_bench medians, L2 flushed)."""
+    """Forward and forward + backward of each impl at each (B, T) (do_bench medians, L2 flushed). An impl may be
+    (fn, {environment variable: value}), set while it runs (e.g. HYBRIDSERVE_GDN_BWD=split)."""
     for B, T in grid:
         for name, f in impls.items():
             if name.startswith("torch ref") and B * T > ref_max_tokens:
                 continue
-            xs = make_inputs(B, T)
-            do = torch.randn(*xs[2].shape, device=kb.DEV, dtype=xs[2].dtype)
-            r = dict(kind=kind, impl=name, B=B, T=T)
-            res = kb._try(f"{kind} {name} fwd {B}x{T}", lambda: kb.bench(lambda: f(*xs), warmup=5, rep=20))
-            if isinstance(res, float):
-                r.update(fwd_ms=res)
+            f, f_env = f if isinstance(f, tuple) else (f, {})
+            with env(**f_env):
+                fwdbwd_one(kind, name, f, make_inputs, B, T, flops_fwd)
+            kb.empty_cache()  # its inputs went with it: free them before the next one's
 
-            def fb():
-                f(*xs).backward(do)
-            res = kb._try(f"{kind} {name} fwd+bwd {B}x{T}", lambda: kb.bench(fb, grad_to_none=xs, warmup=3, rep=10))
-            if isinstance(res, float):
-                r.update(fwdbwd_ms=res, Mtok_s=B * T / (res * 1e-3) / 1e6)
-                if flops_fwd is not None:
-                    r.update(fwdbwd_TFLOPs=3 * flops_fwd(B, T) / (res * 1e-3) / 1e12)
-                if "fwd_ms" in r:
-                    r.update(bwd_ms=res - r["fwd_ms"])
+
+def fwdbwd_one(kind, name, f, make_inputs, B, T, flops_fwd):
+    """One impl at one (B, T): forward, forward + backward; a row either way."""
+    xs = make_inputs(B, T)
+    do = torch.randn(*xs[2].shape, device=kb.DEV, dtype=xs[2].dtype)
+    r = dict(kind=kind, impl=name, B=B, T=T)
+    res = kb._try(f"{kind} {name} fwd {B}x{T}", lambda: kb.bench(lambda: f(*xs), warmup=5, rep=20))
+    if isinstance(res, float):
+        r.update(fwd_ms=res)
+
+    def fb():
+        f(*xs).backward(do)
+    res = kb._try(f"{kind} {name} fwd+bwd {B}x{T}", lambda: kb.bench(fb, grad_to_none=xs, warmup=3, rep=10))
+    if isinstance(res, float):
+        r.update(fwdbwd_ms=res, Mtok_s=B * T / (res * 1e-3) / 1e6)
+        if flops_fwd is not None:
+            r.update(fwdbwd_TFLOPs=3 * flops_fwd(B, T) / (res * 1e-3) / 1e12)
+        if "fwd_ms" in r:
+            r.update(bwd_ms=res - r["fwd_ms"])
+    else:
+        r.update(error=res)
+    kb.row(**r)
+
+
+BWD_VARIANTS = ("fused", "split")
+PEAK_TFLOPS = {"bf16": 989.0, "tf32": 494.0, "fp32 FMA": 67.0}  # H200 SXM datasheet, dense
+
+
+@contextlib.contextmanager
+def env(**kw):
+    saved = {k: os.environ.get(k) for k in kw}
+    os.environ.update(kw)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                r.update(error=res)
-            kb.row(**r)
-            xs = do = None  # free before the next size's inputs (the closures above are done with them)
-            kb.empty_cache()
+                os.environ[k] = v
 
 
-def gdn_bwd_alone(grid):
-    """chunk_gdn_bwd by itself (forward recompute + the four backward kernels)."""
+def bwd_phase_model(B, T, variant, es=2):
+    """{phase: (bytes, FLOPs, product type)} of chunk_gdn_bwd at H, K, V = kb.H, kb.K, kb.V, element size `es`.
+
+    Bytes: every tensor the phase reads or writes, once (what it must move at least; a kernel that re-reads a tile
+    per V block hits L2 or pays more). FLOPs: its products as issued (full 64 x 64 tiles, masks included)."""
+    H, K, V, C, f = kb.H, kb.K, kb.V, 64, 4
+    n = B * T * H  # token-heads
+    nc = B * -(-T // C) * H  # chunk-heads
+    split = variant == "split"
+    nk = -(-K // min(64, max(16, 1 << (K - 1).bit_length()))) if split else 1
+    dh_es = es if split else f
+    kv = K * V
+    m = {
+        # reads k, v, g, beta; writes gcum, w, u, X; the blocked inverse's scratch: A out, 10 of its 16 blocks in, X in
+        "prep": (n * ((K + V) * es + 4 + es + 4 + (K + V) * es + C * f * (2 + 10 / 16)),
+                 n * 2 * C * (2 * K + V), "bf16"),
+        "state": (n * ((2 * K + V) * es + 4 + V * es) + nc * kv * es, n * 4 * kv, "bf16"),
+        "dv_local": (n * (2 * K * es + V * es + 4 + V * f), n * 2 * C * (K + V), "bf16"),
+        # reads q, k, w, do, gcum, dV' (float32, read and written in place); writes dS' per chunk
+        "dh": (n * (3 * K * es + V * es + 4 + 2 * V * f) + nc * kv * dh_es, n * 6 * kv, "bf16"),
+    }
+    # reads q, k, V', do, gcum, dV', h and dS' per chunk; writes dq, dk_part, dw (float32), dG partials
+    dq_bytes = n * (2 * K * es + 2 * V * es + V * f + 4 + K * es + 2 * K * f + nk * 4) + nc * kv * (es + dh_es)
+    if split:  # dO V'^T and V' dO^T in every K block
+        m["dqkw"] = (dq_bytes, n * (6 * kv + nk * 4 * C * V + 6 * C * K), "bf16")
+    else:  # + the P^T scratch tile out and in
+        m["dqkw"] = (dq_bytes + n * 2 * C * es, n * (6 * kv + 2 * C * V + 6 * C * K), "bf16")
+    # reads k, v, beta, gcum, X, dw, dV', dk_part, dG partials; writes dk, dv, dbeta, dg
+    wy_bytes = n * ((K + V) * es + es + 4 + C * f + (2 * K + V) * f + nk * 4 + (K + V) * es + es + 4)
+    if split:
+        m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 3 * V) + 8 * C * C), "tf32")
+    else:  # everything but K K^T as float32 FMA (input_precision="ieee")
+        m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 2 * V) + 4 * C * C), "fp32 FMA")
+    return m
+
+
+def _bwd_autotuned(variant):
+    """{phase: autotuned kernel} of one layout."""
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split
+
+    if variant == "split":
+        return {"dqkw": chunk_bwd_split._gdn_bwd_dqkw_split_kernel, "wy": chunk_bwd_split._gdn_bwd_wy_split_kernel}
+    return {"dqkw": chunk_bwd._gdn_bwd_dqkw_kernel}
+
+
+def _config_str(cfg):
+    if cfg is None:
+        return None
+    kw = ",".join(f"{k}={v}" for k, v in cfg.kwargs.items())
+    return f"{kw + ' ' if kw else ''}w{cfg.num_warps} s{cfg.num_stages}"
+
+
+def copy_bandwidth():
+    """Device-to-device copy bandwidth (read + write bytes per second), the memory floor's yardstick."""
+    if kb.DEV != "cuda":
+        return 4.27e12  # the H200 anchor (kernels.py's ceilings); CPU smoke numbers mean nothing anyway
+    a = torch.empty(1 << 29, device="cuda", dtype=torch.float16)  # 1 GiB
+    b = torch.empty_like(a)
+    ms = kb.bench(lambda: b.copy_(a))
+    return 2 * (1 << 30) / (ms * 1e-3)
+
+
+def gdn_bwd_phases(grid, bw):
+    """Each backward kernel timed alone (both layouts), with the bytes / FLOP model; plus the whole call."""
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
 
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=3)
         do = torch.randn_like(v)
-        res = kb._try(f"gdn bwd alone {B}x{T}", lambda: kb.bench(
-            lambda: chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None), warmup=3, rep=10))
-        r = dict(kind="gdn_bwd_alone", impl="ours (chunk_gdn_bwd)", B=B, T=T)
-        if isinstance(res, float):
-            r.update(bwd_ms=res, bwd_TFLOPs=2 * kb.gdn_flops_fwd(B, T) / (res * 1e-3) / 1e12)
-        else:
-            r.update(error=res)
-        kb.row(**r)
+        for variant in BWD_VARIANTS:
+            for kern in _bwd_autotuned(variant).values():  # tune at this size (the key has no T or B)
+                getattr(kern, "cache", {}).clear()
+            phases = []
+            res = kb._try(f"gdn bwd {variant} {B}x{T}", lambda: chunk_gdn_bwd(
+                q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant, _phases=phases))
+            if isinstance(res, str):
+                kb.row(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase="(call)", error=res)
+                continue
+            del res
+            model = bwd_phase_model(B, T, variant, es=q.element_size())
+            tuned = {name: _config_str(getattr(kern, "best_config", None))
+                     for name, kern in _bwd_autotuned(variant).items()}
+            total = 0.0
+            for name, launch in phases:
+                t = kb._try(f"phase {name} {variant} {B}x{T}", lambda: kb.bench(launch))
+                nbytes, flops, kind = model[name]
+                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase=name, GB=nbytes / 1e9,
+                         TFLOP=flops / 1e12, product=kind, config=tuned.get(name))
+                t_mem, t_fl = nbytes / bw * 1e3, flops / (PEAK_TFLOPS[kind] * 1e12) * 1e3
+                r.update(floor_ms=max(t_mem, t_fl), bound="memory" if t_mem >= t_fl else "compute")
+                if isinstance(t, float):
+                    total += t
+                    r.update(ms=t, GBps=nbytes / (t * 1e-3) / 1e9, TFLOPs=flops / (t * 1e-3) / 1e12,
+                             x_floor=t / r["floor_ms"])
+                else:
+                    r.update(error=t)
+                kb.row(**r)
+            whole = kb._try(f"gdn bwd alone {variant} {B}x{T}", lambda: kb.bench(
+                lambda: chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant),
+                warmup=3, rep=10))
+            r = dict(kind="gdn_bwd_alone", impl=f"ours ({variant})", B=B, T=T, phases_sum_ms=total)
+            if isinstance(whole, float):
+                r.update(bwd_ms=whole, bwd_TFLOPs=2 * kb.gdn_flops_fwd(B, T) / (whole * 1e-3) / 1e12)
+            else:
+                r.update(error=whole)
+            kb.row(**r)
+            phases = None
+            kb.empty_cache()
         q = k = v = g = beta = do = None
         kb.empty_cache()
+
+
+def split_check(cases):
+    """The split layout's gradients against the fused layout's and the float32 chunked reference (autograd)."""
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
+    from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
+
+    names = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
+    for B, T in cases:
+        q, k, v, g, beta = chk.gdn_inputs(B, T, seed=6)
+        gen = torch.Generator(device=kb.DEV).manual_seed(7)
+        do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
+        h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+        dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+        xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
+        _, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
+        ref = pullback((do.float(), dht))
+        grads = {}
+        for variant in BWD_VARIANTS:
+            r = dict(kind="gdn_split_check", B=B, T=T, variant=variant)
+            try:
+                grads[variant] = chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, h0, do, dht, variant=variant)
+                for name, got, want in zip(names, grads[variant], ref):
+                    r[name] = chk.rel_rmse(got, want) if bool(torch.isfinite(got).all()) else float("nan")
+            except Exception as e:
+                r.update(error=f"{type(e).__name__}: {str(e)[:150]}")
+            kb.row(**r)
+        if len(grads) == 2:
+            kb.row(kind="gdn_split_check", B=B, T=T, variant="split vs fused",
+                   **{n: chk.rel_rmse(a, b) for n, a, b in zip(names, grads["split"], grads["fused"])})
+        del q, k, v, g, beta, do, h0, dht, xs, ref, grads, pullback
+        kb.empty_cache()
+
+
+def dh_block_sweep(grid):
+    """V block of the sequential passes (state recompute, dh): more blocks = more programs, each re-reading K."""
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
+
+    for B, T in grid:
+        q, k, v, g, beta = chk.gdn_inputs(B, T, seed=8)
+        do = torch.randn_like(v)
+        for bv in (16, 32, 64):
+            phases = []
+            res = kb._try(f"dh sweep BV={bv}", lambda: chunk_gdn_bwd(
+                q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", BV_dh=bv, _phases=phases))
+            r = dict(kind="gdn_dh_sweep", B=B, T=T, BV=bv)
+            if isinstance(res, str):
+                r.update(error=res)
+            for name, launch in phases:
+                if name in ("state", "dh"):
+                    r[f"{name}_ms"] = kb._try(f"{name} BV={bv}", lambda: kb.bench(launch))
+            kb.row(**r)
+            res = phases = None
+        q = k = v = g = beta = do = None
+        kb.empty_cache()
+
+
+def static_report(dims=(16, 128, 128)):
+    """The backward's kernels compiled for sm_90a (no GPU): registers, spill bytes, shared memory and the static
+    SASS mix (HGMMA = tensor-core products, FFMA = float32 FMAs, LDL/STL = spill traffic)."""
+    import re
+    import subprocess
+    import tempfile
+    from collections import Counter
+
+    import triton
+
+    from hybridserve.kernels._compile_check import compile_one
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd as gb
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd_split as gs
+
+    H, K, V = dims
+    bk, bv = min(64, max(16, triton.next_power_of_2(K))), min(64, max(16, triton.next_power_of_2(V)))
+    kf = max(16, triton.next_power_of_2(K))
+    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    dt, common = "bf16", dict(T="i32", NTs="i32", N="i32")
+    sig3 = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", do=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", dhbuf="*fp32",
+                dv="*fp32", dq=f"*{dt}", dk="*fp32", dw="*fp32", dg="*fp32", ptmp=f"*{dt}", scale="fp32", **common)
+    sig4 = dict(k=f"*{dt}", v=f"*{dt}", beta=f"*{dt}", gcum="*fp32", Xbuf="*fp32", dw="*fp32", dv="*fp32",
+                dk_part="*fp32", dg_part="*fp32", dk=f"*{dt}", dvout=f"*{dt}", dbeta=f"*{dt}", dg="*fp32", **common)
+    sigdh = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dht="*fp32",
+                 dh0="*fp32", scale="fp32", T="i32", NTs="i32")
+    shape = dict(H=H, K=K, V=V, BT=64, DOT_PREC="tf32")
+    todo = [(f"fused dqkw {_config_str(c)}", gb._gdn_bwd_dqkw_kernel, sig3, dict(shape, BK=kf, **c.kwargs),
+             c.num_warps, c.num_stages) for c in gb._dqk_configs()]
+    todo.append(("fused wy w8 s1", gb._gdn_bwd_wy_kernel, sig4, dict(shape, BK=bk, BV=bv), 8, 1))
+    todo += [(f"split dqkw {_config_str(c)}", gs._gdn_bwd_dqkw_split_kernel, dict(sig3, dhbuf=f"*{dt}", TTH="i32"),
+              dict(shape, BK=gs.split_block_k(K), **c.kwargs), c.num_warps, c.num_stages) for c in gs._dqkw_configs()]
+    todo += [(f"split wy {_config_str(c)}", gs._gdn_bwd_wy_split_kernel, dict(sig4, TTH="i32"),
+              dict(shape, BK=bk, BV=bv, NK=-(-K // gs.split_block_k(K))), c.num_warps, c.num_stages)
+             for c in gs._wy_configs()]
+    todo += [(f"dh dS'={d} BV=32", gb._gdn_bwd_dh_kernel, dict(sigdh, dhbuf=f"*{d}"),
+              dict(shape, BK=kf, BV=min(32, bv), USE_DHT=False, STORE_DH0=False), 4, 1) for d in ("fp32", dt)]
+    for name, kern, sig, ce, nw, ns in todo:
+        r = dict(kind="gdn_bwd_static", kernel=name, dims=f"{H},{K},{V}")
+        try:
+            compiled, regs, spills = compile_one(kern, sig, ce, nw, ns)
+            r.update(regs=regs, spill_B=spills, smem_B=compiled.metadata.shared)
+            if nvdisasm.exists():
+                with tempfile.TemporaryDirectory() as d:
+                    p = Path(d, "k.cubin")
+                    p.write_bytes(compiled.asm["cubin"])
+                    sass = subprocess.run([str(nvdisasm), str(p)], capture_output=True, text=True).stdout
+                ops = Counter(m.group(1) for m in re.finditer(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)",
+                                                              sass))
+                r.update({op: ops.get(op, 0) for op in ("HGMMA", "HMMA", "FFMA", "LDL", "STL", "LDG", "STG")})
+        except Exception as e:
+            r.update(error=f"{type(e).__name__}: {str(e)[:150]}")
+        kb.row(**r)
 
 
 def inverse_check(cases):
@@ -139,10 +381,64 @@ def inverse_check(cases):
             os.environ["HYBRIDSERVE_GDN_BLOCKED_INVERSE"] = saved
 
 
+def phase_tables(rows, f) -> list:
+    out = []
+    rs = [r for r in rows if r["kind"] == "gdn_bwd_phase"]
+    alone = {(r["B"], r["T"], r["impl"]): r for r in rows if r["kind"] == "gdn_bwd_alone"}
+    if rs:
+        out += ["## GDN backward, kernel by kernel (ms, L2 flushed before each; H=16, K=V=128, bf16)\n",
+                "GB: bytes the phase must move (each tensor once); floor: that at the copy bandwidth, or the FLOPs at "
+                "the datasheet peak of its product type, whichever is larger (bound); × floor: how far above it the "
+                "kernel runs (≫ 1: latency, spills, low occupancy or re-reads, not bandwidth or FLOPs).\n",
+                "| B x T | layout | phase | ms | share | GB | GB/s | TFLOP | TFLOP/s | product | floor ms | bound | "
+                "× floor | config |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for key in dict.fromkeys((r["B"], r["T"], r["variant"]) for r in rs):
+            group = [r for r in rs if (r["B"], r["T"], r["variant"]) == key]
+            tot = sum(r.get("ms", 0.0) for r in group)
+            for r in group:
+                share = 100 * r["ms"] / tot if tot and "ms" in r else None
+                out.append(f"| {r['B']}x{r['T']} | {r['variant']} | {r['phase']} | {f(r.get('ms', r.get('error')))} | "
+                           f"{f(share, '.0f')}{'%' if share is not None else ''} | {f(r.get('GB'))} | "
+                           f"{f(r.get('GBps'), '.0f')} | {f(r.get('TFLOP'))} | {f(r.get('TFLOPs'))} | "
+                           f"{r.get('product', '')} | {f(r.get('floor_ms'))} | {r.get('bound', '')} | "
+                           f"{f(r.get('x_floor'), '.1f')} | {f(r.get('config'))} |")
+            a = alone.get((key[0], key[1], f"ours ({key[2]})"), {})
+            out.append(f"| {key[0]}x{key[1]} | {key[2]} | **sum / whole call** | **{f(tot)}** / "
+                       f"{f(a.get('bwd_ms', a.get('error')))} | | | | | {f(a.get('bwd_TFLOPs'))} (2×fwd) | | | | | |")
+        out.append("")
+    rs = [r for r in rows if r["kind"] == "gdn_split_check"]
+    if rs:
+        names = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
+        out += ["## Split layout: gradients vs the float32 reference (rel RMSE; bf16 inputs, h0 and dht given; "
+                "fla's tolerances dq/dk/dv/dh0 8e-3, dg/dbeta 2e-2)\n",
+                "| B x T | layout | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        out += [f"| {r['B']}x{r['T']} | {r['variant']} | " + (" | ".join(f(r.get(n)) for n in names) if "error" not in r
+                                                               else f(r["error"])) + " |" for r in rs]
+        out.append("")
+    rs = [r for r in rows if r["kind"] == "gdn_dh_sweep"]
+    if rs:
+        out += ["## Sequential passes: V block (split layout; programs = B·H·V/BV, each walks all chunks)\n",
+                "| B x T | BV | state ms | dh ms |", "|---|---|---|---|"]
+        out += [f"| {r['B']}x{r['T']} | {r['BV']} | {f(r.get('state_ms', r.get('error')))} | {f(r.get('dh_ms'))} |"
+                for r in rs]
+        out.append("")
+    rs = [r for r in rows if r["kind"] == "gdn_bwd_static"]
+    if rs:
+        ops = ["HGMMA", "HMMA", "FFMA", "LDL", "STL", "LDG", "STG"]
+        out += ["## Backward kernels compiled for sm_90a (static: registers, spills, SASS instruction counts)\n",
+                "| kernel | dims | regs | spill B | smem B | " + " | ".join(ops) + " |", "|---|---|---|---|---|" +
+                "---|" * len(ops)]
+        out += [f"| {r['kernel']} | {r['dims']} | {f(r.get('regs', r.get('error')))} | {f(r.get('spill_B'))} | "
+                f"{f(r.get('smem_B'))} | " + " | ".join(f(r.get(o)) for o in ops) + " |" for r in rs]
+        out.append("")
+    return out
+
+
 def markdown(rows, info) -> str:
     f = kb.fmt
     out = ["# Backward timings and the blocked inverse\n",
            " | ".join(f"{k} {v}" for k, v in info.items()) + "\n"]
+    out += phase_tables(rows, f)
     for kind, title in (("gdn_fwdbwd", "GDN chunked forward + backward (H=16, K=V=128, bf16)"),
                         ("gla_fwdbwd", "GLA chunked forward + backward (H=16, K=V=128, bf16)")):
         rs = [r for r in rows if r["kind"] == kind]
@@ -156,8 +452,9 @@ def markdown(rows, info) -> str:
     rs = [r for r in rows if r["kind"] == "gdn_bwd_alone"]
     if rs:
         out += ["## GDN backward alone (forward recompute included; TFLOP/s counted as 2 x fwd)\n",
-                "| B x T | ms | TFLOP/s |", "|---|---|---|"]
-        out += [f"| {r['B']}x{r['T']} | {f(r.get('bwd_ms', r.get('error')))} | {f(r.get('bwd_TFLOPs'))} |" for r in rs]
+                "| B x T | layout | ms | TFLOP/s | sum of its kernels timed alone, ms |", "|---|---|---|---|---|"]
+        out += [f"| {r['B']}x{r['T']} | {r['impl']} | {f(r.get('bwd_ms', r.get('error')))} | {f(r.get('bwd_TFLOPs'))}"
+                f" | {f(r.get('phases_sum_ms'))} |" for r in rs]
         out.append("")
     rs = [r for r in rows if r["kind"] == "gdn_inverse"]
     if rs:
@@ -176,10 +473,20 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1x4K only")
     ap.add_argument("--budget-s", type=float, default=200.0, help="start no measurement after this many seconds")
     ap.add_argument("--cpu-smoke", action="store_true")
+    ap.add_argument("--static", action="store_true", help="only the sm_90a compile report (needs no GPU)")
     args = ap.parse_args()
     if args.cpu_smoke:
         kb.setup_cpu_smoke()
     import triton
+
+    if args.static:
+        static_report()
+        md = "\n".join(phase_tables(kb.RESULTS["rows"], kb.fmt))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            Path(args.out, "kernels_bwd_static.md").write_text(md)
+        print("\n" + md)
+        return
 
     kernels = chk.load_kernels()
     fla = load_fla_unguarded()
@@ -190,13 +497,17 @@ def main():
     gla_grid = [(1, 4096)] if args.quick else [(1, 4096), (4, 8192), (8, 32768)]
     inv_cases = [(1, 4096, torch.bfloat16, "random"), (1, 4096, torch.bfloat16, "correlated"),
                  (1, 4096, torch.float32, "correlated"), (4, 8192, torch.bfloat16, "random")]
+    check_cases = [(1, 4096), (2, 1000)]
     if kb.SMOKE:
         grid = gla_grid = [(1, 70)]
         inv_cases = [(1, 70, torch.bfloat16, "correlated"), (1, 70, torch.float32, "random")]
+        check_cases = [(2, 70)]
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
-    gdn = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0]}
+    gdn = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
+           "ours (Triton fwd + split Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
+                                                    {"HYBRIDSERVE_GDN_BWD": "split"})}
     gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0]}
     if fla is not None:
         gdn["fla (bwd guard bypassed)"] = lambda *x: fla["chunk_gdn"](*x)[0]
@@ -204,10 +515,15 @@ def main():
     gdn["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gated_delta_rule(*x)[0]
     gla["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gla(*x, chunk_size=16)[0]
     t0 = time.time()
+    bw = kb._try("copy bandwidth", copy_bandwidth)
+    info.update(copy_TBps=round(bw / 1e12, 2) if isinstance(bw, float) else bw)
+    bw = bw if isinstance(bw, float) else 4.27e12
     sections = [
+        ("GDN bwd phases (both layouts)", lambda: gdn_bwd_phases(grid, bw)),
+        ("GDN split-layout check", lambda: split_check(check_cases)),
         ("GDN fwd+bwd", lambda: fwdbwd("gdn_fwdbwd", gdn, lambda B, T: chk.gdn_inputs(B, T, seed=2, req=True), grid,
                                        kb.gdn_flops_fwd)),
-        ("GDN bwd alone", lambda: gdn_bwd_alone(grid)),
+        ("GDN sequential-pass V block", lambda: dh_block_sweep(grid[-1:])),
         ("blocked inverse", lambda: inverse_check(inv_cases)),
         ("GLA fwd+bwd", lambda: fwdbwd("gla_fwdbwd", gla, lambda B, T: chk.gla_inputs(B, T, seed=4, req=True),
                                        gla_grid)),

@@ -1,4 +1,5 @@
-"""The Triton GLA backward (kernels/gla/chunk_bwd.py) against autograd through the float64 recurrence, on CPU
+"""The Triton GLA backward (kernels/gla/chunk_bwd.py) and both layouts of the GDN backward (HYBRIDSERVE_GDN_BWD=
+fused | split, kernels/gated_delta_rule/chunk_bwd*.py) against autograd through the float64 recurrences, on CPU
 through Triton's interpreter with the bounds check on (or on a GPU when there is one); and the autotune-config
 pinning the GPU probes rely on.
 
@@ -7,12 +8,18 @@ tolerances dq/dk/dv/dh0 8e-3, dgk 2e-2), packed sequences (cu_seqlens) with a le
 chunk-crossing lengths and decays down to e^-15 per token and channel (exponents that would overflow if formed
 naively), and the custom op `hybridserve::gla_chunk_bwd` routed to the kernel. Sizes stay tiny (T <= 104, H = 2):
 the interpreter runs every program in Python.
+
+GDN: K, V in {32, 64} (K != V included), two sequences of 100 or one of 130 tokens (partial last chunks), with and
+without an initial state and a final-state gradient, float32 (1e-5) and bf16 (fla's tolerances). The interpreter
+computes TF32 products exactly; these tests round their float32 operands to TF32 (10-bit mantissa, nearest even)
+as the tensor cores do, so the split layout's TF32 wy products are checked at their real precision.
 """
 
 from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
 
+import importlib
 import os
 
 import pytest
@@ -24,7 +31,15 @@ from hybridserve.kernels.gla.naive import naive_recurrent_gla
 
 pytest.importorskip("triton")
 
-from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402  (interpreted while TRITON_INTERPRET=1)
+# Every kernel module now, while TRITON_INTERPRET is set (their @triton.jit functions become interpreted ones): one
+# imported after release_env() below would build compiled kernels, and so would a test file collected after this
+# one (`pytest tests/test_kernels_triton_bwd.py tests/test_kernels_triton.py` failed 14 tests that way).
+for _module in ("gated_delta_rule.chunk", "gated_delta_rule.chunk_bwd", "gated_delta_rule.fused_recurrent",
+                "gla.chunk", "gla.chunk_bwd", "gla.fused_recurrent"):
+    importlib.import_module(f"hybridserve.kernels.{_module}")
+from hybridserve.kernels.gated_delta_rule import chunk_bwd as gdn_bwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule  # noqa: E402
+from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
 
 triton_cpu.release_env()
 if not triton_cpu.ON_GPU:
@@ -132,6 +147,148 @@ def test_gla_bwd_custom_op_uses_the_kernel(monkeypatch):
     for a, b in zip(got[:4], direct[:4]):
         assert torch.equal(a, b)
     assert got[4].numel() == 0
+
+
+# ------------------------------------------------------------------------------------------------ GDN backward
+GDN_TOL = {torch.float32: dict(dq=1e-5, dk=1e-5, dv=1e-5, dg=1e-5, dbeta=1e-5, dh0=1e-5),
+           torch.bfloat16: dict(dq=8e-3, dk=8e-3, dv=8e-3, dg=2e-2, dbeta=2e-2, dh0=8e-3)}
+GDN_NAMES = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
+
+
+@pytest.fixture
+def tf32_products(monkeypatch):
+    """Interpreted tl.dot(..., input_precision="tf32") on float32 operands: round them to TF32 first (the
+    interpreter multiplies them exactly; an H200's tensor cores keep 10 mantissa bits)."""
+    if triton_cpu.ON_GPU:
+        return
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    original = interpreter.InterpreterBuilder.create_dot
+
+    def to_tf32(handle):
+        if handle.dtype.scalar != tl.float32:
+            return handle
+        bits = np.ascontiguousarray(handle.data, dtype=np.float32).view(np.uint32).astype(np.uint64)
+        bits = ((bits + 0xFFF + ((bits >> 13) & 1)) >> 13) << 13  # nearest even at mantissa bit 13
+        return interpreter.TensorHandle(bits.astype(np.uint32).view(np.float32), tl.float32)
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        if "TF32" in str(input_precision).upper() and "X3" not in str(input_precision).upper():
+            a, b = to_tf32(a), to_tf32(b)
+        return original(self, a, b, d, input_precision, max_num_imprecise_acc)
+
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_dot", create_dot)
+
+
+def gdn_case(B, T, K, V, dtype, with_states, seed):
+    """Inputs on DEV and the float64 reference gradients (autograd through the recurrence)."""
+    gn = gen(seed)
+    q = F.normalize(torch.randn(B, T, H, K, generator=gn), dim=-1).to(dtype)
+    k = F.normalize(torch.randn(B, T, H, K, generator=gn), dim=-1).to(dtype)
+    v = torch.randn(B, T, H, V, generator=gn).to(dtype)
+    g = F.logsigmoid(torch.randn(B, T, H, generator=gn) + 2)  # visible decay
+    beta = torch.rand(B, T, H, generator=gn)
+    do = torch.randn(B, T, H, V, generator=gn).to(dtype)
+    h0 = torch.randn(B, H, K, V, generator=gn) if with_states else None
+    dht = torch.randn(B, H, K, V, generator=gn) if with_states else None
+    leaves = [x.double().requires_grad_(True) for x in (q, k, v, g, beta)]
+    leaves.append(h0.double().requires_grad_(True) if with_states else None)
+    o, s = naive_recurrent_gated_delta_rule(*leaves[:5], 0.6, leaves[5], with_states)
+    loss = (o * do.double()).sum() + ((s * dht.double()).sum() if with_states else 0.0)
+    loss.backward()
+    ref = [None if x is None else x.grad for x in leaves]
+    dev = [None if x is None else x.to(DEV) for x in (q, k, v, g, beta, h0, do, dht)]
+    return dev, ref
+
+
+def check_gdn(grads, dev, ref, dtype, what):
+    assert (grads[5] is None) == (ref[5] is None), what
+    for name, got, want, x in zip(GDN_NAMES, grads, ref, dev):
+        if want is None:
+            continue
+        assert got.shape == x.shape and got.dtype == x.dtype, f"{what} {name}"
+        err = rel_rmse(got, want)
+        assert err <= GDN_TOL[dtype][name], f"{what} {name}: relative RMSE {err:.2e} > {GDN_TOL[dtype][name]:.0e}"
+
+
+GDN_CASES = [  # (B, T, K, V, dtype, initial state + final-state gradient)
+    (2, 100, 64, 64, torch.bfloat16, True),
+    (2, 100, 32, 64, torch.float32, True),
+    (1, 130, 64, 32, torch.float32, False),
+    (1, 130, 32, 32, torch.bfloat16, False),
+]
+
+
+@pytest.mark.parametrize("variant", ["split", "fused"])
+@pytest.mark.parametrize("case", GDN_CASES, ids=lambda c: f"{c[0]}x{c[1]}-K{c[2]}V{c[3]}-{str(c[4])[6:]}"
+                         f"-{'h0' if c[5] else 'nostate'}")
+def test_gdn_chunk_backward_variants(case, variant, tf32_products):
+    """Both layouts of the GDN backward: every gradient against the float64 recurrence."""
+    B, T, K_, V_, dtype, states = case
+    dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=B * T + K_ + V_)
+    q, k, v, g, beta, h0, do, dht = dev
+    grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant=variant)
+    check_gdn(grads, dev, ref, dtype, variant)
+
+
+def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
+    """The interpreter registers only an autotuned kernel's first config: run the split dqkw kernel under each of its
+    GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop)."""
+    import triton
+
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd_split as gs
+
+    dev, ref = gdn_case(1, 130, 64, 64, torch.bfloat16, True, seed=83)
+    q, k, v, g, beta, h0, do, dht = dev
+    kern = gs._gdn_bwd_dqkw_split_kernel
+    for bv, stages, early in gs.DQKW_CONFIGS:
+        cfg = triton.Config({"BV": bv, "EARLY_QK": early}, num_warps=8, num_stages=stages)
+        monkeypatch.setattr(kern, "configs", [cfg])
+        kern.cache.clear()
+        grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
+        check_gdn(grads, dev, ref, torch.bfloat16, f"split dqkw BV={bv} EARLY_QK={early}")
+    kern.cache.clear()
+
+
+def test_gdn_bwd_switch_and_phases(monkeypatch, tf32_products):
+    """HYBRIDSERVE_GDN_BWD picks the layout (fused by default; anything else is refused), and `_phases` hands back
+    the six launches, which re-run in order reproduce the gradients bit for bit (each phase only reads what the
+    earlier ones wrote)."""
+    dev, ref = gdn_case(1, 70, 32, 64, torch.float32, True, seed=81)
+    q, k, v, g, beta, h0, do, dht = dev
+    monkeypatch.delenv("HYBRIDSERVE_GDN_BWD", raising=False)
+    assert gdn_bwd.bwd_variant() == "fused"
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD", "split")
+    phases = []
+    grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, _phases=phases)
+    assert [name for name, _ in phases] == ["prep", "state", "dv_local", "dh", "dqkw", "wy"]
+    explicit = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
+    for a, b in zip(grads, explicit):
+        assert torch.equal(a, b)
+    before = [x.clone() for x in grads]
+    for _, launch in phases:
+        launch()
+    for name, a, b in zip(GDN_NAMES, grads, before):
+        assert torch.equal(a, b), name
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD", "blocked")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_BWD"):
+        gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht)
+
+
+def test_gdn_bwd_custom_op_follows_the_switch(monkeypatch, tf32_products):
+    """hybridserve::gdn_chunk_bwd on the Triton route runs the layout HYBRIDSERVE_GDN_BWD names."""
+    if not triton_cpu.ON_GPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "1")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD", "split")
+    dev, _ = gdn_case(1, 40, 32, 32, torch.float32, True, seed=82)
+    q, k, v, g, beta, h0, do, dht = dev
+    got = torch.ops.hybridserve.gdn_chunk_bwd(q, k, v, g, beta, 0.6, h0, do, dht)
+    direct = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
+    for a, b in zip(got, direct):
+        assert torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------------------ config pinning

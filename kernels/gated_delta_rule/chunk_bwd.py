@@ -16,9 +16,17 @@ decay mask e^{G_t - G_i} [i <= t], D_w = diag(beta e^G), D_u = diag(beta):
         dbeta, dG from D_w, D_u and A;   dg = reverse cumulative sum of dG within the chunk.
 The forward is recomputed first (W, U, X, per-chunk states, V'). Float32 accumulation; dS', dV', dW and the
 partial dK are kept in float32.
+
+Two layouts of kernels 3 and 4, chosen by HYBRIDSERVE_GDN_BWD (or chunk_gdn_bwd's `variant`): `fused` (default, the
+one validated on the H200: one program per chunk and head, full-K float32 accumulators, P^T through a global
+scratch tile, kernel 4's products in float32 on the CUDA cores) and `split` (chunk_bwd_split.py: programs per K
+block, no scratch, tensor-core products, dS' stored in the input dtype). Same math; the split one is for
+throughput at large B x T (benchmarks/kernels_bwd.py times both, kernel by kernel).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -28,6 +36,7 @@ from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
 from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel,
                     blocked_inverse, default_state_block_v)
+from .chunk_bwd_split import dqkw_split, wy_split
 
 
 @triton.jit
@@ -285,9 +294,31 @@ def supported(q, v) -> bool:
     return q.shape[-1] <= 128 and v.shape[-1] <= 128 and q.dtype in (torch.bfloat16, torch.float16, torch.float32)
 
 
+VARIANTS = ("fused", "split")
+
+
+def bwd_variant() -> str:
+    """HYBRIDSERVE_GDN_BWD: `fused` (default: the path validated on the H200) or `split` (chunk_bwd_split.py:
+    K-blocked dqkw without the P^T scratch, tensor-core wy, dS' kept in the input dtype). Read at every call."""
+    v = os.environ.get("HYBRIDSERVE_GDN_BWD", "fused").strip().lower() or "fused"
+    if v not in VARIANTS:
+        raise ValueError(f"HYBRIDSERVE_GDN_BWD={v!r}: expected one of {', '.join(VARIANTS)}")
+    return v
+
+
 @on_tensor_device
-def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
-    """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen)."""
+def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, _phases=None):
+    """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen).
+
+    variant: "fused" | "split" (default: bwd_variant()). BV_dh: V block of the sequential passes (the state
+    recompute and the dh reverse pass; default as the forward's). `_phases` (a list, for profiling, as
+    chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
+    kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned
+    gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
+    variant = variant or bwd_variant()
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    split = variant == "split"
     B, T, H, K = q.shape
     V = v.shape[-1]
     dtype = q.dtype
@@ -304,6 +335,7 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
     bt = beta.reshape(TT, H).contiguous()
     dot_ = do.reshape(TT, H, V).to(dtype).contiguous()
     f32 = torch.float32
+    phases = []
     # recompute the forward intermediates
     gcum = torch.empty(TT, H, dtype=f32, device=dev)
     w = torch.empty(TT, H, K, dtype=dtype, device=dev)
@@ -311,53 +343,66 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht):
     X = torch.empty(TT, H, BT, dtype=f32, device=dev)
     BKc = min(64, max(16, next_pow2(K)))
     BVc = min(64, max(16, next_pow2(V)))
-    _gdn_chunk_prep_kernel[(NT, H)](
+    phases.append(("prep", lambda: _gdn_chunk_prep_kernel[(NT, H)](
         kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, H, K, V,
         BT=BT, BK=BKc, BV=BVc, IS_VARLEN=False, DOT_PREC=prec, STORE_X=True, BLOCKED_INV=blocked_inverse(),
-    )
+    )))
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
     h0 = initial_state.contiguous() if initial_state is not None else gcum
-    BVs = max(16, min(default_state_block_v(B, H, V), next_pow2(V)))
-    _gdn_chunk_state_kernel[(cdiv(V, BVs), B * H)](
+    BVs = max(16, min(BV_dh or default_state_block_v(B, H, V), next_pow2(V)))
+    phases.append(("state", lambda: _gdn_chunk_state_kernel[(cdiv(V, BVs), B * H)](
         kt, w, u, gcum, hbuf, vnew, h0, gcum, gcum, gcum, gcum, gcum, T, NTs,
         K * V * H if initial_state is not None else 0, 0, H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs,
         IS_VARLEN=False, USE_H0=initial_state is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False,
         DOT_PREC=prec, num_warps=4, num_stages=1,
-    )
+    )))
     # kernel 1: intra-chunk part of dV'
     dvn = torch.empty(TT, H, V, dtype=f32, device=dev)
-    _gdn_bwd_dv_local_kernel[(cdiv(V, BVc), NT, H)](
+    phases.append(("dv_local", lambda: _gdn_bwd_dv_local_kernel[(cdiv(V, BVc), NT, H)](
         qt, kt, dot_, gcum, dvn, scale, T, NTs, B, H, K, V, BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec,
         num_warps=4, num_stages=2,
-    )
-    # kernel 2: reverse pass over chunks
-    dhbuf = torch.empty(NT, H, K, V, dtype=f32, device=dev)
+    )))
+    # kernel 2: reverse pass over chunks. dS' per chunk: float32 (fused), or the input dtype (split: half the bytes
+    # of the largest intermediate; the pass itself still carries dS' in float32)
+    dhbuf = torch.empty(NT, H, K, V, dtype=dtype if split else f32, device=dev)
     dh0 = torch.empty(B, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
     dht_ = dht.float().contiguous() if dht is not None else gcum
-    _gdn_bwd_dh_kernel[(cdiv(V, BVs), B * H)](
+    phases.append(("dh", lambda: _gdn_bwd_dh_kernel[(cdiv(V, BVs), B * H)](
         qt, kt, w, dot_, gcum, dvn, dhbuf, dht_, dh0 if dh0 is not None else gcum, scale, T, NTs,
         H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
         DOT_PREC=prec, num_warps=4, num_stages=1,
-    )
+    )))
     # kernel 3: dq, dk (O, S' parts), dw, dG (O, S' parts)
-    dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
-    dk_part = torch.empty(TT, H, K, dtype=f32, device=dev)
-    dw = torch.empty(TT, H, K, dtype=f32, device=dev)
-    dg_part = torch.empty(TT, H, dtype=f32, device=dev)
-    ptmp = torch.empty(NT, H, BT, BT, dtype=dtype, device=dev)  # kernel 3's scratch for P^T
-    _gdn_bwd_dqkw_kernel[(NT, H)](
-        qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, dq, dk_part, dw, dg_part, ptmp, scale, T, NTs, B, H, K, V,
-        BT=BT, BK=max(16, next_pow2(K)), DOT_PREC=prec,
-    )
-    # kernel 4: WY part, final dk, dv, dbeta, dg
     dk = torch.empty(TT, H, K, dtype=dtype, device=dev)
     dv = torch.empty(TT, H, V, dtype=dtype, device=dev)
     dbeta = torch.empty(TT, H, dtype=beta.dtype, device=dev)
     dg = torch.empty(TT, H, dtype=f32, device=dev)
-    _gdn_bwd_wy_kernel[(NT, H)](
-        kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B, H, K, V,
-        BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec, num_warps=8, num_stages=1,
-    )
+    if split:
+        (dq, dk_part, dw, dg_part), dqkw = dqkw_split(qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, scale, T, NTs, B,
+                                                      prec)
+        phases.append(("dqkw", dqkw))
+        # kernel 4: WY part, final dk, dv, dbeta, dg
+        phases.append(("wy", wy_split(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B,
+                                      prec)))
+    else:
+        dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
+        dk_part = torch.empty(TT, H, K, dtype=f32, device=dev)
+        dw = torch.empty(TT, H, K, dtype=f32, device=dev)
+        dg_part = torch.empty(TT, H, dtype=f32, device=dev)
+        ptmp = torch.empty(NT, H, BT, BT, dtype=dtype, device=dev)  # kernel 3's scratch for P^T
+        phases.append(("dqkw", lambda: _gdn_bwd_dqkw_kernel[(NT, H)](
+            qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, dq, dk_part, dw, dg_part, ptmp, scale, T, NTs, B, H, K, V,
+            BT=BT, BK=max(16, next_pow2(K)), DOT_PREC=prec,
+        )))
+        # kernel 4: WY part, final dk, dv, dbeta, dg
+        phases.append(("wy", lambda: _gdn_bwd_wy_kernel[(NT, H)](
+            kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B, H, K, V,
+            BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec, num_warps=8, num_stages=1,
+        )))
+    for _, launch in phases:
+        launch()
+    if _phases is not None:
+        _phases.extend(phases)
     return (dq.view_as(q), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype), dg.view(g.shape).to(g.dtype),
             dbeta.view(beta.shape), None if dh0 is None else dh0.to(initial_state.dtype))
