@@ -38,18 +38,19 @@ class BenchModel:
 
 
 def parse_rows(text: str) -> list[dict]:
-    """'1024:256:512,8192:256:128' -> rows of input_len, output_len, num_prompts."""
+    """'1024:256:512,8192:256:128,32768:256:max' -> rows of input_len, output_len, num_prompts ("max": as many as
+    each model's engine admits at once)."""
     rows = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
         fields = part.split(":")
         try:
-            values = [int(f) for f in fields]
-        except ValueError:
+            values = [int(f) for f in fields[:2]] + [fields[2] if fields[2:] == ["max"] else int(fields[2])]
+        except (ValueError, IndexError):
             values = []
-        if len(values) != 3 or min(values) < 1:
-            raise BenchError(f"row {part!r} is not INPUT:OUTPUT:PROMPTS with positive integers")
+        if len(fields) != 3 or len(values) != 3 or min(v for v in values if v != "max") < 1:
+            raise BenchError(f"row {part!r} is not INPUT:OUTPUT:PROMPTS with positive integers (PROMPTS may be max)")
         rows.append({"input_len": values[0], "output_len": values[1], "num_prompts": values[2]})
     if not rows:
         raise BenchError("no benchmark rows given")
@@ -200,16 +201,22 @@ def markdown(report: dict) -> str:
     lines = [f"Device: {m.get('device')}; vLLM {m.get('vllm')}, torch {m.get('torch')}, transformers "
              f"{m.get('transformers')}. Engine: {report['engine']}.", "",
              f"Command: `{report['command']}`" if report["command"] else "", "", report["note"] + ".", "",
-             "| in / out × prompts | model | output tok/s | total tok/s | × baseline (output) | TTFT median / p90 (ms) "
-             "| TPOT median / p90 (ms) |", "|---|---|---|---|---|---|---|"]
+             "| in / out × prompts | model | output tok/s | total tok/s | × baseline (output) | full-concurrency decode "
+             "tok/s (× baseline) | TTFT median / p90 (ms) | TPOT median / p90 (ms) |", "|---|---|---|---|---|---|---|---|"]
     for i, row in enumerate(report["rows"]):
-        label = f"{row['input_len']} / {row['output_len']} × {row['num_prompts']}"
         for model in report["models"]:
-            r = model["rows"][i]
-            ratio = r["output_tok_s"] / base["rows"][i]["output_tok_s"]
+            r, b = model["rows"][i], base["rows"][i]
+            count = row["num_prompts"] if row["num_prompts"] != "max" else f"max ({r.get('prompts')})"
+            label = f"{row['input_len']} / {row['output_len']} × {count}"
+            ratio = r["output_tok_s"] / b["output_tok_s"]
+            decode = _fmt(r.get("decode_tok_s"))
+            if r.get("decode_tok_s") and b.get("decode_tok_s"):
+                decode += f" ({r['decode_tok_s'] / b['decode_tok_s']:.2f})"
             lines.append(f"| {label} | {model['name']} | {_fmt(r['output_tok_s'])} | {_fmt(r['total_tok_s'])} | "
-                         f"{ratio:.2f} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
+                         f"{ratio:.2f} | {decode} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
                          f"{_fmt(r['tpot_median_s'], 1e3, 2)} / {_fmt(r['tpot_p90_s'], 1e3, 2)} |")
+    lines += ["", "Full-concurrency decode: output tokens per second between the last request's first token and the "
+              "first request's last one (every request decoding, no prefill); – when the requests ran in waves."]
     lines += ["", f"Cache per sequence at {report['engine']['max_model_len']} tokens and the concurrency vLLM admits:", "",
               "| model | KV bytes/token | state bytes/sequence | bytes/sequence | KV pool (tokens) | max concurrency | "
               "start-up (s) |", "|---|---|---|---|---|---|---|"]

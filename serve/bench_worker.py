@@ -3,7 +3,15 @@
 Runs in its own process (one engine per process: memory is returned between models, and a model that fails
 cannot take the others down). For each row it sends `num_prompts` random-token prompts of `input_len` tokens
 at once (offline engine, continuous batching), each generating exactly `output_len` tokens (EOS ignored), and
-records wall time and per-request latencies from vLLM's request metrics.
+records wall time and per-request latencies from vLLM's request metrics. `num_prompts` "max" means as many as
+this engine admits at once (its KV/state pool's concurrency, capped by max_num_seqs): each model then runs at its
+own memory limit, the regime hybrids exist for.
+
+The engine is stepped here rather than through `LLM.generate` (which runs the same loop) so that the arrival of
+every token is timed. That gives the **full-concurrency decode rate**: tokens per second between the moment the
+last request received its first token (no prefill left) and the moment the first request finished (all still
+running) -- decode steps only, every request in the batch. Rows that run in waves (more prompts than the engine
+admits) have no such window and report none.
 """
 
 from __future__ import annotations
@@ -38,6 +46,46 @@ def _latencies(outputs) -> tuple[list[float], list[float]]:
     return ttft, tpot
 
 
+def _stepped_generate(llm, prompts: list, params) -> tuple[list, dict]:
+    """Run `prompts` to completion by stepping the engine; returns the outputs in prompt order and the
+    full-concurrency decode window (tokens, seconds, rate; rate None when the requests never all ran at once)."""
+    engine = llm.llm_engine
+    ids = [f"bench-{i}" for i in range(len(prompts))]
+    for rid, prompt in zip(ids, prompts):
+        engine.add_request(rid, prompt, params)
+    seen = dict.fromkeys(ids, 0)
+    first, done, finals, arrivals = {}, {}, {}, []
+    while engine.has_unfinished_requests():
+        outputs = engine.step()
+        now = time.perf_counter()
+        new = 0
+        for out in outputs:
+            n = len(out.outputs[0].token_ids)  # cumulative output: the request's tokens so far
+            new += n - seen[out.request_id]
+            seen[out.request_id] = n
+            if n and out.request_id not in first:
+                first[out.request_id] = now
+            if out.finished:
+                done[out.request_id] = now
+                finals[out.request_id] = out
+        arrivals.append((now, new))
+    window = {"decode_tokens": None, "decode_window_s": None, "decode_tok_s": None}
+    if len(first) == len(ids) and done:
+        start, end = max(first.values()), min(done.values())
+        if end > start:
+            tokens = sum(new for t, new in arrivals if start < t <= end)
+            window = {"decode_tokens": tokens, "decode_window_s": end - start, "decode_tok_s": tokens / (end - start)}
+    return [finals[i] for i in ids], window
+
+
+def _num_prompts(row: dict, admitted: float | None, max_num_seqs: int) -> int:
+    if row["num_prompts"] != "max":
+        return row["num_prompts"]
+    if not admitted:
+        raise RuntimeError("num_prompts 'max' needs the engine's max concurrency, which this vLLM did not report")
+    return max(1, min(int(admitted), max_num_seqs))
+
+
 def run(spec: dict) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -61,17 +109,18 @@ def run(spec: dict) -> dict:
     llm.generate([{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(16)]}],
                  SamplingParams(max_tokens=4, ignore_eos=True, detokenize=False), use_tqdm=False)
     for row in spec["rows"]:
+        count = _num_prompts(row, result["max_concurrency"], engine_args["max_num_seqs"])
         prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(row["input_len"])]}
-                   for _ in range(row["num_prompts"])]
+                   for _ in range(count)]
         params = SamplingParams(temperature=0.0, max_tokens=row["output_len"], ignore_eos=True, detokenize=False)
         started = time.perf_counter()
-        outputs = llm.generate(prompts, params, use_tqdm=False)
+        outputs, window = _stepped_generate(llm, prompts, params)
         wall = time.perf_counter() - started
         generated = sum(len(o.outputs[0].token_ids) for o in outputs)
         prompt_tokens = sum(len(p["prompt_token_ids"]) for p in prompts)
         ttft, tpot = _latencies(outputs)
         result["rows"].append({
-            **row, "wall_s": wall, "output_tokens": generated,
+            **row, "prompts": count, **window, "wall_s": wall, "output_tokens": generated,
             "output_tok_s": generated / wall, "total_tok_s": (generated + prompt_tokens) / wall,
             "ttft_median_s": statistics.median(ttft) if ttft else None, "ttft_p90_s": _percentile(ttft, 0.9),
             "tpot_median_s": statistics.median(tpot) if tpot else None, "tpot_p90_s": _percentile(tpot, 0.9),

@@ -108,9 +108,10 @@ def test_serve_cli_dry_run_and_bad_input(tmp_path):
 
 
 def test_bench_inputs_and_report():
-    assert parse_rows("16:4:2, 32:8:1") == [{"input_len": 16, "output_len": 4, "num_prompts": 2},
-                                            {"input_len": 32, "output_len": 8, "num_prompts": 1}]
-    for bad in ("16:4", "a:b:c", "16:0:2", ""):
+    assert parse_rows("16:4:2, 32:8:1, 64:8:max") == [{"input_len": 16, "output_len": 4, "num_prompts": 2},
+                                                      {"input_len": 32, "output_len": 8, "num_prompts": 1},
+                                                      {"input_len": 64, "output_len": 8, "num_prompts": "max"}]
+    for bad in ("16:4", "a:b:c", "16:0:2", "", "max:4:2", "16:4:max:1"):
         with pytest.raises(BenchError):
             parse_rows(bad)
     teacher = {"num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 128}
@@ -123,10 +124,11 @@ def test_bench_inputs_and_report():
     result = lambda name, speed: {"name": name, "startup_s": 1.0, "cache": c, "max_concurrency": 3.0,  # noqa: E731
                                   "kv_cache_tokens": 10, "rows": [{**rows[0], "output_tok_s": speed, "total_tok_s": 5 * speed,
                                                                    "ttft_median_s": 0.1, "ttft_p90_s": 0.2,
-                                                                   "tpot_median_s": 0.01, "tpot_p90_s": 0.02}]}
+                                                                   "tpot_median_s": 0.01, "tpot_p90_s": 0.02,
+                                                                   "decode_tok_s": 2 * speed}]}
     text = markdown({"machine": {"device": "cpu"}, "command": "x", "engine": {"max_model_len": 20}, "rows": rows,
                      "models": [result("h", 30.0), result("b", 10.0)], "hybrid": "h", "baseline": "b", "note": "n"})
-    assert "| 16 / 4 × 2 | h | 30 | 150 | 3.00 |" in text and "| 16 / 4 × 2 | b | 10 | 50 | 1.00 |" in text
+    assert "| 16 / 4 × 2 | h | 30 | 150 | 3.00 | 60 (3.00) |" in text and "| 16 / 4 × 2 | b | 10 | 50 | 1.00 | 20 (1.00) |" in text
 
 
 # ------------------------------------------------------------------------------------------- vLLM engine
@@ -303,15 +305,20 @@ def test_bench_end_to_end(tmp_path):
     teacher = save_tiny_teacher(tmp_path / "teacher", "qwen2", max_position_embeddings=1024)
     out = tmp_path / "bench"
     result = CliRunner().invoke(app, ["bench", "--model", str(hybrid), "--baseline", str(teacher), "--out", str(out),
-                                      "--rows", "16:4:2,48:4:1", "--dtype", "float32", "--enforce-eager",
-                                      "--timeout", "600"])
+                                      "--rows", "16:4:2,48:4:1,16:6:max", "--dtype", "float32", "--enforce-eager",
+                                      "--max-num-seqs", "3", "--timeout", "600"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert [m["name"] for m in report["models"]] == ["hybrid", "baseline"]
     for model in report["models"]:
-        assert [r["output_tokens"] for r in model["rows"]] == [8, 4]  # exactly output_len per prompt
+        # "max": as many prompts as the engine admits (its pool allows more than 3 here, max_num_seqs caps it)
+        assert [r["prompts"] for r in model["rows"]] == [2, 1, 3]
+        assert [r["output_tokens"] for r in model["rows"]] == [8, 4, 18]  # exactly output_len per prompt
         assert all(r["output_tok_s"] > 0 and r["ttft_median_s"] > 0 for r in model["rows"])
         assert model["max_concurrency"] and model["max_concurrency"] > 1
+        # every request decodes at once after the last first token: a decode-only window with its own rate
+        last = model["rows"][2]
+        assert last["decode_tok_s"] > 0 and 0 < last["decode_tokens"] <= 3 * 5 and last["decode_window_s"] > 0
     assert report["models"][0]["cache"]["state_bytes_per_sequence"] > 0
     assert "| 16 / 4 × 2 | hybrid |" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 1000
