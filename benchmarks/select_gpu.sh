@@ -35,6 +35,14 @@ EVAL_BLOCKS=${EVAL_BLOCKS:-8}
 # checkpoint round (48 GB of disk): write them every 4 rounds, so a crash recomputes at most 3 rounds.
 CHECKPOINT_ROUNDS=${CHECKPOINT_ROUNDS:-4}
 KEEP=${KEEP:-device}             # where candidates wait between rounds: device (30 x 1.6 GB), cpu, disk
+# ... unless the disk cannot hold one set (GPU machines here have 64 GB): then no candidate checkpoints at all (a crash
+# recomputes the candidate rounds; stage 1 and finished rounds are still kept).
+mkdir -p "$OUT"
+free_gb=$(df -Pk "$OUT" | awk 'NR==2 {print int($4 / 1048576)}')
+if [ "$KEEP" != disk ] && [ "${free_gb:-0}" -lt 60 ] && [ "$CHECKPOINT_ROUNDS" -lt "$ROUNDS" ]; then
+  echo "only ${free_gb} GB free under $OUT: candidate checkpoints off (30 x 1.6 GB would not fit)"
+  CHECKPOINT_ROUNDS=$ROUNDS
+fi
 
 mkdir -p "$OUT"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
