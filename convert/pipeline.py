@@ -56,7 +56,8 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
             changed = sorted(k for k, v in now.items() if before.get(k) != v)
             raise ConfigError(f"--resume with a different configuration than {saved} (changed: {', '.join(changed)})")
         return
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+    # (another rank's write probe, below, may be there for an instant: it does not make the folder a used one)
+    if run_dir.exists() and any(not p.name.startswith(".write-test-") for p in run_dir.iterdir()) and not resume:
         raise ConfigError(f"output folder {run_dir} is not empty; choose a new --out")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
