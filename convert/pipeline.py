@@ -56,9 +56,12 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
             changed = sorted(k for k, v in now.items() if before.get(k) != v)
             raise ConfigError(f"--resume with a different configuration than {saved} (changed: {', '.join(changed)})")
         return
-    # (another rank's write probe, below, may be there for an instant: it does not make the folder a used one)
-    if run_dir.exists() and any(not p.name.startswith(".write-test-") for p in run_dir.iterdir()) and not resume:
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise ConfigError(f"output folder {run_dir} is not empty; choose a new --out")
+    # Every rank has looked at the folder before any rank writes into it (its write probe, then rank 0's
+    # config.json): a rank that looked after a write would see a used folder and leave the others hanging in a
+    # collective.
+    dist.barrier()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
@@ -66,9 +69,6 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
         probe.unlink()
     except OSError as e:
         raise ConfigError(f"cannot write to the output folder {run_dir}: {e.strerror or e}") from None
-    # Every rank has checked the folder before rank 0 writes into it: a rank that looked after the write
-    # would otherwise see "already holds a run" and leave the others hanging in a collective.
-    dist.barrier()
     if dist.is_main():
         _write_json(saved, config.to_dict())
     dist.barrier()
