@@ -38,7 +38,8 @@ def shape(text: str) -> tuple[int, int, int]:
     return int(batch), int(seq), int(micro or batch)
 
 
-def convert_cmd(a, out: Path, steps1: int, steps2: int, eval_every: tuple[int, int], eval_blocks: int) -> list[str]:
+def convert_cmd(a, out: Path, steps1: int, steps2: int, eval_every: tuple[int, int], eval_blocks: int,
+                resume: bool = False) -> list[str]:
     (b1, s1, m1), (b2, s2, m2) = a.stage1, a.stage2
     sets = {
         "stage1.tokens": steps1 * b1 * s1, "stage1.seq_len": s1, "stage1.batch_size": b1, "stage1.micro_batch_size": m1,
@@ -52,7 +53,7 @@ def convert_cmd(a, out: Path, steps1: int, steps2: int, eval_every: tuple[int, i
         cmd += ["--data", d]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
-    return cmd + ["--resume"] * a.resume
+    return cmd + ["--resume"] * resume
 
 
 def steady_rate(metrics: Path) -> float:
@@ -121,9 +122,7 @@ def main() -> None:
         c1, c2 = (int(x) for x in a.calib_steps.split(","))
         calib = a.work / "calib"
         shutil.rmtree(calib, ignore_errors=True)
-        resume, a.resume = a.resume, False
         calib_s = run(convert_cmd(a, calib, c1, c2, (c1, c2), 1), a.work / "calib.log")
-        a.resume = resume
         r1, r2 = steady_rate(calib / "stage1" / "metrics.jsonl"), steady_rate(calib / "stage2" / "metrics.jsonl")
         left = a.minutes * 60 - (time.time() - start) - a.allowance_s
         per_token = 1 / r1 + 1 / r2
@@ -137,7 +136,7 @@ def main() -> None:
         print("SIZING", json.dumps(sizing), flush=True)
     steps1, steps2 = sizing["steps"]
     evals = (max(steps1 // a.evals, 1), max(steps2 // a.evals, 1))
-    cmd = convert_cmd(a, a.work / "run", steps1, steps2, evals, a.eval_blocks)
+    cmd = convert_cmd(a, a.work / "run", steps1, steps2, evals, a.eval_blocks, resume=a.resume)
     sizing["command"] = " ".join(cmd[1:])
     sizing_file.write_text(json.dumps(sizing, indent=2))
     sizing["run_s"] = round(run(cmd, a.work / "run.log"), 1)
