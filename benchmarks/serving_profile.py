@@ -39,14 +39,45 @@ def summarise(trace_dir: Path, out: Path, steps: int) -> str:
     table = kernels or cpu_ops  # on a CPU machine there are no device kernels (CPU ops nest: shares overlap)
     total = sum(v[0] for v in table.values()) or 1.0
     lines = [f"Trace: {files[-1].name}; {'device kernels' if kernels else 'CPU ops'}; total {total / 1e3:.1f} ms "
-             f"over ~{steps} engine steps ({total / 1e3 / max(steps, 1):.2f} ms per step).", "",
-             "| name | time (ms) | share | launches | per step |", "|---|---|---|---|---|"]
+             f"over ~{steps} engine steps ({total / 1e3 / max(steps, 1):.2f} ms per step).", ""]
+    lines += _busy_lines(events) + _host_lines(cpu_ops, steps)
+    lines += ["| name | time (ms) | share | launches | per step |", "|---|---|---|---|---|"]
     for name, (dur, count) in sorted(table.items(), key=lambda kv: -kv[1][0])[:40]:
         short = name if len(name) < 90 else name[:87] + "..."
         lines.append(f"| `{short}` | {dur / 1e3:.2f} | {dur / total:.1%} | {count} | {count / max(steps, 1):.1f} |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
+
+
+def _busy_lines(events: list) -> list[str]:
+    """How much of the profiled span the GPU was busy (union of kernel intervals): far below 100 % means the
+    steps are host-bound (launch and Python overhead), not limited by kernel time."""
+    spans = sorted((e["ts"], e["ts"] + e.get("dur", 0.0)) for e in events
+                   if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset"))
+    if not spans:
+        return []
+    busy, (cur_s, cur_e) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s > cur_e:
+            busy, cur_s, cur_e = busy + cur_e - cur_s, s, e
+        else:
+            cur_e = max(cur_e, e)
+    busy += cur_e - cur_s
+    span = spans[-1][1] - spans[0][0]
+    return [f"GPU busy {busy / 1e3:.1f} ms of a {span / 1e3:.1f} ms span ({busy / max(span, 1e-9):.0%}); "
+            f"{len(spans)} kernels.", ""]
+
+
+def _host_lines(cpu_ops: dict, steps: int) -> list[str]:
+    """Host time inside hybridserve's own ops (the linear layer's custom op runs eagerly in mixed steps)."""
+    rows = [(n, d, c) for n, (d, c) in cpu_ops.items() if "hybridserve" in n]
+    if not rows:
+        return []
+    lines = ["| host op | host ms | calls | µs per call | per step |", "|---|---|---|---|---|"]
+    for name, dur, count in sorted(rows, key=lambda r: -r[1]):
+        lines.append(f"| `{name}` | {dur / 1e3:.2f} | {count} | {dur / max(count, 1):.0f} | {count / max(steps, 1):.1f} |")
+    return lines + [""]
 
 
 def main() -> None:
