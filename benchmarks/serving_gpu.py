@@ -2,6 +2,7 @@
 
   python benchmarks/serving_gpu.py build ROOT qwen2_1p5b [llama_3b]        # random-weight models, built on the GPU
   python benchmarks/serving_gpu.py run ROOT RESULTS NAME [NAME ...] [--rows ...] [--gpu-mem 0.9]
+      # NAME: a folder under ROOT, or <folder>_bf16state (the same model with a bfloat16 recurrent state)
   python benchmarks/serving_gpu.py report RESULTS OUT_DIR HYBRID BASELINE  # on any machine, from the JSON files
 
 Models per shape: `<shape>` (the dense teacher: Qwen2.5-1.5B or Llama-3.2-3B shape), `<shape>_hybrid` (our
@@ -84,19 +85,35 @@ def build(root: Path, shapes: list[str]) -> None:
             print("BUILT qwen3next_1p5b", flush=True)
 
 
+BF16_STATE = "_bf16state"
+
+
+def _model_variant(name: str) -> tuple[str, dict | None]:
+    """A model name -> (its folder under ROOT, extra engine arguments). `<model>_bf16state` serves <model> with a
+    bfloat16 recurrent state (vLLM's --mamba-ssm-cache-dtype; what vLLM's own GDN hybrids use by default: the
+    model dtype); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is FlashInfer, not carried)."""
+    extra: dict = {}
+    if name.endswith(BF16_STATE):
+        name = name[: -len(BF16_STATE)]
+        extra["mamba_ssm_cache_dtype"] = "bfloat16"
+    if name.startswith("qwen3next"):
+        extra["additional_config"] = {"gdn_prefill_backend": "triton"}
+    return name, extra or None
+
+
 def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int) -> None:
     from hybridserve.serve.bench import BenchModel, _config, engine_settings, machine, parse_rows, run_model
 
     results.mkdir(parents=True, exist_ok=True)
     parsed = parse_rows(rows)
-    engine = engine_settings(parsed, {n: _config(str(root / n)) for n in names}, max_model_len=max_model_len,
+    engine = engine_settings(parsed, {n: _config(str(root / _model_variant(n)[0])) for n in names}, max_model_len=max_model_len,
                              dtype="bfloat16", gpu_memory_utilization=gpu_mem, max_num_seqs=512)
     (results / "machine.json").write_text(json.dumps({**machine(), "rows": parsed, "engine": engine}, indent=2))
     for name in names:
-        extra = {"additional_config": {"gdn_prefill_backend": "triton"}} if name.startswith("qwen3next") else None
+        folder, extra = _model_variant(name)
         t0 = time.time()
         try:
-            result = run_model(BenchModel(name, str(root / name), extra), parsed, results, engine, timeout=560)
+            result = run_model(BenchModel(name, str(root / folder), extra), parsed, results, engine, timeout=560)
         except Exception as e:  # keep going: the other models' numbers are still worth having
             print(f"FAILED {name}: {e}", flush=True)
             continue

@@ -1,10 +1,11 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
-  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:64] [--max-model-len 4096] [--eager]
+  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:1:256,128:256:512] [--max-model-len 4096] [--eager]
 
-Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles one row with vLLM's own torch
-profiler (`profiler_config`), and writes OUT_DIR/profile.md: device time per kernel name (top 40) with launch
-counts, and per-step averages, so a slow row can be explained by bytes and launches rather than guessed. The
+Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
+profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
+the span, host time inside hybridserve's ops, device time per kernel name (top 40) with launch counts, and per-step
+averages, so a slow row can be explained by bytes and launches rather than guessed. The
 engine core is a spawned process: the code stays under the __main__ guard.
 """
 
@@ -20,10 +21,11 @@ import time
 from pathlib import Path
 
 
-def summarise(trace_dir: Path, out: Path, steps: int) -> str:
-    files = sorted(trace_dir.rglob("*.json.gz")) + sorted(trace_dir.rglob("*.json"))
+def summarise(trace: Path, out: Path, steps: int) -> str:
+    """Summarise one trace file (or the last trace in a folder) into `out`; returns the markdown."""
+    files = [trace] if trace.is_file() else _traces(trace)
     if not files:
-        raise SystemExit(f"no trace written under {trace_dir}")
+        raise SystemExit(f"no trace written under {trace}")
     events = json.loads(gzip.open(files[-1]).read() if files[-1].suffix == ".gz" else files[-1].read_text())
     events = events.get("traceEvents", events)
     kernels = collections.defaultdict(lambda: [0.0, 0])
@@ -84,7 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("model")
     p.add_argument("out", type=Path)
-    p.add_argument("--rows", default="1024:256:64")
+    p.add_argument("--rows", default="1024:1:256,128:256:512")
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--eager", action="store_true")
     p.add_argument("--dtype", default="auto")
@@ -102,19 +104,44 @@ def main() -> None:
                                                  "torch_profiler_with_stack": False})
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)
-    inp, outp, n = (int(x) for x in a.rows.split(",")[0].split(":"))
-    prompts = lambda: [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(inp)]} for _ in range(n)]  # noqa: E731
-    params = SamplingParams(temperature=0.0, max_tokens=outp, ignore_eos=True, detokenize=False)
-    llm.generate(prompts(), params, use_tqdm=False)  # warm-up: JIT, autotune, graphs
-    llm.start_profile()
-    t0 = time.perf_counter()
-    llm.generate(prompts(), params, use_tqdm=False)
-    wall = time.perf_counter() - t0
-    llm.stop_profile()
-    time.sleep(5)  # the engine core writes the trace asynchronously
-    steps = outp + 1  # at least one step per output token
-    text = summarise(trace_dir, a.out / "profile.md", steps)
-    print(f"row {a.rows}: {wall:.2f} s wall\n{text}")
+    report = []
+    for row in a.rows.split(","):  # one engine, one trace per row (e.g. a prefill-only and a decode-heavy one)
+        inp, outp, n = (int(x) for x in row.split(":"))
+        prompts = lambda: [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(inp)]}  # noqa: E731
+                           for _ in range(n)]
+        params = SamplingParams(temperature=0.0, max_tokens=outp, ignore_eos=True, detokenize=False)
+        llm.generate(prompts(), params, use_tqdm=False)  # warm-up: JIT, autotune, graphs
+        before = set(_traces(trace_dir))
+        llm.start_profile()
+        t0 = time.perf_counter()
+        llm.generate(prompts(), params, use_tqdm=False)
+        wall = time.perf_counter() - t0
+        llm.stop_profile()
+        new = _wait_for_new_trace(trace_dir, before)
+        # at least one step per output token; prefill steps: the prompt tokens over the default step budget (8192)
+        steps = outp + max(0, (inp * n + 8191) // 8192 - 1)
+        text = summarise(new, a.out / f"profile-{inp}x{outp}x{n}.md", steps)
+        report.append(f"## row {row}: {wall:.2f} s wall, ~{steps} steps ({wall * 1e3 / steps:.1f} ms per step)\n\n{text}")
+        print(report[-1], flush=True)
+    (a.out / "profile.md").write_text(f"# vLLM profile of {a.model}\n\n" + "\n".join(report))
+
+
+def _traces(trace_dir: Path) -> list[Path]:
+    return sorted(trace_dir.rglob("*.json.gz")) + sorted(trace_dir.rglob("*.json")) if trace_dir.exists() else []
+
+
+def _wait_for_new_trace(trace_dir: Path, before: set, timeout: float = 120.0) -> Path:
+    """The engine core writes the trace asynchronously after stop_profile: wait until a new file stops growing."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        new = [f for f in _traces(trace_dir) if f not in before]
+        if new:
+            size = new[-1].stat().st_size
+            time.sleep(2)
+            if new[-1].stat().st_size == size and size > 0:
+                return new[-1]
+        time.sleep(1)
+    raise SystemExit(f"no new trace under {trace_dir} within {timeout:.0f} s")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,11 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
         result["max_concurrency"] = float(m.group(2))
     if result.get("kv_cache_tokens") is None and (m := _KV_TOKENS.search(text)):
         result["kv_cache_tokens"] = int(m.group(1).replace(",", ""))
-    result["cache"] = cache_bytes(_config(model.path), engine["max_model_len"], 4 if engine["dtype"] == "float32" else 2)
+    config = _config(model.path)
+    state_dtype = (model.engine_args or {}).get("mamba_ssm_cache_dtype")
+    if state_dtype not in (None, "auto"):  # the server's state dtype, not the checkpoint's, is what the pool holds
+        config = {**config, "linear_state_dtype": state_dtype}
+    result["cache"] = cache_bytes(config, engine["max_model_len"], 4 if engine["dtype"] == "float32" else 2)
     return result
 
 

@@ -80,3 +80,12 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
     assert "| `vllm::hybridserve_linear_attention` | 0.08 | 2 | 40 | 1.0 |" in text
     assert "aten::mm" not in text  # device kernels exist: the table lists kernels, host rows only for our ops
     assert (tmp_path / "profile.md").read_text() == text
+
+
+def test_serving_gpu_model_variants():
+    """`<model>_bf16state` serves the same folder with a bfloat16 recurrent state; the native anchor gets vLLM's
+    Triton GDN prefill."""
+    variant = _load("serving_gpu")._model_variant
+    assert variant("qwen2_1p5b_hybrid") == ("qwen2_1p5b_hybrid", None)
+    assert variant("qwen2_1p5b_hybrid_bf16state") == ("qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"})
+    assert variant("qwen3next_1p5b") == ("qwen3next_1p5b", {"additional_config": {"gdn_prefill_backend": "triton"}})
