@@ -22,6 +22,7 @@ State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or 
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
@@ -298,6 +299,13 @@ def _pool_reference(run, tensors: list, state_pool: Tensor, state_indices: Tenso
     return _canonical(o.reshape(v.shape).to(q.dtype))[0]
 
 
+def prefill_prologue() -> bool:
+    """HYBRIDSERVE_GDN_PREFILL_PROLOGUE (default "1"; read at every call, so one process can time both): the Triton
+    path of gdn_chunk_pool prepares raw-gate inputs with one kernel (gated_delta_rule/prefill_inputs.py); "0" keeps
+    the PyTorch preparation below (~22 launches, plus chunk_gdn_fwd's copy of v)."""
+    return os.environ.get("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", "1") != "0"
+
+
 def _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm):
     if g is None:
         g, beta = gdn_gates(a, b, A_log, dt_bias)
@@ -331,12 +339,18 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
                    a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
                    state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
                    has_initial_state: Optional[Tensor], scale: float, use_qk_l2norm: bool) -> Tensor:
-    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
     if use_triton(q, k, v, state_pool):
         from .gated_delta_rule.chunk import chunk_gdn_fwd
 
+        if g is None and prefill_prologue():  # gates + L2 norm + contiguous copies in one launch
+            from .gated_delta_rule.prefill_inputs import gdn_prefill_inputs
+
+            q, k, v, g, beta = gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm)
+        else:
+            q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
         return chunk_gdn_fwd(q, k, v, g, beta, scale, initial_state=state_pool, state_indices=state_indices,
                              has_initial_state=has_initial_state, final_state=state_pool, cu_seqlens=cu_seqlens)
+    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
 
     def run(seq, h0):
         return naive_chunk_gated_delta_rule(*seq, scale, h0, True)

@@ -11,7 +11,9 @@ log decay G:
 
 Tokens: [B, T, H, *] or packed ([1, TT, H, *] / [TT, H, *]) with `cu_seqlens` [N+1]. Chunks never straddle two
 sequences. The chunk -> sequence map of the packed case is built on the device (no host synchronisation): the grid
-is an upper bound, cdiv(TT, 64) + N chunks, and programs past the last chunk exit at once.
+is an upper bound, cdiv(TT, 64) + N chunks, and programs past the last chunk exit at once. The forward reuses
+the last map while it is called with the same cu_seqlens tensor (`chunk_map`: the linear layers of a serving step
+share one), and takes already prepared inputs (`token_major`; prefill_inputs.py makes them) without a copy.
 
 States as in fused_recurrent.py: initial_state / final_state dense [N, H, K, V] or pools indexed by
 state_indices (negative = padding: neither read nor written), has_initial_state [N] masks the read.
@@ -22,6 +24,7 @@ products run on the tensor cores in that dtype (float32 inputs: exact IEEE float
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 import triton
@@ -309,6 +312,43 @@ def chunk_index(cu_seqlens: torch.Tensor, total_tokens: int, BT: int = CHUNK):
     return chunk_seq.to(torch.int32), chunk_off, NT
 
 
+# The last chunk map: (weak reference to its cu_seqlens, key, (chunk_seq, chunk_off, NT)). Every linear layer of a
+# serving step passes the same cu_seqlens tensor (serve/linear_core.py: `plan_step` builds `prefill_cu` once per
+# step, the layer caches the plan on the step's metadata and shares it between its linear layers), so the ~10
+# launches of chunk_index are paid once per step instead of once per layer.
+_chunk_map_cache = None
+
+
+def _cache_key(cu_seqlens: torch.Tensor, total_tokens: int, BT: int):
+    # Inference tensors (vLLM runs the model under torch.inference_mode) keep no version counter: for them the key is
+    # the object itself, see chunk_map.
+    version = None if cu_seqlens.is_inference() else cu_seqlens._version
+    return version, cu_seqlens.data_ptr(), tuple(cu_seqlens.shape), cu_seqlens.dtype, total_tokens, BT
+
+
+def chunk_map(cu_seqlens: torch.Tensor, total_tokens: int, BT: int = CHUNK):
+    """chunk_index, reusing the previous result when called again with the same cu_seqlens tensor.
+
+    A hit needs the same tensor object (a weak reference: a freed tensor never matches, even if a new one gets its
+    id or its memory), the same version counter (any in-place write through the tensor or a view of it bumps it),
+    data pointer, shape, dtype, total_tokens and BT. The result is only read by the kernels, so callers may share
+    it. Inference tensors have no version counter: for them an in-place write to a tensor that is passed in again
+    goes unseen. plan_step never does that: it builds a new prefill_cu object every step (`starts - nd`, or a
+    fresh view of vLLM's query_start_loc, whose buffer vLLM rewrites only while preparing the next step), and a
+    stale map would need a stale step plan, which the layer never reuses across steps. Not used while a CUDA graph
+    is captured (a captured graph must compute the map itself; its memory must not outlive the capture here)."""
+    global _chunk_map_cache
+    if cu_seqlens.is_cuda and torch.cuda.is_current_stream_capturing():
+        return chunk_index(cu_seqlens, total_tokens, BT)
+    key = _cache_key(cu_seqlens, total_tokens, BT)
+    cached = _chunk_map_cache
+    if cached is not None and cached[0]() is cu_seqlens and cached[1] == key:
+        return cached[2]
+    result = chunk_index(cu_seqlens, total_tokens, BT)
+    _chunk_map_cache = (weakref.ref(cu_seqlens), key, result)
+    return result
+
+
 def _dot_prec(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
@@ -325,6 +365,23 @@ def default_state_block_v(N: int, H: int, V: int) -> int:
     while BV > 16 and N * H * cdiv(V, BV) < 256:
         BV //= 2
     return BV
+
+
+def token_major(q, k, v, g, beta):
+    """The inputs as the kernels read them: contiguous [TT, H, *], q, k, v in q's dtype, g float32, beta as given.
+    Free (no copy, no launch) for inputs already laid out so, e.g. prefill_inputs.gdn_prefill_inputs's outputs:
+    reshape of a contiguous tensor is a view; .contiguous(), .to(its dtype) and .float() of a float32 tensor return
+    the tensor itself."""
+    H, K = q.shape[-2:]
+    V = v.shape[-1]
+    TT = q.numel() // (H * K)
+    dtype = q.dtype
+    qt = q.reshape(TT, H, K).contiguous()
+    kt = k.reshape(TT, H, K).to(dtype).contiguous()
+    vt = v.reshape(TT, H, V).to(dtype).contiguous()
+    gt = g.reshape(TT, H).float().contiguous()
+    bt = beta.reshape(TT, H).contiguous()
+    return qt, kt, vt, gt, bt
 
 
 @on_tensor_device
@@ -344,15 +401,11 @@ def chunk_gdn_fwd(
     TT = q.numel() // (H * K)
     dtype = q.dtype
     dev = q.device
-    qt, kt = (x.reshape(TT, H, K).contiguous() for x in (q, k))
-    vt = v.reshape(TT, H, V).to(dtype).contiguous()
-    kt = kt.to(dtype)
-    gt = g.reshape(TT, H).float().contiguous()
-    bt = beta.reshape(TT, H).contiguous()
+    qt, kt, vt, gt, bt = token_major(q, k, v, g, beta)
     BT = CHUNK
     if cu_seqlens is not None:
         N = cu_seqlens.shape[0] - 1
-        chunk_seq, chunk_off, NT = chunk_index(cu_seqlens, TT, BT)
+        chunk_seq, chunk_off, NT = chunk_map(cu_seqlens, TT, BT)
         T, NTs = 0, 0
     else:
         N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
