@@ -253,13 +253,16 @@ def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
 
 
 def test_gdn_bwd_switch_and_phases(monkeypatch, tf32_products):
-    """HYBRIDSERVE_GDN_BWD picks the layout (fused by default; anything else is refused), and `_phases` hands back
-    the six launches, which re-run in order reproduce the gradients bit for bit (each phase only reads what the
-    earlier ones wrote)."""
+    """HYBRIDSERVE_GDN_BWD picks the layout (unset: split at the validated head dims, else fused; anything else is
+    refused), and `_phases` hands back the six launches, which re-run in order reproduce the gradients bit for bit
+    (each phase only reads what the earlier ones wrote)."""
     dev, ref = gdn_case(1, 70, 32, 64, torch.float32, True, seed=81)
     q, k, v, g, beta, h0, do, dht = dev
     monkeypatch.delenv("HYBRIDSERVE_GDN_BWD", raising=False)
-    assert gdn_bwd.bwd_variant() == "fused"
+    assert gdn_bwd.bwd_variant(128, 128) == "split"  # validated on the H200 at these head dims
+    assert gdn_bwd.bwd_variant(64, 64) == "fused" and gdn_bwd.bwd_variant() == "fused"
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD", "fused")
+    assert gdn_bwd.bwd_variant(128, 128) == "fused"
     monkeypatch.setenv("HYBRIDSERVE_GDN_BWD", "split")
     phases = []
     grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, _phases=phases)

@@ -17,11 +17,12 @@ decay mask e^{G_t - G_i} [i <= t], D_w = diag(beta e^G), D_u = diag(beta):
 The forward is recomputed first (W, U, X, per-chunk states, V'). Float32 accumulation; dS', dV', dW and the
 partial dK are kept in float32.
 
-Two layouts of kernels 3 and 4, chosen by HYBRIDSERVE_GDN_BWD (or chunk_gdn_bwd's `variant`): `fused` (default, the
-one validated on the H200: one program per chunk and head, full-K float32 accumulators, P^T through a global
-scratch tile, kernel 4's products in float32 on the CUDA cores) and `split` (chunk_bwd_split.py: programs per K
-block, no scratch, tensor-core products, dS' stored in the input dtype). Same math; the split one is for
-throughput at large B x T (benchmarks/kernels_bwd.py times both, kernel by kernel).
+Two layouts of kernels 3 and 4, chosen by HYBRIDSERVE_GDN_BWD (or chunk_gdn_bwd's `variant`; unset: `split` at
+the head dims where it was validated on the H200, SPLIT_VALIDATED, else `fused`): `fused` (the first one validated
+on the H200: one program per chunk and head, full-K float32 accumulators, P^T through a global scratch tile, kernel
+4's products in float32 on the CUDA cores) and `split` (chunk_bwd_split.py: programs per K block, no scratch,
+tensor-core products, dS' stored in the input dtype). Same math; split is 2.3-3.1x faster on the H200
+(benchmarks/kernels_bwd.py times both, kernel by kernel).
 """
 
 from __future__ import annotations
@@ -297,10 +298,19 @@ def supported(q, v) -> bool:
 VARIANTS = ("fused", "split")
 
 
-def bwd_variant() -> str:
-    """HYBRIDSERVE_GDN_BWD: `fused` (default: the path validated on the H200) or `split` (chunk_bwd_split.py:
-    K-blocked dqkw without the P^T scratch, tensor-core wy, dS' kept in the input dtype). Read at every call."""
-    v = os.environ.get("HYBRIDSERVE_GDN_BWD", "fused").strip().lower() or "fused"
+# Head dims (K, V) at which the split layout was validated on the H200 (benchmarks/kernels_bwd.py, fourth GPU session:
+# gradients equal to the fused layout's and to the float32 reference at 1x4K and 2x1000) and is the faster one (3.1x
+# at 8x32K, 2.3x at 1x4K, H = 16, bf16). Elsewhere the default stays `fused`, the layout validated at K = V = 64 too.
+SPLIT_VALIDATED = {(128, 128)}
+
+
+def bwd_variant(K: int | None = None, V: int | None = None) -> str:
+    """HYBRIDSERVE_GDN_BWD: `fused` or `split` (chunk_bwd_split.py: K-blocked dqkw without the P^T scratch,
+    tensor-core wy, dS' kept in the input dtype). Unset: `split` at the head dims in SPLIT_VALIDATED, `fused`
+    otherwise. Read at every call."""
+    v = os.environ.get("HYBRIDSERVE_GDN_BWD", "").strip().lower()
+    if not v:
+        return "split" if (K, V) in SPLIT_VALIDATED else "fused"
     if v not in VARIANTS:
         raise ValueError(f"HYBRIDSERVE_GDN_BWD={v!r}: expected one of {', '.join(VARIANTS)}")
     return v
@@ -310,12 +320,12 @@ def bwd_variant() -> str:
 def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, _phases=None):
     """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen).
 
-    variant: "fused" | "split" (default: bwd_variant()). BV_dh: V block of the sequential passes (the state
+    variant: "fused" | "split" (default: bwd_variant(K, V)). BV_dh: V block of the sequential passes (the state
     recompute and the dh reverse pass; default as the forward's). `_phases` (a list, for profiling, as
     chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
     kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned
     gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
-    variant = variant or bwd_variant()
+    variant = variant or bwd_variant(q.shape[-1], v.shape[-1])
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     split = variant == "split"
