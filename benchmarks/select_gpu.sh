@@ -20,7 +20,9 @@ TEACHER=${TEACHER:-smollm2-135m}
 DATA=${DATA:-builtin}
 OUT=${OUT:-runs/select-smollm2}
 DEVICE=${DEVICE:-cuda}
-WORKERS=${WORKERS:-6}           # processes; worker i uses GPU i mod #GPUs (each keeps ~5 candidates: ~8 GB + activations)
+WORKERS=${WORKERS:-5}           # processes; worker i uses GPU i mod #GPUs. On an H200 each of 6 workers held 20-22 GB
+                                # (its 5 candidates at 1.6 GB + ~13 GB of teacher and activations): 126 GB, which ran
+                                # out of memory once another process took 13 GB. 5 workers: ~113 GB
 STAGE1_TOKENS=${STAGE1_TOKENS:-1966080}   # 40 steps of 96 x 512 (the paper's stage-1 shape)
 STAGE1_SEQ=${STAGE1_SEQ:-512}
 STAGE1_BATCH=${STAGE1_BATCH:-96}
@@ -45,6 +47,13 @@ if [ "$KEEP" != disk ] && [ "${free_gb:-0}" -lt 60 ] && [ "$CHECKPOINT_ROUNDS" -
 fi
 
 mkdir -p "$OUT"
+# The workers size nothing to the memory that is free: anything else on the GPU (a model build, a server) can make one
+# of them run out of memory mid-round. Say so before starting.
+if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
+  used_mb=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | sort -n | tail -1)
+  [ "${used_mb:-0}" -gt 2048 ] && echo "warning: ${used_mb} MiB of GPU memory already in use by other processes"
+fi
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 start=$(date +%s)
 python -m hybridserve select "$TEACHER" --data "$DATA" --out "$OUT" --device "$DEVICE" --preset paper \

@@ -1,6 +1,6 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
-  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:1:256,128:256:512] [--max-model-len 4096] [--eager]
+  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096] [--eager]
 
 Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
 profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
@@ -42,7 +42,7 @@ def summarise(trace: Path, out: Path, steps: int) -> str:
     total = sum(v[0] for v in table.values()) or 1.0
     lines = [f"Trace: {files[-1].name}; {'device kernels' if kernels else 'CPU ops'}; total {total / 1e3:.1f} ms "
              f"over ~{steps} engine steps ({total / 1e3 / max(steps, 1):.2f} ms per step).", ""]
-    lines += _busy_lines(events) + _host_lines(cpu_ops, steps)
+    lines += _busy_lines(events) + _host_lines(cpu_ops, steps) + _scope_lines(events, steps)
     lines += ["| name | time (ms) | share | launches | per step |", "|---|---|---|---|---|"]
     for name, (dur, count) in sorted(table.items(), key=lambda kv: -kv[1][0])[:40]:
         short = name if len(name) < 90 else name[:87] + "..."
@@ -71,6 +71,23 @@ def _busy_lines(events: list) -> list[str]:
             f"{len(spans)} kernels.", ""]
 
 
+def _scope_lines(events: list, steps: int, top: int = 15) -> list[str]:
+    """The host-side scopes (vLLM's record_function annotations: scheduling, input preparation, model execution,
+    sampling) with the most time: where a host-bound step spends it."""
+    scopes = collections.defaultdict(lambda: [0.0, 0])
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") == "user_annotation":
+            scopes[e["name"]][0] += e.get("dur", 0.0)
+            scopes[e["name"]][1] += 1
+    if not scopes:
+        return []
+    lines = ["| host scope | host ms | calls | ms per step |", "|---|---|---|---|"]
+    for name, (dur, count) in sorted(scopes.items(), key=lambda kv: -kv[1][0])[:top]:
+        short = name if len(name) < 90 else name[:87] + "..."
+        lines.append(f"| `{short}` | {dur / 1e3:.2f} | {count} | {dur / 1e3 / max(steps, 1):.3f} |")
+    return lines + [""]
+
+
 def _host_lines(cpu_ops: dict, steps: int) -> list[str]:
     """Host time inside hybridserve's own ops (the linear layer's custom op runs eagerly in mixed steps)."""
     rows = [(n, d, c) for n, (d, c) in cpu_ops.items() if "hybridserve" in n]
@@ -86,7 +103,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("model")
     p.add_argument("out", type=Path)
-    p.add_argument("--rows", default="1024:1:256,128:256:512")
+    p.add_argument("--rows", default="1024:256:512,1024:1:256,128:256:512")
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--eager", action="store_true")
     p.add_argument("--dtype", default="auto")
@@ -104,6 +121,7 @@ def main() -> None:
                                                  "torch_profiler_with_stack": False})
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)
+    budget = llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
     report = []
     for row in a.rows.split(","):  # one engine, one trace per row (e.g. a prefill-only and a decode-heavy one)
         inp, outp, n = (int(x) for x in row.split(":"))
@@ -118,8 +136,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         llm.stop_profile()
         new = _wait_for_new_trace(trace_dir, before)
-        # at least one step per output token; prefill steps: the prompt tokens over the default step budget (8192)
-        steps = outp + max(0, (inp * n + 8191) // 8192 - 1)
+        # at least one step per output token, plus the prefill steps beyond the first: the prompt tokens over the
+        # engine's token budget per step
+        steps = outp + max(0, -(-inp * n // budget) - 1)
         text = summarise(new, a.out / f"profile-{inp}x{outp}x{n}.md", steps)
         report.append(f"## row {row}: {wall:.2f} s wall, ~{steps} steps ({wall * 1e3 / steps:.1f} ms per step)\n\n{text}")
         print(report[-1], flush=True)

@@ -62,7 +62,7 @@ def test_convert_gpu_steady_rate_and_shapes(tmp_path):
 
 def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
     """The profile summary separates GPU busy time from the span (overlapping kernels counted once) and lists the
-    host time of hybridserve's ops."""
+    host time of hybridserve's ops and of vLLM's host scopes."""
     summarise = _load("serving_profile").summarise
     events = [
         {"ph": "X", "cat": "kernel", "name": "k1", "ts": 0.0, "dur": 100.0},
@@ -71,6 +71,7 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
         {"ph": "X", "cat": "cpu_op", "name": "vllm::hybridserve_linear_attention", "ts": 0.0, "dur": 30.0},
         {"ph": "X", "cat": "cpu_op", "name": "vllm::hybridserve_linear_attention", "ts": 60.0, "dur": 50.0},
         {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0.0, "dur": 5.0},
+        {"ph": "X", "cat": "user_annotation", "name": "execute_model", "ts": 0.0, "dur": 300.0},
     ]
     trace = tmp_path / "trace"
     trace.mkdir()
@@ -78,6 +79,7 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
     text = summarise(trace, tmp_path / "profile.md", steps=2)
     assert "GPU busy 0.2 ms of a 0.4 ms span (50%); 3 kernels." in text
     assert "| `vllm::hybridserve_linear_attention` | 0.08 | 2 | 40 | 1.0 |" in text
+    assert "| `execute_model` | 0.30 | 1 | 0.150 |" in text  # host scopes, per step
     assert "aten::mm" not in text  # device kernels exist: the table lists kernels, host rows only for our ops
     assert (tmp_path / "profile.md").read_text() == text
 
