@@ -16,6 +16,7 @@ import collections
 import gzip
 import json
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -71,17 +72,36 @@ def _busy_lines(events: list) -> list[str]:
             f"{len(spans)} kernels.", ""]
 
 
+_STEP = re.compile(r"execute_context_(\d+)\((\d+)\)_generation_(\d+)\((\d+)\)")
+
+
 def _scope_lines(events: list, steps: int, top: int = 15) -> list[str]:
-    """The host-side scopes (vLLM's record_function annotations: scheduling, input preparation, model execution,
-    sampling) with the most time: where a host-bound step spends it."""
+    """vLLM's host-side scopes (record_function annotations), digits folded so that one scope is one row, and its
+    engine steps by kind (`execute_context_<prefill reqs>(<tokens>)_generation_<decode reqs>(<tokens>)`): how many
+    prefill-only, decode-only and mixed steps ran and their mean host time each."""
     scopes = collections.defaultdict(lambda: [0.0, 0])
+    kinds = collections.defaultdict(lambda: [0.0, 0, 0])  # host us, steps, tokens
     for e in events:
-        if e.get("ph") == "X" and e.get("cat") == "user_annotation":
-            scopes[e["name"]][0] += e.get("dur", 0.0)
-            scopes[e["name"]][1] += 1
+        if e.get("ph") != "X" or e.get("cat") != "user_annotation":
+            continue
+        dur = e.get("dur", 0.0)
+        scopes[re.sub(r"\d+", "N", e["name"])][0] += dur
+        scopes[re.sub(r"\d+", "N", e["name"])][1] += 1
+        if m := _STEP.fullmatch(e["name"]):
+            prefill, decode = int(m.group(1)), int(m.group(3))
+            kind = "mixed" if prefill and decode else ("prefill" if prefill else "decode" if decode else "empty")
+            kinds[kind][0] += dur
+            kinds[kind][1] += 1
+            kinds[kind][2] += int(m.group(2)) + int(m.group(4))
     if not scopes:
         return []
-    lines = ["| host scope | host ms | calls | ms per step |", "|---|---|---|---|"]
+    lines = []
+    if kinds:
+        lines += ["| engine steps | count | host ms per step | tokens per step |", "|---|---|---|---|"]
+        for kind, (dur, count, tokens) in sorted(kinds.items()):
+            lines.append(f"| {kind} | {count} | {dur / 1e3 / count:.2f} | {tokens / count:,.0f} |")
+        lines.append("")
+    lines += ["| host scope | host ms | calls | ms per step |", "|---|---|---|---|"]
     for name, (dur, count) in sorted(scopes.items(), key=lambda kv: -kv[1][0])[:top]:
         short = name if len(name) < 90 else name[:87] + "..."
         lines.append(f"| `{short}` | {dur / 1e3:.2f} | {count} | {dur / 1e3 / max(steps, 1):.3f} |")

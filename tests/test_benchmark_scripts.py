@@ -72,6 +72,9 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
         {"ph": "X", "cat": "cpu_op", "name": "vllm::hybridserve_linear_attention", "ts": 60.0, "dur": 50.0},
         {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0.0, "dur": 5.0},
         {"ph": "X", "cat": "user_annotation", "name": "execute_model", "ts": 0.0, "dur": 300.0},
+        {"ph": "X", "cat": "user_annotation", "name": "execute_context_2(64)_generation_3(3)", "ts": 0.0, "dur": 40.0},
+        {"ph": "X", "cat": "user_annotation", "name": "execute_context_0(0)_generation_5(5)", "ts": 50.0, "dur": 10.0},
+        {"ph": "X", "cat": "user_annotation", "name": "execute_context_0(0)_generation_5(5)", "ts": 70.0, "dur": 30.0},
     ]
     trace = tmp_path / "trace"
     trace.mkdir()
@@ -80,6 +83,8 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
     assert "GPU busy 0.2 ms of a 0.4 ms span (50%); 3 kernels." in text
     assert "| `vllm::hybridserve_linear_attention` | 0.08 | 2 | 40 | 1.0 |" in text
     assert "| `execute_model` | 0.30 | 1 | 0.150 |" in text  # host scopes, per step
+    assert "| `execute_context_N(N)_generation_N(N)` | 0.08 | 3 | 0.040 |" in text  # digits folded: one row
+    assert "| decode | 2 | 0.02 | 5 |" in text and "| mixed | 1 | 0.04 | 67 |" in text  # steps by kind
     assert "aten::mm" not in text  # device kernels exist: the table lists kernels, host rows only for our ops
     assert (tmp_path / "profile.md").read_text() == text
 
