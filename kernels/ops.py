@@ -13,7 +13,8 @@ v [B, T, H, V], g/beta [B, T, H], gk [B, T, H, K], states [B, H, K, V]):
   (gated_delta_rule/chunk_bwd.py, gla/chunk_bwd.py; K, V <= 128), else a recompute through the chunked PyTorch
   reference in float32 (torch.func.vjp).
 
-State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or bf16 in place; see README.md):
+State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or bf16 in place; see README.md; their
+plain bodies are in DIRECT, for callers already inside an opaque op):
     gdn_recurrent_pool / gdn_chunk_pool(q, k, v, g?, beta?, a?, b?, A_log?, dt_bias?, state_pool, state_indices,
                                         cu_seqlens?, has_initial_state?, scale, use_qk_l2norm) -> o
     gla_recurrent_pool / gla_chunk_pool(q, k, v, gk, state_pool, state_indices, cu_seqlens?, has_initial_state?,
@@ -306,6 +307,20 @@ def prefill_prologue() -> bool:
     return os.environ.get("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", "1") != "0"
 
 
+# The plain bodies of the state-pool ops, by op name. Serving calls them from inside vLLM's own graph-opaque custom op
+# (serve/linear_layer.py), where nothing traces them: going through torch's dispatcher there would only add the
+# custom-op layers (autograd, ADInplaceOrView with its Python argument filling, backend selection), ~0.2 ms of host
+# time per call measured on CPU, paid by every linear layer of every eager (prefill or mixed) step.
+DIRECT: dict = {}
+
+
+def _pool_op(name: str):
+    def register(fn):
+        DIRECT[name] = fn
+        return custom_op(f"{NS}::{name}", fn, mutates_args=("state_pool",))
+    return register
+
+
 def _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm):
     if g is None:
         g, beta = gdn_gates(a, b, A_log, dt_bias)
@@ -314,7 +329,7 @@ def _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm):
     return q, k, g, beta
 
 
-@custom_op(f"{NS}::gdn_recurrent_pool", mutates_args=("state_pool",))
+@_pool_op("gdn_recurrent_pool")
 def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor],
                        a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
                        state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
@@ -334,7 +349,7 @@ def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], bet
     return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
 
 
-@custom_op(f"{NS}::gdn_chunk_pool", mutates_args=("state_pool",))
+@_pool_op("gdn_chunk_pool")
 def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor],
                    a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
                    state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
@@ -369,7 +384,7 @@ def _gla_decay(gk: Tensor, gate_logit_normalizer: Optional[float]) -> Tensor:
     return gk if gate_logit_normalizer is None else F.logsigmoid(gk.float()) / gate_logit_normalizer
 
 
-@custom_op(f"{NS}::gla_recurrent_pool", mutates_args=("state_pool",))
+@_pool_op("gla_recurrent_pool")
 def gla_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: Tensor, state_indices: Tensor,
                        cu_seqlens: Optional[Tensor], has_initial_state: Optional[Tensor], scale: float,
                        gate_logit_normalizer: Optional[float]) -> Tensor:
@@ -388,7 +403,7 @@ def gla_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: 
     return _pool_reference(run, tensors, state_pool, state_indices, cu_seqlens, has_initial_state, v, q)
 
 
-@custom_op(f"{NS}::gla_chunk_pool", mutates_args=("state_pool",))
+@_pool_op("gla_chunk_pool")
 def gla_chunk_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: Tensor, state_indices: Tensor,
                    cu_seqlens: Optional[Tensor], has_initial_state: Optional[Tensor], scale: float,
                    gate_logit_normalizer: Optional[float]) -> Tensor:

@@ -1,0 +1,61 @@
+"""The state-pool functions called with dispatch=False (the op's body, as the vLLM layer calls it from inside its own
+opaque op) do exactly what the registered custom ops do: same outputs, same pool updates, padding slots untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hybridserve import kernels
+from hybridserve.kernels import ops
+
+N, H, K, V, SLOTS = 3, 2, 32, 16, 5
+
+
+def _inputs(seed: int, tokens: int):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return dict(q=r(tokens, H, K), k=r(tokens, H, K), v=r(tokens, H, V), a=r(tokens, H), b=r(tokens, H),
+                gk=-torch.rand(tokens, H, K, generator=g), A_log=r(H).abs().log(), dt_bias=r(H), pool=r(SLOTS, H, K, V))
+
+
+def _run(name: str, dispatch: bool, x: dict, pool: torch.Tensor) -> torch.Tensor:
+    slots = torch.tensor([3, -1, 0], dtype=torch.int32)  # -1: a padding row
+    cu = torch.tensor([0, 2, 5, 7], dtype=torch.int32)
+    has = torch.tensor([1, 0, 1], dtype=torch.int32)
+    q, k, v, a, b, gk = (x[n] for n in ("q", "k", "v", "a", "b", "gk"))
+    if name == "gdn_decode_":
+        return kernels.gdn_decode_(q, k, v, a, b, x["A_log"], x["dt_bias"], pool, slots, use_qk_l2norm=True,
+                                   dispatch=dispatch)
+    if name == "gdn_prefill_varlen":
+        return kernels.gdn_prefill_varlen(q, k, v, None, None, cu, pool, slots, has, use_qk_l2norm=True, a=a, b=b,
+                                          A_log=x["A_log"], dt_bias=x["dt_bias"], dispatch=dispatch)
+    if name == "gdn_recurrent_varlen_":
+        return kernels.gdn_recurrent_varlen_(q, k, v, None, None, cu, pool, slots, has, use_qk_l2norm=True, a=a, b=b,
+                                             A_log=x["A_log"], dt_bias=x["dt_bias"], dispatch=dispatch)
+    if name == "gla_decode_":
+        return kernels.gla_decode_(q, k, v, gk, pool, slots, gate_logit_normalizer=16.0, dispatch=dispatch)
+    if name == "gla_prefill_varlen":
+        return kernels.gla_prefill_varlen(q, k, v, gk, cu, pool, slots, has, gate_logit_normalizer=16.0,
+                                          dispatch=dispatch)
+    return kernels.gla_recurrent_varlen_(q, k, v, gk, cu, pool, slots, has, dispatch=dispatch)
+
+
+@pytest.mark.parametrize("name", ["gdn_decode_", "gdn_prefill_varlen", "gdn_recurrent_varlen_", "gla_decode_",
+                                  "gla_prefill_varlen", "gla_recurrent_varlen_"])
+def test_direct_call_equals_the_op(name):
+    x = _inputs(7, N if name.endswith("decode_") else 7)
+    via_op, direct = x["pool"].clone(), x["pool"].clone()
+    o_op = _run(name, True, x, via_op)
+    o_direct = _run(name, False, x, direct)
+    assert torch.equal(o_op, o_direct)
+    assert torch.equal(via_op, direct)
+    assert not torch.equal(direct, x["pool"])  # the call did update the pool ...
+    for untouched in (1, 2, 4):  # ... but only the slots it was given (3 and 0)
+        assert torch.equal(direct[untouched], x["pool"][untouched])
+
+
+def test_direct_holds_the_registered_bodies():
+    assert sorted(ops.DIRECT) == ["gdn_chunk_pool", "gdn_recurrent_pool", "gla_chunk_pool", "gla_recurrent_pool"]
+    for name in ops.DIRECT:
+        assert hasattr(torch.ops.hybridserve, name)
