@@ -426,6 +426,17 @@ def main(argv=None):
         info["triton"] = triton.__version__
     except Exception:
         info["triton"] = None
+    with torch.inference_mode():  # as vLLM runs the model: no autograd or version-counter work per op call
+        checks, text = _measure(args, convs, state_dtypes, copy_bw, info)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "serve_layer.json").write_text(json.dumps({"info": info, "checks": checks, "rows": ROWS}, indent=1))
+        (out / "serve_layer.md").write_text(text)
+
+
+def _measure(args, convs, state_dtypes, copy_bw, info) -> tuple[list[dict], str]:
     checks = check(args) if args.check else []
     for conv in convs:
         for batch in [int(b) for b in args.decode.split(",") if b]:
@@ -435,13 +446,7 @@ def main(argv=None):
                     torch.cuda.empty_cache()
         for n_seq, seq_len in parse_prefill(args.prefill):
             prefill_rows(args, conv, state_dtypes[0], n_seq, seq_len, copy_bw)
-    text = markdown(info, checks)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "serve_layer.json").write_text(json.dumps({"info": info, "checks": checks, "rows": ROWS}, indent=1))
-        (out / "serve_layer.md").write_text(text)
+    return checks, markdown(info, checks)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
 
     projected [T, sum(in_sizes)]: the merged input projection (rows beyond the batch's tokens are padding and
     ignored); gk [T, H*K]: GLA's raw gate logits (None for GDN); core_out [T, H*V] receives the outputs.
-    recurrent [slots, H, K, V] and conv_state [slots, C, W-1] are updated in place."""
+    recurrent [slots, H, K, V] and conv_state [slots, C, W-1] are updated in place. Runs inside vLLM's opaque
+    custom op, so it calls the state-pool ops' bodies directly (dispatch=False: no dispatcher layers per call)."""
     nd, n_pre = plan.num_decode_tokens, plan.num_prefills
     n = nd + plan.num_prefill_tokens
     qkv = projected[:n, : sum(shape.qkv_sizes)]
@@ -135,10 +136,10 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
         q, k, v = _qkv(shape, x, y)
         if gdn:
             out[:nd] = gdn_decode_(q, k, v, a[:nd], b[:nd], A_log, dt_bias, recurrent, plan.decode_slots, shape.scale,
-                                   use_qk_l2norm=True)
+                                   use_qk_l2norm=True, dispatch=False)
         else:
             out[:nd] = gla_decode_(q, k, v, gk[:nd], recurrent, plan.decode_slots, shape.scale,
-                                   gate_logit_normalizer=shape.gla_normalizer)
+                                   gate_logit_normalizer=shape.gla_normalizer, dispatch=False)
     if n_pre:
         x = qkv[nd:]
         y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
@@ -147,10 +148,11 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
         if gdn:
             out[nd:] = gdn_prefill_varlen(q, k, v, None, None, plan.prefill_cu, recurrent, plan.prefill_slots,
                                           plan.has_initial, shape.scale, use_qk_l2norm=True, a=a[nd:], b=b[nd:],
-                                          A_log=A_log, dt_bias=dt_bias)
+                                          A_log=A_log, dt_bias=dt_bias, dispatch=False)
         else:
             out[nd:] = gla_prefill_varlen(q, k, v, gk[nd:], plan.prefill_cu, recurrent, plan.prefill_slots,
-                                          plan.has_initial, shape.scale, gate_logit_normalizer=shape.gla_normalizer)
+                                          plan.has_initial, shape.scale, gate_logit_normalizer=shape.gla_normalizer,
+                                          dispatch=False)
 
 
 def gated_rms_norm(core: Tensor, gate: Optional[Tensor], weight: Tensor, eps: float, shape: LayerShape,
@@ -161,3 +163,45 @@ def gated_rms_norm(core: Tensor, gate: Optional[Tensor], weight: Tensor, eps: fl
     if gate is not None:
         o = o * F.silu(gate.reshape(-1, shape.H, shape.V).float())
     return o.to(dtype).reshape(-1, shape.H * shape.V)
+
+
+# Shapes whose kernels this process has warmed up (see warm_up).
+_WARMED: set = set()
+
+
+def warm_up(shape: LayerShape, projected: Tensor, gk: Optional[Tensor], state_dtype: torch.dtype,
+            conv_weight: Optional[Tensor] = None, A_log: Optional[Tensor] = None,
+            dt_bias: Optional[Tensor] = None) -> bool:
+    """Compile and autotune the prefill path's Triton kernels before the first request needs them; once per process
+    and layer shape. Returns whether it ran.
+
+    vLLM captures the decode path in CUDA graphs at start-up (every batch size), but nothing runs the chunked
+    prefill before real requests do: the first prefill steps would stop for Triton's JIT (one compile per kernel and
+    integer specialisation: a sequence count of 1, a multiple of 16, anything else; a decode prefix shifts the
+    pointers) and the autotuner, the autotuner would tune on whatever request came first (16 tokens, say) for all
+    the 16K-token steps after it, and it would run after the KV cache has taken the free memory (vLLM warms its own
+    GDN layers in the profiling run for that reason). The layer calls this from vLLM's memory-profiling run, whose
+    `projected` has the engine's full token budget: three steps over a scratch pool (one long sequence, 16 equal
+    ones, a decode plus 3 ragged ones) cover those specialisations, and the tuning sees a full step. Its memory is
+    counted in the profile, as a real prefill step's is."""
+    n = projected.shape[0]
+    key = (shape, projected.dtype, state_dtype, str(projected.device), conv_weight is not None)
+    if key in _WARMED or n < 32:
+        return False
+    dev = projected.device
+    conv_width = conv_weight.shape[-1] if conv_weight is not None else None
+    slots = 24
+    pool = torch.zeros(slots, shape.H, shape.K, shape.V, dtype=state_dtype, device=dev)
+    conv_state = (torch.zeros(slots, conv_weight.shape[0], conv_width - 1, dtype=projected.dtype, device=dev)
+                  if conv_weight is not None else None)
+    out = torch.empty(n, shape.H * shape.V, dtype=projected.dtype, device=dev)
+    for decodes, lengths in ((0, [n]), (0, [n // 16] * 16), (1, [n // 2, n // 3, n - 1 - n // 2 - n // 3])):
+        reqs = decodes + len(lengths)
+        query_start = torch.tensor([0] + [1] * decodes + lengths, device=dev, dtype=torch.int32).cumsum(0)
+        query_start = query_start.to(torch.int32)
+        seq_lens = (query_start[1:] - query_start[:-1]) + torch.arange(reqs, device=dev, dtype=torch.int32) % 2
+        plan = plan_step(decodes, decodes, len(lengths), int(sum(lengths)), query_start, seq_lens,
+                         torch.arange(reqs, device=dev, dtype=torch.int32), conv_width)
+        linear_attention_core(shape, projected, gk, out, plan, pool, conv_state, conv_weight, A_log, dt_bias)
+    _WARMED.add(key)
+    return True

@@ -32,7 +32,7 @@ from vllm.utils.torch_utils import direct_register_custom_op
 from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 
 from .compat import eager_during_capture
-from .linear_core import LayerShape, gated_rms_norm, linear_attention_core, plan_step
+from .linear_core import LayerShape, gated_rms_norm, linear_attention_core, plan_step, warm_up
 from .plugin import OP_NAME
 
 
@@ -177,7 +177,12 @@ class HybridLinearAttention(nn.Module, MambaBase):
         metadata = get_forward_context().attn_metadata
         if isinstance(metadata, dict):
             metadata = metadata.get(self.prefix)
-        if metadata is None:  # the memory-profiling run has no requests and no pool
+        if metadata is None:  # the memory-profiling run has no requests and no pool: warm the prefill kernels up
+            if projected.is_cuda:
+                conv = self.short_conv
+                warm_up(self.shape, projected, gk if self.mixer == "gla" else None, self.get_state_dtype()[-1],
+                        conv_weight=self._conv_weight() if conv else None, A_log=getattr(self, "A_log", None),
+                        dt_bias=getattr(self, "dt_bias", None))
             core_out.zero_()
             return
         plan = _step_plan(metadata, self.conv_size, projected.is_cuda)
