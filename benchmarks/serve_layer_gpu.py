@@ -21,7 +21,7 @@ bandwidth measured in the same run; `GB/s` = state bytes over the graph time (de
 from one call to the next.
 
     python benchmarks/serve_layer_gpu.py [--out DIR]           # defaults: GDN, hidden 1536, 12 heads, K = V = 128
-    python benchmarks/serve_layer_gpu.py --mixer gla --decode 64,512 --prefill 8x1024 --no-conv
+    python benchmarks/serve_layer_gpu.py --mixer gla --decode 64,512 --prefill 8x1024,256+15x1024 --no-conv
     python benchmarks/serve_layer_gpu.py --cpu-smoke           # toy sizes on CPU (PyTorch references, wall-clock
                                                                # stand-ins for the CUDA timers): plumbing only
 
@@ -262,21 +262,28 @@ def decode_rows(args, conv: bool, state_dtype: torch.dtype, batch: int, copy_bw)
         report(part="plan", **dict(common, state_MB=0.0, floor_ms=None), **t, GBps=None)
 
 
-def prefill_rows(args, conv: bool, state_dtype: torch.dtype, n_seq: int, seq_len: int, copy_bw):
+def prefill_rows(args, conv: bool, state_dtype: torch.dtype, n_seq: int, seq_len: int, copy_bw, decodes: int = 0):
+    """n_seq fresh prompts of seq_len tokens, after `decodes` one-token requests (a mixed step, as vLLM's chunked
+    prefill runs them while earlier requests decode; decode-first, as vLLM orders a batch)."""
     L = args.layers
-    T = n_seq * seq_len
-    layer = Layer(args, conv, state_dtype, n_seq + 1)
+    P = n_seq * seq_len
+    T = decodes + P
+    layer = Layer(args, conv, state_dtype, decodes + n_seq + 1)
     x, projected, gk = layer.inputs(T, args.hidden)
-    slots = torch.arange(1, n_seq + 1, device=DEV, dtype=torch.int32)
-    qsl = torch.arange(0, T + 1, seq_len, device=DEV, dtype=torch.int32)
-    seq_lens = torch.full((n_seq,), seq_len, device=DEV, dtype=torch.int32)  # fresh prompts: no earlier state
-    make_plan = lambda: core.plan_step(0, 0, n_seq, T, qsl, seq_lens, slots,  # noqa: E731
+    slots = torch.arange(1, decodes + n_seq + 1, device=DEV, dtype=torch.int32)
+    qsl = torch.cat([torch.arange(0, decodes, device=DEV, dtype=torch.int32),
+                     torch.arange(decodes, T + 1, seq_len, device=DEV, dtype=torch.int32)])
+    # decodes continue a 1024-token context (their state is read); prompts are fresh (no earlier state)
+    seq_lens = torch.cat([torch.full((decodes,), 1024, device=DEV, dtype=torch.int32),
+                          torch.full((n_seq,), seq_len, device=DEV, dtype=torch.int32)])
+    make_plan = lambda: core.plan_step(decodes, decodes, n_seq, P, qsl, seq_lens, slots,  # noqa: E731
                                        args.conv_size if conv else None)
     plan = make_plan()
     out = torch.empty(T, args.heads * args.value_dim, device=DEV, dtype=args.dtype)
     hidden_out = torch.empty_like(x)
-    nbytes = layer.state_bytes(n_seq, read_recurrent=False)
-    common = dict(step=f"prefill {n_seq}x{seq_len}", batch=n_seq, tokens=T, mixer=args.mixer, conv=conv,
+    nbytes = layer.state_bytes(n_seq, read_recurrent=False) + layer.state_bytes(decodes, read_recurrent=True)
+    step = f"prefill {n_seq}x{seq_len}" if not decodes else f"mixed {decodes}+{n_seq}x{seq_len}"
+    common = dict(step=step, batch=decodes + n_seq, tokens=T, mixer=args.mixer, conv=conv,
                   state=str(state_dtype).replace("torch.", ""), state_MB=nbytes / 1e6,
                   floor_ms=nbytes / copy_bw * 1e3 if copy_bw else None, graph_ms=None)
     calls = L * max(1, args.calls_per_layer // 2)
@@ -370,11 +377,13 @@ def markdown(info: dict, checks: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_prefill(text: str) -> list[tuple[int, int]]:
+def parse_prefill(text: str) -> list[tuple[int, int, int]]:
+    """'8x1024,256+15x1024' -> [(decodes, sequences, length)]: 'D+' puts D decoding requests in the same step."""
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
-        n, _, t = item.lower().partition("x")
-        out.append((int(n), int(t)))
+        decodes, _, rest = item.lower().rpartition("+")
+        n, _, t = rest.partition("x")
+        out.append((int(decodes or 0), int(n), int(t)))
     return out
 
 
@@ -392,7 +401,8 @@ def main(argv=None):
     ap.add_argument("--conv-only", action="store_true", help="only rows with a short conv")
     ap.add_argument("--decode", default="64,256,512", help="decode batch sizes ('' for none)")
     ap.add_argument("--state-dtypes", default="float32,bfloat16")
-    ap.add_argument("--prefill", default="8x1024,1x4096", help="packed prefill batches, SEQSxLEN ('' for none)")
+    ap.add_argument("--prefill", default="8x1024,1x4096,256+15x1024",
+                    help="packed prefill batches, SEQSxLEN, or D+SEQSxLEN with D decodes in the step ('' for none)")
     ap.add_argument("--dtype", default="bfloat16", help="activations and weights")
     ap.add_argument("--layers", type=int, default=4, help="separate pools the calls rotate over")
     ap.add_argument("--calls-per-layer", type=int, default=4)
@@ -403,7 +413,7 @@ def main(argv=None):
     if args.cpu_smoke:
         DEV, SMOKE = "cpu", True
         args.hidden, args.heads, args.key_dim, args.value_dim = 64, 2, 16, 16
-        args.decode, args.prefill, args.layers, args.calls_per_layer = "3", "2x9,1x20", 2, 1
+        args.decode, args.prefill, args.layers, args.calls_per_layer = "3", "2x9,1x20,3+2x9", 2, 1
         args.dtype, args.check = "float32", True
     elif not torch.cuda.is_available():
         sys.exit("no CUDA device (use --cpu-smoke for the CPU plumbing check)")
@@ -444,8 +454,8 @@ def _measure(args, convs, state_dtypes, copy_bw, info) -> tuple[list[dict], str]
                 decode_rows(args, conv, sd, batch, copy_bw)
                 if DEV == "cuda":
                     torch.cuda.empty_cache()
-        for n_seq, seq_len in parse_prefill(args.prefill):
-            prefill_rows(args, conv, state_dtypes[0], n_seq, seq_len, copy_bw)
+        for decodes, n_seq, seq_len in parse_prefill(args.prefill):
+            prefill_rows(args, conv, state_dtypes[0], n_seq, seq_len, copy_bw, decodes)
     return checks, markdown(info, checks)
 
 

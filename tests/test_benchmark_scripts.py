@@ -96,3 +96,10 @@ def test_serving_gpu_model_variants():
     assert variant("qwen2_1p5b_hybrid") == ("qwen2_1p5b_hybrid", None)
     assert variant("qwen2_1p5b_hybrid_bf16state") == ("qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"})
     assert variant("qwen3next_1p5b") == ("qwen3next_1p5b", {"additional_config": {"gdn_prefill_backend": "triton"}})
+
+
+def test_serve_layer_gpu_parses_mixed_steps():
+    """serve_layer_gpu.py's --prefill: SEQSxLEN, or D+SEQSxLEN for a step with D decodes ahead of the prompts."""
+    parse = _load("serve_layer_gpu").parse_prefill
+    assert parse("8x1024, 256+15x1024,") == [(0, 8, 1024), (256, 15, 1024)]
+    assert parse("") == []
