@@ -32,6 +32,7 @@ from vllm.utils.torch_utils import direct_register_custom_op
 from vllm.v1.attention.backends.registry import MambaAttentionBackendEnum
 
 from .compat import eager_during_capture
+from .linear_backend import HybridLinearBackend
 from .linear_core import LayerShape, gated_rms_norm, linear_attention_core, plan_step, warm_up
 from .plugin import OP_NAME
 
@@ -153,6 +154,9 @@ class HybridLinearAttention(nn.Module, MambaBase):
     @property
     def mamba_type(self):
         return MambaAttentionBackendEnum.LINEAR  # LinearAttentionMetadata: slots, query_start_loc, seq_lens
+
+    def get_attn_backend(self):
+        return HybridLinearBackend  # LINEAR, with decode slots at a fixed address for FULL graphs (linear_backend.py)
 
     # ---------------------------------------------------------------- forward
     def forward(self, hidden_states: torch.Tensor, output: torch.Tensor) -> None:

@@ -191,6 +191,38 @@ def test_state_shapes_and_dtypes_follow_config_and_server():
 
 
 @needs_vllm
+def test_decode_slots_stay_at_one_address():
+    """A FULL CUDA graph replays a decode step with the slot tensor of its capture: the builder copies each
+    decode-only step's slots into one persistent buffer (vLLM's prefix-caching "align" mode gathers them into a fresh
+    tensor every step); steps with prefills, or larger than the buffer, pass through unchanged."""
+    from vllm.v1.attention.backends.linear_attn import LinearAttentionMetadata
+
+    from hybridserve.serve.linear_backend import HybridLinearBackend, HybridLinearMetadataBuilder, persistent_decode_slots
+    from hybridserve.serve.linear_layer import HybridLinearAttention
+
+    assert HybridLinearBackend.get_builder_cls() is HybridLinearMetadataBuilder
+    assert HybridLinearAttention.get_attn_backend(None) is HybridLinearBackend
+
+    def step(slots, prefills=0):
+        n = len(slots)
+        return LinearAttentionMetadata(num_prefills=prefills, num_prefill_tokens=prefills, num_decodes=n - prefills,
+                                       num_decode_tokens=n - prefills, query_start_loc=torch.arange(n + 1),
+                                       seq_lens=torch.ones(n, dtype=torch.int32),
+                                       state_indices_tensor=torch.tensor(slots, dtype=torch.int32))
+
+    buffer = torch.zeros(4, dtype=torch.int32)
+    first = persistent_decode_slots(step([5, 2, 0]), buffer)
+    second = persistent_decode_slots(step([7, 3]), buffer)
+    assert first.state_indices_tensor.data_ptr() == second.state_indices_tensor.data_ptr() == buffer.data_ptr()
+    assert second.state_indices_tensor.tolist() == [7, 3] and buffer.tolist() == [7, 3, 0, 0]
+    mixed = step([1, 6], prefills=1)
+    assert persistent_decode_slots(mixed, buffer) is mixed
+    big = step([1, 2, 3, 4, 5])
+    assert persistent_decode_slots(big, buffer) is big
+    assert persistent_decode_slots(first, None) is first  # no FULL graphs: no buffer, nothing copied
+
+
+@needs_vllm
 def test_vllm_bfloat16_state_on_request(tmp_path):
     """`--mamba-ssm-cache-dtype bfloat16` halves the recurrent state of a float32-state checkpoint; the tokens then
     equal transformers' with linear_state_dtype=bfloat16 (the state rounded at the same points: after each
