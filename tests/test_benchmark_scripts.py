@@ -103,3 +103,10 @@ def test_serve_layer_gpu_parses_mixed_steps():
     parse = _load("serve_layer_gpu").parse_prefill
     assert parse("8x1024, 256+15x1024,") == [(0, 8, 1024), (256, 15, 1024)]
     assert parse("") == []
+
+
+def test_serve_check_gpu_common_prefix():
+    """serve_check_gpu.py scores each prompt by the leading tokens vLLM and transformers share."""
+    prefix = _load("serve_check_gpu").common_prefix
+    assert prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert prefix([1, 2], [1, 2, 3]) == 2 and prefix([], [1]) == 0 and prefix([5], [6]) == 0
