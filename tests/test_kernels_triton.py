@@ -31,7 +31,7 @@ from hybridserve.kernels.gla.naive import naive_chunk_gla, naive_recurrent_gla
 
 pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3.7.1); a bare machine skips
 
-# every kernel module now, while TRITON_INTERPRET is set (their @triton.jit functions become interpreted ones)
+triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
 from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
@@ -39,9 +39,6 @@ from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
 from hybridserve.kernels.gla.fused_recurrent import fused_recurrent_gla_fwd  # noqa: E402
 
-triton_cpu.release_env()  # nothing else in the session may see TRITON_INTERPRET
-if not triton_cpu.ON_GPU:
-    triton_cpu.enable_bounds_check()  # every interpreted load / store must stay inside its tensor arguments
 
 DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16  # K != V: a transposed state would not fit
@@ -53,25 +50,13 @@ SENTINEL = 1234.5  # unused pool slots hold this; it must survive bit-exact
 def _threads_and_interpreter():
     """One intra-op thread (tiny tensors); TRITON_INTERPRET=1 while this module's tests run (Triton consults it
     at launch too), and only then."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    saved = os.environ.get("TRITON_INTERPRET")
-    if not triton_cpu.ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = saved
+    with triton_cpu.interpreted_one_thread():
+        yield
 
 
 @pytest.fixture
 def triton_ops(monkeypatch):
-    """Route the public ops' CPU tensors to the Triton kernels (interpreter) for one test."""
-    if not triton_cpu.ON_GPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "1")
+    triton_cpu.route_ops_to_triton(monkeypatch)
 
 
 def rel_rmse(out, ref):

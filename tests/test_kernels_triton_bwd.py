@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
 
-import importlib
-import os
 
 import pytest
 import torch
@@ -31,19 +29,10 @@ from hybridserve.kernels.gla.naive import naive_recurrent_gla
 
 pytest.importorskip("triton")
 
-# Every kernel module now, while TRITON_INTERPRET is set (their @triton.jit functions become interpreted ones): one
-# imported after release_env() below would build compiled kernels, and so would a test file collected after this
-# one (`pytest tests/test_kernels_triton_bwd.py tests/test_kernels_triton.py` failed 14 tests that way).
-for _module in ("gated_delta_rule.chunk", "gated_delta_rule.chunk_bwd", "gated_delta_rule.fused_recurrent",
-                "gla.chunk", "gla.chunk_bwd", "gla.fused_recurrent"):
-    importlib.import_module(f"hybridserve.kernels.{_module}")
+triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
 from hybridserve.kernels.gated_delta_rule import chunk_bwd as gdn_bwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule  # noqa: E402
 from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
-
-triton_cpu.release_env()
-if not triton_cpu.ON_GPU:
-    triton_cpu.enable_bounds_check()
 
 DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16
@@ -54,17 +43,8 @@ NAMES = ["dq", "dk", "dv", "dgk", "dh0"]
 
 @pytest.fixture(autouse=True, scope="module")
 def _interpreter():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    saved = os.environ.get("TRITON_INTERPRET")
-    if not triton_cpu.ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = saved
+    with triton_cpu.interpreted_one_thread():
+        yield
 
 
 def gen(seed):

@@ -14,8 +14,6 @@ from __future__ import annotations
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
 
 import gc
-import importlib
-import os
 
 import pytest
 import torch
@@ -28,25 +26,9 @@ from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_del
 
 pytest.importorskip("triton")
 
-# The kernel modules, interpreted: set TRITON_INTERPRET here too, since triton_cpu sets it only when first imported
-# (another test module collected earlier may have released it already). Every kernel module, so that a test file
-# collected after this one finds them interpreted (see test_kernels_triton_bwd.py).
-_saved = os.environ.get("TRITON_INTERPRET")
-if not triton_cpu.ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
-for _module in ("gated_delta_rule.chunk", "gated_delta_rule.chunk_bwd", "gated_delta_rule.fused_recurrent",
-                "gated_delta_rule.prefill_inputs", "gla.chunk", "gla.chunk_bwd", "gla.fused_recurrent"):
-    importlib.import_module(f"hybridserve.kernels.{_module}")
+triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
 from hybridserve.kernels.gated_delta_rule import chunk as gchunk  # noqa: E402
 from hybridserve.kernels.gated_delta_rule import prefill_inputs as gp  # noqa: E402
-
-if _saved is None:
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _saved
-triton_cpu.release_env()
-if not triton_cpu.ON_GPU:
-    triton_cpu.enable_bounds_check()
 
 DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16
@@ -57,25 +39,13 @@ GATE_RTOL = 1e-5 if triton_cpu.ON_GPU else 2e-6
 
 @pytest.fixture(autouse=True, scope="module")
 def _threads_and_interpreter():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    saved = os.environ.get("TRITON_INTERPRET")
-    if not triton_cpu.ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = saved
+    with triton_cpu.interpreted_one_thread():
+        yield
 
 
 @pytest.fixture
 def triton_ops(monkeypatch):
-    """Route the public ops' CPU tensors to the Triton kernels (interpreter) for one test."""
-    if not triton_cpu.ON_GPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "1")
+    triton_cpu.route_ops_to_triton(monkeypatch)
 
 
 REAL_CHUNK_INDEX = gchunk.chunk_index

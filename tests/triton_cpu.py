@@ -32,6 +32,8 @@ they never call `.to()` on a loop variable (a Python int in the interpreter).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
 
@@ -53,6 +55,57 @@ def release_env() -> None:
         os.environ["TRITON_INTERPRET"] = _SAVED_ENV
 
 DEVICE = "cuda" if ON_GPU else "cpu"
+
+# Every module defining Triton kernels.
+KERNEL_MODULES = ("gated_delta_rule.chunk", "gated_delta_rule.chunk_bwd", "gated_delta_rule.chunk_bwd_split",
+                  "gated_delta_rule.fused_recurrent", "gated_delta_rule.prefill_inputs", "gla.chunk",
+                  "gla.chunk_bwd", "gla.fused_recurrent")
+
+
+def import_kernel_modules() -> None:
+    """Import every kernel module with TRITON_INTERPRET set (set here too: an earlier test module may have released
+    it already), so their @triton.jit functions are interpreted ones, then release the variable and (on CPU) turn
+    the bounds check on. Every kernel module, so that a test file collected later finds them interpreted: one
+    imported after release_env() would build compiled kernels (`pytest tests/test_kernels_triton_bwd.py
+    tests/test_kernels_triton.py` once failed 14 tests that way)."""
+    saved = os.environ.get("TRITON_INTERPRET")
+    if not ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+    for module in KERNEL_MODULES:
+        importlib.import_module(f"hybridserve.kernels.{module}")
+    if saved is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = saved
+    release_env()
+    if not ON_GPU:
+        enable_bounds_check()  # every interpreted load / store must stay inside its tensor arguments
+
+
+@contextlib.contextmanager
+def interpreted_one_thread():
+    """While a kernel test module runs: TRITON_INTERPRET=1 on CPU (launches read it) and one torch thread (the
+    interpreter's numpy work is serial anyway; more threads only contend), both restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    saved = os.environ.get("TRITON_INTERPRET")
+    if not ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if saved is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+def route_ops_to_triton(monkeypatch) -> None:
+    """Route the public ops' CPU tensors to the Triton kernels (interpreter) for one test."""
+    if not ON_GPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("HYBRIDSERVE_TRITON_ON_CPU", "1")
 
 
 def _patch_interpreter() -> None:
