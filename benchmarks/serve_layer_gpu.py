@@ -226,6 +226,33 @@ class Layer:
 
 # ------------------------------------------------------------------------------------------------ rows
 ROWS: list[dict] = []
+HOST_PROFILES: list[str] = []  # --host-profile: where each row's op spends its host time
+
+
+def host_profile(label: str, fn, calls: int, top: int = 25) -> None:
+    """cProfile of `calls` op calls with the GPU kept busy (a sleep kernel ahead of them, as in time_eager), so the
+    host never waits on the queue: the profile is pure issue time, by Python function (Triton's launcher, torch
+    allocations, our wrappers)."""
+    import cProfile
+    import io
+    import pstats
+
+    fn(0)
+    sync()
+    if DEV == "cuda":
+        torch.cuda._sleep(_sleep_cycles(0.05 + calls * 2e-3))
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for i in range(calls):
+        fn(i)
+    prof.disable()
+    wall = (time.perf_counter() - t0) * 1e6 / calls
+    sync()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
+    HOST_PROFILES.append(f"## {label}: {wall:.0f} us host per call under cProfile ({calls} calls)\n\n"
+                         + text.getvalue())
 
 
 def report(**kw):
@@ -256,6 +283,8 @@ def decode_rows(args, conv: bool, state_dtype: torch.dtype, batch: int, copy_bw)
         t["graph_ms"] = time_graph(fn, L)
         best = t["graph_ms"] or t["device_ms"]
         report(part=part, **common, **t, GBps=nbytes / (best * 1e-3) / 1e9 if part == "op" else None)
+        if part == "op" and args.host_profile:
+            host_profile(f"decode {batch}, {common['state']} state, conv {conv}", fn, 40)
     if conv:  # without a conv the decode plan is views only: nothing to time
         t = time_eager(lambda i: make_plan(), 8)
         t["graph_ms"] = time_graph(lambda i: make_plan(), 1)
@@ -291,6 +320,8 @@ def prefill_rows(args, conv: bool, state_dtype: torch.dtype, n_seq: int, seq_len
                      ("layer", lambda i: layer.layer(i % L, x, hidden_out, plan))):
         t = time_eager(fn, calls)
         report(part=part, **common, **t, GBps=nbytes / (t["device_ms"] * 1e-3) / 1e9 if part == "op" else None)
+        if part == "op" and args.host_profile:
+            host_profile(f"{step}, {common['state']} state, conv {conv}", fn, 40)
     t = time_eager(lambda i: make_plan(), 8)
     report(part="plan", **dict(common, state_MB=0.0, floor_ms=None), **t, GBps=None)
 
@@ -408,6 +439,8 @@ def main(argv=None):
     ap.add_argument("--calls-per-layer", type=int, default=4)
     ap.add_argument("--out", default=os.environ.get("OUT"), help="folder for serve_layer.json / .md")
     ap.add_argument("--check", action="store_true", help="first compare one mixed step with the CPU references")
+    ap.add_argument("--host-profile", action="store_true",
+                    help="also profile each row's op calls on the host (cProfile) into host_profile.md")
     ap.add_argument("--cpu-smoke", action="store_true")
     args = ap.parse_args(argv)
     if args.cpu_smoke:
@@ -444,6 +477,9 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         (out / "serve_layer.json").write_text(json.dumps({"info": info, "checks": checks, "rows": ROWS}, indent=1))
         (out / "serve_layer.md").write_text(text)
+        if HOST_PROFILES:
+            (out / "host_profile.md").write_text("# Host time of the serving op, by function\n\n"
+                                                 + "\n".join(HOST_PROFILES))
 
 
 def _measure(args, convs, state_dtypes, copy_bw, info) -> tuple[list[dict], str]:

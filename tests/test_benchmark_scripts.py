@@ -110,3 +110,17 @@ def test_serve_check_gpu_common_prefix():
     prefix = _load("serve_check_gpu").common_prefix
     assert prefix([1, 2, 3], [1, 2, 4]) == 2
     assert prefix([1, 2], [1, 2, 3]) == 2 and prefix([], [1]) == 0 and prefix([5], [6]) == 0
+
+
+def test_serve_check_gpu_margins(tmp_path):
+    """serve_check_gpu.py's teacher-forced margin: zero at every position for the model's own float32 greedy tokens,
+    whole logits for tokens no engine would choose."""
+    import torch
+
+    check = _load("serve_check_gpu")
+    path = check.build(tmp_path / "m", "qwen2_gdn", 32, torch.float32)
+    prompts = [[11, 12, 13, 14, 15], list(range(20, 60))]
+    greedy = check.reference(path, prompts, 8, torch.float32, "cpu")
+    assert all(max(m) < 1e-4 for m in check.margins(path, prompts, greedy, "cpu"))
+    wrong = [[(t + 97) % 200 + 10 for t in g] for g in greedy]
+    assert all(max(m) > 1.0 for m in check.margins(path, prompts, wrong, "cpu"))
