@@ -20,9 +20,10 @@ TEACHER=${TEACHER:-smollm2-135m}
 DATA=${DATA:-builtin}
 OUT=${OUT:-runs/select-smollm2}
 DEVICE=${DEVICE:-cuda}
-WORKERS=${WORKERS:-5}           # processes; worker i uses GPU i mod #GPUs. On an H200 each of 6 workers held 20-22 GB
-                                # (its 5 candidates at 1.6 GB + ~13 GB of teacher and activations): 126 GB, which ran
-                                # out of memory once another process took 13 GB. 5 workers: ~113 GB
+WORKERS=${WORKERS:-6}           # processes; worker i uses GPU i mod #GPUs. On an H200, with their candidates kept on the
+                                # device, 5 workers held 24.5-26.3 GB each and the selecting process 12.5 GB more
+                                # (stage 1's cached blocks; now freed, and its copy kept on the CPU): out of memory.
+                                # With KEEP=cpu (below) a worker holds one candidate at a time: ~6 x 17 GB
 STAGE1_TOKENS=${STAGE1_TOKENS:-1966080}   # 40 steps of 96 x 512 (the paper's stage-1 shape)
 STAGE1_SEQ=${STAGE1_SEQ:-512}
 STAGE1_BATCH=${STAGE1_BATCH:-96}
@@ -36,7 +37,9 @@ EVAL_BLOCKS=${EVAL_BLOCKS:-8}
 # A candidate checkpoint is float32 weights + two AdamW moments (1.6 GB for SmolLM2-135M), 30 of them per
 # checkpoint round (48 GB of disk): write them every 4 rounds, so a crash recomputes at most 3 rounds.
 CHECKPOINT_ROUNDS=${CHECKPOINT_ROUNDS:-4}
-KEEP=${KEEP:-device}             # where candidates wait between rounds: device (30 x 1.6 GB), cpu, disk
+KEEP=${KEEP:-cpu}                # where candidates wait between rounds: cpu (30 x 1.6 GB of host memory; moving one
+                                 # in and out costs well under a second of a ~15 s advance), device (1.6 GB more GPU
+                                 # memory per waiting candidate), disk
 # ... unless the disk cannot hold one set (GPU machines here have 64 GB): then no candidate checkpoints at all (a crash
 # recomputes the candidate rounds; stage 1 and finished rounds are still kept).
 mkdir -p "$OUT"

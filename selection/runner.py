@@ -19,6 +19,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from ..convert.config import RunConfig
 from .budgets import resolve_budget
 from .candidates import CandidateSpec, LocalExecutor, scoring_stage_config
@@ -297,6 +299,25 @@ def finish(out: Path, data: dict, console=None) -> dict:
     return data
 
 
+def parent_device(settings: SelectSettings, device: torch.device) -> torch.device:
+    """Where the selecting process keeps its own context. With worker processes it only plans rounds and collects
+    scores (every worker loads its own teacher, data and stage-1 student on its GPU), so its copy stays on the CPU:
+    on one shared GPU, a parent's teacher and stage-1 memory (12.5 GB for SmolLM2, most of it stage 1's cached
+    blocks) is what pushed the fifth of five workers out of memory on an H200."""
+    if settings.workers > 1 and settings.method in RUN_METHODS:
+        return torch.device("cpu")
+    return device
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Return the CUDA caching allocator's unused blocks to the driver (after stage 1, before the workers start)."""
+    if device.type == "cuda":
+        import gc
+
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
 def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, *, console=None,
                   context: Context | None = None) -> dict:
     """Run `settings.method`; returns selection.json's content (or the shard summary for --shard)."""
@@ -312,11 +333,13 @@ def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, 
             raise SelectionError(f"{out} holds a selection run with --shard {previous.get('shard')}; use another --out")
     timings, t0 = {}, time.time()
     needs_stage1 = settings.method in STAGE1_METHODS
+    device = pick_device(config)
     if context is None:
         stage1 = ensure_stage1(config, settings, out, console) if needs_stage1 else None
         timings["stage1_s"] = time.time() - t0
+        free_device_memory(device)  # stage 1 ran in this process: hand its cached blocks back before the workers start
         t0 = time.time()
-        context = load_context(config, settings, stage1, pick_device(config), progress=console is not None)
+        context = load_context(config, settings, stage1, parent_device(settings, device), progress=console is not None)
         timings["load_s"] = time.time() - t0
     elif needs_stage1 and context.stage1_student is None:
         raise SelectionError(f"{settings.method} needs a stage-1 student")
@@ -344,10 +367,10 @@ def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, 
         return shard
     data = assemble(info, settings, k, result, context.teacher.config, c.mixer, c.gqa_mode, c.short_conv, n,
                     {"timings": timings})
-    if settings.measure_throughput and context.device.type == "cuda":
+    if settings.measure_throughput and device.type == "cuda":
         from .throughput import measure_budgets
 
-        measure_budgets(context, data["budgets"])
+        measure_budgets(context, data["budgets"], device)
     return finish(out, data, console)
 
 

@@ -21,14 +21,14 @@ def decode_tokens_per_s(model, prompt_tokens: int = 512, new_tokens: int = 128, 
     return new_tokens / (time.perf_counter() - start)
 
 
-def measure_budgets(context, budgets: list[dict]) -> None:
+def measure_budgets(context, budgets: list[dict], device: torch.device) -> None:
     from ..convert.stage0 import build_student
 
     teacher = context.teacher
     for entry in budgets:
         student, _ = build_student(teacher, entry["layers"], **context.student_options)
-        student = student.to(device=context.device, dtype=torch.bfloat16).eval()
-        entry["throughput"] = {"tokens_per_s": decode_tokens_per_s(student, device=context.device),
+        student = student.to(device=device, dtype=torch.bfloat16).eval()
+        entry["throughput"] = {"tokens_per_s": decode_tokens_per_s(student, device=device),
                                "prompt_tokens": 512, "new_tokens": 128, "batch": 1, "dtype": "bfloat16"}
         del student
         torch.cuda.empty_cache()

@@ -148,6 +148,17 @@ def test_two_worker_processes_equal_one_process(assets, ga_result, tmp_path):
     assert len(pids) == 2 and os.getpid() not in pids
 
 
+def test_parent_of_workers_keeps_its_context_on_the_cpu():
+    """With worker processes the selecting process only plans and collects: its teacher and stage-1 copies stay off
+    the GPU the workers share (on an H200 they pushed the fifth of five SmolLM2 workers out of memory)."""
+    from hybridserve.selection.runner import parent_device
+
+    cuda = torch.device("cuda", 0)
+    assert parent_device(SelectSettings(method="ga-s2", workers=4), cuda).type == "cpu"
+    assert parent_device(SelectSettings(method="ga-s2", workers=1), cuda) == cuda
+    assert parent_device(SelectSettings(method="uniform", workers=4), cuda) == cuda  # computes in this process
+
+
 def test_early_stop_saves_tokens(assets, ga_result, tmp_path):
     data = run_selection(run_config(assets), settings(assets, rounds=6, tokens=1152, threshold=1.0, patience=2),
                          tmp_path / "early")
