@@ -5,8 +5,8 @@
   backward bypassed, for timing only: fla-org/flash-linear-attention#640) and the chunked PyTorch reference under
   autograd (1x4K only: 8x32K costs ~0.8 s a step). TFLOP/s by shared/gpu/README.md's convention (fwd + bwd =
   3 x 1.83e5 FLOP per token and head), plus our backward alone (chunk_gdn_bwd, which recomputes the forward first).
-  Ours twice: the default backward (HYBRIDSERVE_GDN_BWD=fused) and the split one (=split: K-blocked dqkw,
-  tensor-core wy, dS' in bf16; kernels/gated_delta_rule/chunk_bwd_split.py).
+  Ours twice: the default backward (`split` at K = V = 128: K-blocked dqkw, tensor-core wy, dS' in bf16;
+  kernels/gated_delta_rule/chunk_bwd_split.py) and the other layout, forced (HYBRIDSERVE_GDN_BWD=fused).
 * The GDN backward phase by phase (first, so a short budget still gets it): each of its six kernels (prep = the
   recomputed cumsum, (I + A)^-1, W, U; state = the recomputed per-chunk states; dv_local; dh = the reverse pass;
   dqkw; wy) timed alone on the same buffers (chunk_gdn_bwd's `_phases`), for both layouts at each B x T, with the
@@ -505,9 +505,10 @@ def main():
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
-    gdn = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-           "ours (Triton fwd + split Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-                                                    {"HYBRIDSERVE_GDN_BWD": "split"})}
+    # (the default backward is `split` at K = V = 128 since session 4: the second row times the other layout)
+    gdn = {"ours (Triton fwd + default Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
+           "ours (Triton fwd + fused Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
+                                                    {"HYBRIDSERVE_GDN_BWD": "fused"})}
     gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0]}
     if fla is not None:
         gdn["fla (bwd guard bypassed)"] = lambda *x: fla["chunk_gdn"](*x)[0]
