@@ -1,6 +1,7 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
-  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096] [--eager]
+  python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096]
+      [--eager] [--state-dtype bfloat16]
 
 Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
 profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
@@ -72,7 +73,9 @@ def _busy_lines(events: list) -> list[str]:
             f"{len(spans)} kernels.", ""]
 
 
-_STEP = re.compile(r"execute_context_(\d+)\((\d+)\)_generation_(\d+)\((\d+)\)")
+# vLLM's per-step annotation: `execute_context_<reqs>(<tokens>)_generation_<reqs>(<tokens>)` in older releases,
+# `execute_<total>_context_<reqs>(sq<tokens>sk..)_generation_<reqs>(sq<tokens>sk..)` in newer ones.
+_STEP = re.compile(r"execute_(?:\d+_)?context_(\d+)\((?:sq)?(\d+)[^)]*\)_generation_(\d+)\((?:sq)?(\d+)[^)]*\)")
 
 
 def _scope_lines(events: list, steps: int, top: int = 15) -> list[str]:
@@ -127,6 +130,8 @@ def main() -> None:
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--eager", action="store_true")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--state-dtype", default=None,
+                   help="recurrent-state dtype (vLLM's mamba_ssm_cache_dtype), e.g. bfloat16 as the native hybrid uses")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     trace_dir = (a.out / "trace").resolve()
@@ -136,8 +141,9 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     from vllm import LLM, SamplingParams
 
+    extra = {"mamba_ssm_cache_dtype": a.state_dtype} if a.state_dtype else {}
     llm = LLM(model=a.model, dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
-              max_num_seqs=512, profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
+              max_num_seqs=512, **extra, profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
                                                  "torch_profiler_with_stack": False})
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)

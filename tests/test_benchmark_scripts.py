@@ -124,3 +124,12 @@ def test_serve_check_gpu_margins(tmp_path):
     assert all(max(m) < 1e-4 for m in check.margins(path, prompts, greedy, "cpu"))
     wrong = [[(t + 97) % 200 + 10 for t in g] for g in greedy]
     assert all(max(m) > 1.0 for m in check.margins(path, prompts, wrong, "cpu"))
+
+
+def test_serving_profile_step_annotation_both_formats():
+    """vLLM's per-step annotation, old (`execute_context_2(64)_generation_3(3)`) and new format (total tokens first,
+    `sq`/`sk` fields per group): prefill and decode requests and tokens read the same."""
+    step = _load("serving_profile")._STEP
+    old = step.fullmatch("execute_context_2(64)_generation_3(3)")
+    new = step.fullmatch("execute_67_context_2(sq64sk64sqsq2048sqsk2048)_generation_3(sq3sk3000sqsq3sqsk3000)")
+    assert old.groups() == new.groups() == ("2", "64", "3", "3")
