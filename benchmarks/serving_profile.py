@@ -1,7 +1,7 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
   python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096]
-      [--eager] [--state-dtype bfloat16]
+      [--eager] [--state-dtype bfloat16] [--engine-json '{...}']
 
 Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
 profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
@@ -132,6 +132,9 @@ def main() -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--state-dtype", default=None,
                    help="recurrent-state dtype (vLLM's mamba_ssm_cache_dtype), e.g. bfloat16 as the native hybrid uses")
+    p.add_argument("--engine-json", default="{}",
+                   help='more LLM arguments, e.g. \'{"additional_config": {"gdn_prefill_backend": "triton"}}\' for the '
+                        "native hybrid as serving_gpu.py runs it")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     trace_dir = (a.out / "trace").resolve()
@@ -142,6 +145,7 @@ def main() -> None:
     from vllm import LLM, SamplingParams
 
     extra = {"mamba_ssm_cache_dtype": a.state_dtype} if a.state_dtype else {}
+    extra.update(json.loads(a.engine_json))
     llm = LLM(model=a.model, dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
               max_num_seqs=512, **extra, profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
                                                  "torch_profiler_with_stack": False})
