@@ -76,13 +76,15 @@ def gdn_recurrent_varlen_(q, k, v, g, beta, cu_seqlens, state_pool, state_indice
 
 
 def gdn_prefill_varlen(q, k, v, g, beta, cu_seqlens, state_pool, state_indices, has_initial_state=None,
-                       scale=None, use_qk_l2norm=False, a=None, b=None, A_log=None, dt_bias=None, dispatch=True):
+                       scale=None, use_qk_l2norm=False, a=None, b=None, A_log=None, dt_bias=None, dispatch=True,
+                       qkv_silu=False):
     """Chunked prefill of packed sequences (tokens [TT, H, *] or [1, TT, H, *], cu_seqlens [N+1] int32/int64):
     initial states from state_pool[state_indices[n]] where has_initial_state[n] (else zero), final states
-    written back into the same slots. Returns o shaped like v."""
+    written back into the same slots. Returns o shaped like v. qkv_silu: q, k, v are pre-activation (GDN's SiLU
+    is applied first, fused into the prologue kernel on the Triton path)."""
     return _pool("gdn_chunk_pool", dispatch)(
         q, k, v, g, beta, a, b, A_log, dt_bias, state_pool, state_indices, cu_seqlens, has_initial_state,
-        _scale(q, scale), use_qk_l2norm)
+        _scale(q, scale), use_qk_l2norm, qkv_silu)
 
 
 def gla_decode_(q, k, v, gk, state_pool, state_indices, scale=None, gate_logit_normalizer=None, dispatch=True):

@@ -17,6 +17,8 @@ State-pool ops for serving (mutate `state_pool` [num_slots, H, K, V] float32 or 
 plain bodies are in DIRECT, for callers already inside an opaque op):
     gdn_recurrent_pool / gdn_chunk_pool(q, k, v, g?, beta?, a?, b?, A_log?, dt_bias?, state_pool, state_indices,
                                         cu_seqlens?, has_initial_state?, scale, use_qk_l2norm) -> o
+      gdn_chunk_pool takes one more flag, qkv_silu: q, k, v are the raw projection and get GDN's SiLU first (in the
+      prologue kernel on the Triton path: serving's prefill then needs no activation launch of its own).
     gla_recurrent_pool / gla_chunk_pool(q, k, v, gk, state_pool, state_indices, cu_seqlens?, has_initial_state?,
                                         scale, gate_logit_normalizer?) -> o
 """
@@ -321,12 +323,14 @@ def _pool_op(name: str):
     return register
 
 
-def _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm):
+def _gdn_pool_inputs(q, k, v, g, beta, a, b, A_log, dt_bias, use_qk_l2norm, qkv_silu=False):
+    if qkv_silu:
+        q, k, v = F.silu(q), F.silu(k), F.silu(v)
     if g is None:
         g, beta = gdn_gates(a, b, A_log, dt_bias)
     if use_qk_l2norm:
         q, k = _l2norm(q), _l2norm(k)
-    return q, k, g, beta
+    return q, k, v, g, beta
 
 
 @_pool_op("gdn_recurrent_pool")
@@ -341,7 +345,7 @@ def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], bet
             q, k, v, g, beta, a=a, b=b, A_log=A_log, dt_bias=dt_bias, scale=scale, initial_state=state_pool,
             final_state=state_pool, state_indices=state_indices, has_initial_state=has_initial_state,
             cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm)
-    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
+    q, k, v, g, beta = _gdn_pool_inputs(q, k, v, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
 
     def run(seq, h0):
         return naive_recurrent_gated_delta_rule(*seq, scale, h0, True)
@@ -353,19 +357,20 @@ def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], bet
 def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor],
                    a: Optional[Tensor], b: Optional[Tensor], A_log: Optional[Tensor], dt_bias: Optional[Tensor],
                    state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
-                   has_initial_state: Optional[Tensor], scale: float, use_qk_l2norm: bool) -> Tensor:
+                   has_initial_state: Optional[Tensor], scale: float, use_qk_l2norm: bool,
+                   qkv_silu: bool = False) -> Tensor:
     if use_triton(q, k, v, state_pool):
         from .gated_delta_rule.chunk import chunk_gdn_fwd
 
-        if g is None and prefill_prologue():  # gates + L2 norm + contiguous copies in one launch
+        if g is None and prefill_prologue():  # SiLU + gates + L2 norm + contiguous copies in one launch
             from .gated_delta_rule.prefill_inputs import gdn_prefill_inputs
 
-            q, k, v, g, beta = gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm)
+            q, k, v, g, beta = gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm, silu=qkv_silu)
         else:
-            q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
+            q, k, v, g, beta = _gdn_pool_inputs(q, k, v, g, beta, a, b, A_log, dt_bias, use_qk_l2norm, qkv_silu)
         return chunk_gdn_fwd(q, k, v, g, beta, scale, initial_state=state_pool, state_indices=state_indices,
                              has_initial_state=has_initial_state, final_state=state_pool, cu_seqlens=cu_seqlens)
-    q, k, g, beta = _gdn_pool_inputs(q, k, g, beta, a, b, A_log, dt_bias, use_qk_l2norm)
+    q, k, v, g, beta = _gdn_pool_inputs(q, k, v, g, beta, a, b, A_log, dt_bias, use_qk_l2norm, qkv_silu)
 
     def run(seq, h0):
         return naive_chunk_gated_delta_rule(*seq, scale, h0, True)
@@ -374,9 +379,14 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
 
 
 @gdn_recurrent_pool.register_fake
-@gdn_chunk_pool.register_fake
 def _gdn_pool_fake(q, k, v, g, beta, a, b, A_log, dt_bias, state_pool, state_indices, cu_seqlens,
                    has_initial_state, scale, use_qk_l2norm):
+    return q.new_empty(v.shape, dtype=q.dtype)
+
+
+@gdn_chunk_pool.register_fake
+def _gdn_chunk_pool_fake(q, k, v, g, beta, a, b, A_log, dt_bias, state_pool, state_indices, cu_seqlens,
+                         has_initial_state, scale, use_qk_l2norm, qkv_silu=False):
     return q.new_empty(v.shape, dtype=q.dtype)
 
 

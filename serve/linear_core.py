@@ -101,11 +101,13 @@ def _heads(shape: LayerShape, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, 
     return q, k, v
 
 
-def _qkv(shape: LayerShape, qkv: Tensor, conv: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """Conv output (or the raw projection) -> activated q, k, v heads. GDN applies SiLU to all three; once on
-    the whole [n, q+k+v] block, in place when it is the conv's fresh output."""
+def _qkv(shape: LayerShape, qkv: Tensor, conv: Optional[Tensor], activate: bool = True
+         ) -> tuple[Tensor, Tensor, Tensor]:
+    """Conv output (or the raw projection) -> q, k, v heads. GDN applies SiLU to all three; once on the whole
+    [n, q+k+v] block, in place when it is the conv's fresh output. activate=False: the heads stay pre-activation
+    (GDN's prefill op applies the SiLU inside its prologue kernel)."""
     x = conv if conv is not None else qkv
-    if shape.mixer == "gdn":
+    if shape.mixer == "gdn" and activate:
         x = F.silu(x, inplace=conv is not None)
     return _heads(shape, *x.split(list(shape.qkv_sizes), dim=-1))
 
@@ -144,11 +146,11 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
         x = qkv[nd:]
         y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
                                plan.conv) if conv else None
-        q, k, v = _qkv(shape, x, y)
+        q, k, v = _qkv(shape, x, y, activate=not gdn)
         if gdn:
             out[nd:] = gdn_prefill_varlen(q, k, v, None, None, plan.prefill_cu, recurrent, plan.prefill_slots,
                                           plan.has_initial, shape.scale, use_qk_l2norm=True, a=a[nd:], b=b[nd:],
-                                          A_log=A_log, dt_bias=dt_bias, dispatch=False)
+                                          A_log=A_log, dt_bias=dt_bias, dispatch=False, qkv_silu=True)
         else:
             out[nd:] = gla_prefill_varlen(q, k, v, gk[nd:], plan.prefill_cu, recurrent, plan.prefill_slots,
                                           plan.has_initial, shape.scale, gate_logit_normalizer=shape.gla_normalizer,

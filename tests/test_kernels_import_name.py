@@ -19,7 +19,7 @@ import kernels  # what transformers' is_kernels_available() does from the reposi
 assert kernels.__name__ == "kernels" and not hasattr(kernels, "ops"), dir(kernels)
 assert not any(m.startswith("kernels.") for m in sys.modules), [m for m in sys.modules if m.startswith("kernels.")]
 calls = []
-ops._gdn_pool_inputs = lambda *a, **k: calls.append(1) or (a[0], a[1], a[2], a[3])
+ops._gdn_pool_inputs = lambda *a, **k: calls.append(1) or (a[0], a[1], a[2], a[3], a[4])
 H, K, V, T = 1, 16, 16, 3
 x = torch.randn(T, H, K)
 try:

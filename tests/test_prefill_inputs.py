@@ -99,18 +99,22 @@ def test_prologue_matches_pytorch(dtype, TT):
     q, k, v, a, b, A_log, dt_bias = projection(TT, dtype, TT)
     if TT > 1:  # (a single token's view gets canonical strides)
         assert q.stride() == (2 * H * K + H * V + 2 * H + 3, K, 1) and a.stride() == (q.stride(0), 1)
-    for l2 in (True, False):
-        qt, kt, vt, g, beta = gp.gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=l2)
+    for l2, silu in ((True, False), (False, False), (True, True), (False, True)):
+        qt, kt, vt, g, beta = gp.gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=l2, silu=silu)
         ref_g, ref_beta = ops.gdn_gates(a, b, A_log, dt_bias)
-        ref_q, ref_k = (ops._l2norm(q), ops._l2norm(k)) if l2 else (q, k)
-        for out, ref in ((qt, ref_q), (kt, ref_k), (vt, v), (g, ref_g), (beta, ref_beta)):
+        ref_q, ref_k, ref_v = (F.silu(q), F.silu(k), F.silu(v)) if silu else (q, k, v)
+        ref_q, ref_k = (ops._l2norm(ref_q), ops._l2norm(ref_k)) if l2 else (ref_q, ref_k)
+        for out, ref in ((qt, ref_q), (kt, ref_k), (vt, ref_v), (g, ref_g), (beta, ref_beta)):
             assert out.shape == ref.shape and out.dtype == ref.dtype and out.is_contiguous()
         # q, k: float32 math as in _l2norm, only the order of the sum differs; bf16: at most one ulp apart
         tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=2**-7, atol=1e-6)
         torch.testing.assert_close(qt, ref_q, **tol)
         torch.testing.assert_close(kt, ref_k, **tol)
-        assert torch.equal(vt, v)
-        if not l2:
+        if silu:  # float32 math rounded to the input dtype, as F.silu; the sigmoid may differ in its last bits
+            torch.testing.assert_close(vt, ref_v, **tol)
+        else:
+            assert torch.equal(vt, v)
+        if not l2 and not silu:
             assert torch.equal(qt, q) and torch.equal(kt, k)
         # the gates are float32 from exact inputs in either dtype
         torch.testing.assert_close(g, ref_g, rtol=GATE_RTOL, atol=0)
@@ -197,9 +201,12 @@ def test_chunk_map_cache_inference_tensors(fresh_chunk_map):
 
 
 # ------------------------------------------------------------------------------------------- the state-pool op
-def _reference(q, k, v, a, b, A_log, dt_bias, cu, slots, has, pool, scale):
-    """float64: gates and L2 norm from the same (rounded) inputs, then the recurrence sequence by sequence."""
+def _reference(q, k, v, a, b, A_log, dt_bias, cu, slots, has, pool, scale, silu=False):
+    """float64: [SiLU,] gates and L2 norm from the same (rounded) inputs, then the recurrence sequence by
+    sequence."""
     qd, kd, vd, ad, bd, Ad, dd = (x.double().cpu() for x in (q, k, v, a, b, A_log, dt_bias))
+    if silu:
+        qd, kd, vd = F.silu(qd), F.silu(kd), F.silu(vd)
     qd = qd * torch.rsqrt(qd.pow(2).sum(-1, keepdim=True) + 1e-6)
     kd = kd * torch.rsqrt(kd.pow(2).sum(-1, keepdim=True) + 1e-6)
     g, beta = -Ad.exp() * F.softplus(ad + dd), torch.sigmoid(bd)
@@ -220,8 +227,9 @@ def rel_rmse(out, ref):
     return ((out - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
+@pytest.mark.parametrize("silu", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeypatch, dtype):
+def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeypatch, dtype, silu):
     lens, slots, has = [3, 70, 17], [4, -1, 1], [1, 1, 0]  # across a chunk boundary, a padding row, a fresh start
     TT = sum(lens)
     cu = torch.tensor([0, 3, 73, 90], dtype=torch.int32, device=DEV)
@@ -229,7 +237,7 @@ def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeyp
     pool = torch.randn(6, H, K, V, generator=gen(8)).to(DEV)
     idx = torch.tensor(slots, dtype=torch.int32, device=DEV)
     has_t = torch.tensor(has, dtype=torch.int32, device=DEV)
-    ref_o, ref_pool = _reference(q, k, v, a, b, A_log, dt_bias, cu, slots, has, pool, 0.4)
+    ref_o, ref_pool = _reference(q, k, v, a, b, A_log, dt_bias, cu, slots, has, pool, 0.4, silu)
     used = [s for s in slots if s >= 0]
     tol = 1e-5 if dtype == torch.float32 else 5e-3
     spy = {"prologue": 0, "pytorch": 0}
@@ -247,7 +255,7 @@ def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeyp
         monkeypatch.setenv("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", switch)
         p = pool.clone()
         o = kernels.gdn_prefill_varlen(q, k, v, None, None, cu, p, idx, has_t, 0.4, use_qk_l2norm=True, a=a, b=b,
-                                       A_log=A_log, dt_bias=dt_bias)
+                                       A_log=A_log, dt_bias=dt_bias, qkv_silu=silu)
         assert o.shape == v.shape and o.dtype == dtype
         for n, (s, e) in enumerate(zip(cu.tolist()[:-1], cu.tolist()[1:])):
             assert rel_rmse(o[s:e], ref_o[n]) <= tol, (switch, n)
@@ -305,7 +313,8 @@ def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
 
     def layer():  # the op's own function: a dispatch mode does not see inside a custom op
         with LaunchCounter() as c:
-            ops.gdn_chunk_pool._init_fn(q, k, v, None, None, a, b, A_log, dt_bias, pool, idx, cu, None, 0.5, True)
+            ops.gdn_chunk_pool._init_fn(q, k, v, None, None, a, b, A_log, dt_bias, pool, idx, cu, None, 0.5, True,
+                                        True)  # (serving's call: the raw projection, SiLU in the prologue)
         return c
 
     monkeypatch.setenv("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", "0")

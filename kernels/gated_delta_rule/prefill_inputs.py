@@ -4,6 +4,8 @@
 
     g    = -exp(A_log) softplus(a + dt_bias)    float32 [TT, H]
     beta = sigmoid(b)                           float32 [TT, H]
+    q, k, v <- silu(x)                          (silu: GDN's activation, when the caller passes the raw
+                                                 projection; float32 math, rounded to the input dtype, as F.silu)
     q, k <- x * rsqrt(sum(x^2) + 1e-6)          (use_qk_l2norm; float32 math, rounded to the input dtype)
 
 and `chunk_gdn_fwd` wants q, k, v as contiguous [TT, H, *] tensors. In eager PyTorch that is `ops.gdn_gates` and
@@ -12,8 +14,9 @@ costs host time, paid by every linear layer of every prefill step. This kernel r
 their strides (serving passes column slices of one [TT, C] projection viewed as [TT, H, D], last-dim stride 1)
 and writes all five prepared tensors at once; `chunk_gdn_fwd` then takes them without another copy.
 
-Same math as the PyTorch path (`ops.gdn_gates`, `ops._l2norm`: the references of the tests); only the order of
-the float32 sums differs. Only the raw-gate case (a, b given) has a kernel: with g, beta given the op keeps the
+Same math as the PyTorch path (`F.silu`, `ops.gdn_gates`, `ops._l2norm`: the references of the tests); only the
+order of the float32 sums differs. Taking the activation here saves serving one more launch per layer call and one
+pass over the q/k/v columns of the projection. Only the raw-gate case (a, b given) has a kernel: with g, beta given the op keeps the
 PyTorch path (no serving caller passes them).
 
 Grid: (token blocks, heads); each program handles BT tokens of one head.
@@ -41,9 +44,13 @@ def _softplus(x):
 
 
 @triton.jit
-def _rows(src, s_t, dst, D: tl.constexpr, o_t, o_d, m, NORM: tl.constexpr):
-    """BT rows of one head: strided source rows -> contiguous [TT, H, D] destination rows, L2-normalised if NORM."""
+def _rows(src, s_t, dst, D: tl.constexpr, o_t, o_d, m, NORM: tl.constexpr, SILU: tl.constexpr):
+    """BT rows of one head: strided source rows -> contiguous [TT, H, D] destination rows, through SiLU if SILU
+    (rounded to the input dtype, as F.silu returns it), then L2-normalised if NORM."""
     x = tl.load(src + o_t[:, None] * s_t + o_d[None, :], mask=m, other=0.0)
+    if SILU:
+        xf = x.to(tl.float32)
+        x = (xf * tl.sigmoid(xf)).to(x.dtype)
     if NORM:
         xf = x.to(tl.float32)
         x = xf * tl.math.rsqrt(tl.sum(xf * xf, axis=1) + 1e-6)[:, None]  # masked columns add 0
@@ -55,7 +62,7 @@ def _gdn_prefill_inputs_kernel(
     q, k, v, a, b, A_log, dt_bias, qt, kt, vt, g, beta,
     TT, s_qt, s_qh, s_kt, s_kh, s_vt, s_vh, s_at, s_ah, s_bt, s_bh,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    QK_L2NORM: tl.constexpr,
+    QK_L2NORM: tl.constexpr, SILU: tl.constexpr,
 ):
     i_t = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -67,9 +74,9 @@ def _gdn_prefill_inputs_kernel(
     m_tk = m_t[:, None] & (o_k < K)[None, :]
     m_tv = m_t[:, None] & (o_v < V)[None, :]
     out_k = (t0 * H + i_h) * K
-    _rows(q + t0 * s_qt + i_h * s_qh, s_qt, qt + out_k, H * K, o_t, o_k, m_tk, QK_L2NORM)
-    _rows(k + t0 * s_kt + i_h * s_kh, s_kt, kt + out_k, H * K, o_t, o_k, m_tk, QK_L2NORM)
-    _rows(v + t0 * s_vt + i_h * s_vh, s_vt, vt + (t0 * H + i_h) * V, H * V, o_t, o_v, m_tv, False)
+    _rows(q + t0 * s_qt + i_h * s_qh, s_qt, qt + out_k, H * K, o_t, o_k, m_tk, QK_L2NORM, SILU)
+    _rows(k + t0 * s_kt + i_h * s_kh, s_kt, kt + out_k, H * K, o_t, o_k, m_tk, QK_L2NORM, SILU)
+    _rows(v + t0 * s_vt + i_h * s_vh, s_vt, vt + (t0 * H + i_h) * V, H * V, o_t, o_v, m_tv, False, SILU)
 
     b_a = tl.load(a + t0 * s_at + i_h * s_ah + o_t * s_at, mask=m_t, other=0.0).to(tl.float32)
     b_b = tl.load(b + t0 * s_bt + i_h * s_bh + o_t * s_bt, mask=m_t, other=0.0).to(tl.float32)
@@ -93,12 +100,12 @@ def default_block_t(BK: int, BV: int) -> int:
 
 
 @on_tensor_device
-def gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=True, BT=None, num_warps=4):
+def gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=True, silu=False, BT=None, num_warps=4):
     """-> (q, k, v, g, beta) ready for chunk_gdn_fwd, in one launch.
 
     q, k [.., H, K], v [.., H, V] (token-major, e.g. [TT, H, D] or [1, TT, H, D], any token and head strides),
     raw a, b [.., H] (any strides), A_log, dt_bias [H]. Returns new contiguous tensors shaped like the inputs:
-    q, k (L2-normalised when use_qk_l2norm) and v in q's dtype (the dtype chunk_gdn_fwd computes in), g and beta
+    q, k, v (through SiLU first when silu; q, k then L2-normalised when use_qk_l2norm) in q's dtype (the dtype chunk_gdn_fwd computes in), g and beta
     float32 shaped like a (as `ops.gdn_gates` returns them)."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
@@ -124,6 +131,6 @@ def gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=True, BT=Non
             qs, ks, vs, at, bt, A_log.reshape(H).contiguous(), dt_bias.reshape(H).contiguous(), qt, kt, vt, g, beta,
             TT, qs.stride(0), qs.stride(1), ks.stride(0), ks.stride(1), vs.stride(0), vs.stride(1),
             at.stride(0), at.stride(1), bt.stride(0), bt.stride(1),
-            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, QK_L2NORM=bool(use_qk_l2norm), num_warps=num_warps, num_stages=1,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, QK_L2NORM=bool(use_qk_l2norm), SILU=bool(silu), num_warps=num_warps, num_stages=1,
         )
     return qt.view(q.shape), kt.view(k.shape), vt.view(v.shape), g.view(a.shape), beta.view(a.shape)
