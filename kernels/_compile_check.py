@@ -105,9 +105,10 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", a=f"*{dt}", b=f"*{dt}", A_log="*fp32", dt_bias="*fp32",
                    qt=f"*{dt}", kt=f"*{dt}", vt=f"*{dt}", g="*fp32", beta="*fp32", TT="i32",
                    **{s: "i32" for s in "s_qt s_qh s_kt s_kh s_vt s_vh s_at s_ah s_bt s_bh".split()})
-        for norm in (True, False):
-            yield (f"gdn prefill inputs {dt} l2norm={norm} {tag}", gp._gdn_prefill_inputs_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=gp.default_block_t(BKf, BVf), BK=BKf, BV=BVf, QK_L2NORM=norm), 4, 1)
+        for norm, silu in ((True, True), (True, False), (False, False)):  # serving: SiLU + L2 norm
+            yield (f"gdn prefill inputs {dt} l2norm={norm} silu={silu} {tag}", gp._gdn_prefill_inputs_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=gp.default_block_t(BKf, BVf), BK=BKf, BV=BVf, QK_L2NORM=norm, SILU=silu),
+                   4, 1)
         common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
