@@ -146,7 +146,7 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
         x = qkv[nd:]
         y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
                                plan.conv) if conv else None
-        q, k, v = _qkv(shape, x, y, activate=not gdn)
+        q, k, v = _qkv(shape, x, y, activate=False)  # GDN: the prefill op applies the SiLU (qkv_silu)
         if gdn:
             out[nd:] = gdn_prefill_varlen(q, k, v, None, None, plan.prefill_cu, recurrent, plan.prefill_slots,
                                           plan.has_initial, shape.scale, use_qk_l2norm=True, a=a[nd:], b=b[nd:],
