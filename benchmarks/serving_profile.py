@@ -98,7 +98,7 @@ def _scope_lines(events: list, steps: int, top: int = 15) -> list[str]:
             kinds[kind][2] += int(m.group(2)) + int(m.group(4))
     if not scopes:
         return []
-    lines = []
+    lines = _period_lines(events)
     if kinds:
         lines += ["| engine steps | count | host ms per step | tokens per step |", "|---|---|---|---|"]
         for kind, (dur, count, tokens) in sorted(kinds.items()):
@@ -109,6 +109,26 @@ def _scope_lines(events: list, steps: int, top: int = 15) -> list[str]:
         short = name if len(name) < 90 else name[:87] + "..."
         lines.append(f"| `{short}` | {dur / 1e3:.2f} | {count} | {dur / 1e3 / max(steps, 1):.3f} |")
     return lines + [""]
+
+
+def _period_lines(events: list) -> list[str]:
+    """Decode-only steps on the host's clock: the period from one step's start to the next one's, split into the
+    model runner's own scope and the rest (the engine core's scheduling and output handling, and any wait for the
+    GPU). Two models whose runner scopes match but whose periods differ spend the difference outside the model."""
+    steps = sorted((e["ts"], e.get("dur", 0.0), _STEP.fullmatch(e["name"])) for e in events
+                   if e.get("ph") == "X" and e.get("cat") == "user_annotation" and _STEP.fullmatch(e["name"]))
+    periods, inside = [], []
+    for (t0, dur, m), (t1, _, _) in zip(steps, steps[1:]):
+        if m and int(m.group(1)) == 0 and int(m.group(3)) > 0:  # decode-only
+            periods.append((t1 - t0) / 1e3)
+            inside.append(dur / 1e3)
+    if len(periods) < 2:
+        return []
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return ["| decode steps (host clock) | median ms | p90 ms |", "|---|---|---|",
+            f"| period (start to next start) | {med(periods):.2f} | {sorted(periods)[int(0.9 * (len(periods) - 1))]:.2f} |",
+            f"| inside the model runner's scope | {med(inside):.2f} | {sorted(inside)[int(0.9 * (len(inside) - 1))]:.2f} |",
+            f"| outside it | {med([p - i for p, i in zip(periods, inside)]):.2f} | – |", ""]
 
 
 def _host_lines(cpu_ops: dict, steps: int) -> list[str]:

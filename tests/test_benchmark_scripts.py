@@ -133,3 +133,19 @@ def test_serving_profile_step_annotation_both_formats():
     old = step.fullmatch("execute_context_2(64)_generation_3(3)")
     new = step.fullmatch("execute_67_context_2(sq64sk64sqsq2048sqsk2048)_generation_3(sq3sk3000sqsq3sqsk3000)")
     assert old.groups() == new.groups() == ("2", "64", "3", "3")
+
+
+def test_serving_profile_decode_step_periods():
+    """Decode-only steps on the host clock: start-to-next-start period, the model runner's scope inside it, and the
+    rest outside it; mixed steps and the last step (no successor) are left out."""
+    period_lines = _load("serving_profile")._period_lines
+    step = lambda name, ts, dur: {"ph": "X", "cat": "user_annotation", "name": name, "ts": ts, "dur": dur}  # noqa: E731
+    decode = "execute_context_0(0)_generation_5(5)"
+    events = [step("execute_context_2(64)_generation_3(3)", 0.0, 400.0), step(decode, 1000.0, 3000.0),
+              step(decode, 9000.0, 5000.0), step(decode, 16000.0, 4000.0), step(decode, 30000.0, 1000.0)]
+    text = "\n".join(period_lines(events))
+    # periods 8, 7, 14 ms (median 8); inside 3, 5, 4 ms (median 4); outside 5, 2, 10 ms (median 5)
+    assert "| period (start to next start) | 8.00 | 8.00 |" in text
+    assert "| inside the model runner's scope | 4.00 | 4.00 |" in text
+    assert "| outside it | 5.00 | – |" in text
+    assert period_lines(events[:2]) == []  # fewer than two decode periods: nothing to say
