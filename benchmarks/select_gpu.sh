@@ -13,7 +13,7 @@
 # CPU smoke test of the same command (tiny budgets; one round, so no candidate checkpoint is written and at
 # most one candidate per worker is in memory):
 #   DEVICE=cpu WORKERS=2 KEEP=disk STAGE1_TOKENS=4096 STAGE1_SEQ=64 STAGE1_BATCH=4 STAGE1_MICRO=4 TOKENS=256 \
-#   SEQ=64 BATCH=2 MICRO=2 ROUNDS=1 EVAL_BLOCKS=1 OUT=/tmp/select-smoke benchmarks/select_gpu.sh --no-measure-throughput
+#   SEQ=64 BATCH=2 MICRO=2 ROUNDS=1 EVAL_BLOCKS=1 MEASURE=0 OUT=/tmp/select-smoke benchmarks/select_gpu.sh
 set -euo pipefail
 
 TEACHER=${TEACHER:-smollm2-135m}
@@ -56,12 +56,16 @@ if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then
   used_mb=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | sort -n | tail -1)
   [ "${used_mb:-0}" -gt 2048 ] && echo "warning: ${used_mb} MiB of GPU memory already in use by other processes"
 fi
+# --measure-throughput serves the teacher and each chosen set in vLLM after the selection (~1-2 min per model on an
+# H200): on by default where vLLM is importable, off otherwise (MEASURE=0/1 forces it).
+MEASURE=${MEASURE:-$(python -c "import vllm" >/dev/null 2>&1 && echo 1 || echo 0)}
+[ "$MEASURE" = 1 ] && measure=(--measure-throughput) || measure=()
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$OUT/gpu.txt" || true
 start=$(date +%s)
 python -m hybridserve select "$TEACHER" --data "$DATA" --out "$OUT" --device "$DEVICE" --preset paper \
   --method ga-s2 --ratio 0.25 --score train --window 10 --tokens "$TOKENS" --rounds "$ROUNDS" \
-  --early-stop --threshold 0.75 --patience 3 --workers "$WORKERS" --keep "$KEEP" --measure-throughput \
+  --early-stop --threshold 0.75 --patience 3 --workers "$WORKERS" --keep "$KEEP" "${measure[@]}" \
   --set stage1.tokens="$STAGE1_TOKENS" --set stage1.seq_len="$STAGE1_SEQ" --set stage1.batch_size="$STAGE1_BATCH" \
   --set stage1.micro_batch_size="$STAGE1_MICRO" --set stage1.eval_every=10 --set stage1.eval_blocks="$EVAL_BLOCKS" \
   --set stage1.checkpoint_every=10 \
@@ -75,7 +79,9 @@ import json, sys
 d = json.load(open(f"{sys.argv[1]}/selection.json"))
 print("ranking", d["ranking"])
 for b in d["budgets"]:
-    print(f"K={b['k']:2d} ratio={b['ratio']:.3f} layers={b['layers']} throughput={b.get('throughput')}")
+    rates = [(r["input_len"], r["output_len"], round(r["output_tok_s"]), r["vs_teacher"] and round(r["vs_teacher"], 2))
+             for r in b.get("throughput", {}).get("rows", [])]
+    print(f"K={b['k']:2d} ratio={b['ratio']:.3f} layers={b['layers']} serving (in, out, tok/s, x teacher)={rates}")
 print("early stop", d["early_stop"])
 print("tokens", d["tokens"])
 print("timings", d["timings"])

@@ -76,7 +76,9 @@ def select_command(
     stride: int = typer.Option(None, help="uniform: layers between picks (default L // K)."),
     offset: int = typer.Option(None, help="uniform: first layer (start) or distance from the last (end)."),
     iterative_picks: int = typer.Option(None, help="iterative: layers to pick by re-scoring (default K)."),
-    measure_throughput: bool = typer.Option(False, help="On CUDA, time decoding of each chosen set."),
+    measure_throughput: bool = typer.Option(False, help="Serve the teacher and each chosen set in vLLM and time them."),
+    throughput_rows: str = typer.Option(None, help="Rows INPUT:OUTPUT:PROMPTS for --measure-throughput "
+                                        "(default GPU 1024:256:512,4096:256:max; CPU 64:16:4)."),
     mixer: str = typer.Option(None, help="Linear mixer: gdn or gla."),
     data: List[str] = typer.Option(None, help="Data source(s): builtin, a file or folder, hf:org/name."),
     device: str = typer.Option(None, help="auto, cpu or cuda."),
@@ -95,7 +97,8 @@ def select_command(
 
         settings = SelectSettings(method=method, ratio=ratio, k=k, budgets=parse_budgets(budgets), score=score,
                                   early_stop=early_stop, workers=workers, shard=shard, stage1=stage1, layers=_layers(layers),
-                                  iterative_picks=iterative_picks, measure_throughput=measure_throughput, tokens=tokens)
+                                  iterative_picks=iterative_picks, measure_throughput=measure_throughput,
+                                  throughput_rows=throughput_rows, tokens=tokens)
         for name, value in (("window", window), ("rounds", rounds), ("threshold", threshold), ("patience", patience),
                             ("keep", keep), ("anchor", anchor), ("stride", stride), ("offset", offset)):
             if value is not None:

@@ -105,6 +105,36 @@ def _fmt_bytes(n) -> str:
     return format_bytes(n) if n is not None else "-"
 
 
+def throughput_lines(data: dict) -> list[str]:
+    """The serving table of --measure-throughput: per row, the teacher's output tokens/s and each budget's, with
+    its multiple of the teacher's."""
+    run = data.get("throughput")
+    if not run:
+        return []
+    m = run["machine"]
+    lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')} (stage-0 weights, random-token prompts, "
+             f"EOS ignored, {run['engine']['dtype']}; output tokens/s, × teacher):", "",
+             "| in / out × prompts | teacher | " + " | ".join(f"K = {b['k']}" for b in data["budgets"]) + " |",
+             "|---" * (2 + len(data["budgets"])) + "|"]
+    teacher = run["teacher"]
+    for i, row in enumerate(run["rows"]):
+        cells = [_rate(teacher, i, False)] + [_rate(b.get("throughput", {}), i, True) for b in data["budgets"]]
+        lines.append(f"| {row['input_len']} / {row['output_len']} × {row['num_prompts']} | " + " | ".join(cells) + " |")
+    errors = [(b["k"], b["throughput"]["error"]) for b in data["budgets"] if "error" in b.get("throughput", {})]
+    errors += [("teacher", teacher["error"])] if "error" in teacher else []
+    lines += [""] + [f"- {name}: failed in vLLM: {text}" for name, text in errors] + ([""] if errors else [])
+    return lines
+
+
+def _rate(summary: dict, i: int, ratio: bool) -> str:
+    rows = summary.get("rows") or []
+    if i >= len(rows):
+        return "failed" if "error" in summary else "–"
+    r = rows[i]
+    text = f"{r['output_tok_s']:,.0f}"
+    return text + (f" ({r['vs_teacher']:.2f}×)" if ratio and r.get("vs_teacher") else "")
+
+
 def markdown_report(data: dict) -> str:
     lines = [f"# Layer selection: {data['method']}", ""]
     t = data["teacher"]
@@ -122,12 +152,7 @@ def markdown_report(data: dict) -> str:
                      f"{m['kv_fraction']:.3f} | {_fmt_bytes(m['state_bytes_per_sequence'])} | "
                      f"{_fmt_bytes(m['cache_bytes_per_sequence']['32768'])} |")
     lines.append("")
-    if any("throughput" in b for b in data["budgets"]):
-        lines += ["Decode throughput (stage-0 hybrid, batch 1):", ""]
-        for b in data["budgets"]:
-            if "throughput" in b:
-                lines.append(f"- K = {b['k']}: {b['throughput']['tokens_per_s']:.1f} tokens/s")
-        lines.append("")
+    lines += throughput_lines(data)
     scores = data.get("scores", {})
     if scores.get("train_kl"):
         lines += ["| layer | train KL (window) | held-out KL | importance |", "|---|---|---|---|"]

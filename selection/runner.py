@@ -322,6 +322,10 @@ def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, 
                   context: Context | None = None) -> dict:
     """Run `settings.method`; returns selection.json's content (or the shard summary for --shard)."""
     settings.check()
+    if settings.measure_throughput:
+        from .throughput import require_vllm
+
+        require_vllm()  # before hours of scoring, not after
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -367,10 +371,23 @@ def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, 
         return shard
     data = assemble(info, settings, k, result, context.teacher.config, c.mixer, c.gqa_mode, c.short_conv, n,
                     {"timings": timings})
-    if settings.measure_throughput and device.type == "cuda":
-        from .throughput import measure_budgets
+    data = finish(out, data, console)  # the selection is safe on disk before vLLM runs
+    if settings.measure_throughput:
+        data = measure_throughput(context, data, out, device, settings.throughput_rows, console)
+    return data
 
-        measure_budgets(context, data["budgets"], device)
+
+def measure_throughput(context: Context, data: dict, out: Path, device: torch.device, rows: str | None,
+                       console=None) -> dict:
+    """Serve the teacher and every chosen set in vLLM (selection/throughput.py); rewrite the outputs with the
+    numbers. vLLM sizes its cache to the GPU memory that is free, so this process gives its own back first."""
+    from .throughput import measure_budgets
+
+    for model in (context.teacher, context.stage1_student):
+        if model is not None:
+            model.to("cpu")
+    free_device_memory(device)
+    data["throughput"] = measure_budgets(context, data["budgets"], out, device, rows, log=lambda text: _say(console, text))
     return finish(out, data, console)
 
 

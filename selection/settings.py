@@ -50,7 +50,8 @@ class SelectSettings:
     recall_batch: int = 8
     ppl_blocks: int = 16  # ppl: held-out blocks (of stage2.seq_len tokens) scored per ablated layer
     stage1: str | None = None  # a convert run folder or a stage-1 model folder; None: run stage 1 here
-    measure_throughput: bool = False  # on CUDA: time decoding of each chosen set's stage-0 hybrid
+    measure_throughput: bool = False  # serve the teacher and each chosen set's stage-0 hybrid in vLLM, time them
+    throughput_rows: str | None = None  # INPUT:OUTPUT:PROMPTS rows for it (None: throughput.GPU_ROWS / CPU_ROWS)
 
     def check(self) -> None:
         if self.method not in METHODS:
@@ -73,8 +74,18 @@ class SelectSettings:
             raise SelectionError(f"early-stop threshold must be in (0, 1], got {self.threshold}")
         if self.shard is not None:
             parse_shard(self.shard)
+            if self.measure_throughput:
+                raise SelectionError("--measure-throughput needs the whole selection; it cannot run in one --shard")
             if self.method == "iterative":
                 raise SelectionError("iterative greedy re-scores after every pick and cannot be sharded; use --workers")
+
+        if self.throughput_rows is not None:
+            from ..serve.bench import BenchError, parse_rows
+
+            try:
+                parse_rows(self.throughput_rows)
+            except BenchError as e:
+                raise SelectionError(f"throughput_rows: {e}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

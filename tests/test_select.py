@@ -22,7 +22,7 @@ from hybridserve.selection.errors import SelectionError
 from hybridserve.selection.runner import merge_shards, run_selection
 from hybridserve.selection.settings import SelectSettings
 
-from .helpers import save_tiny_teacher
+from .helpers import needs_vllm, save_tiny_teacher
 
 WORDS = "the a of to and in is was he that it his her for with as had you on at by not be this".split()
 DECISIVE = 2
@@ -242,6 +242,48 @@ def test_teacher_baselines_give_the_documented_sets(assets, tmp_path):
     manual = run_selection(config, SelectSettings(method="manual", layers=[3, 0]), tmp_path / "manual")
     primary = next(b for b in manual["budgets"] if b["primary"])
     assert primary["k"] == 2 and primary["layers"] == [0, 3] and manual["ranking"] == [3, 0]
+
+
+@needs_vllm
+def test_measure_throughput_serves_the_teacher_and_every_budget_in_vllm(assets, tmp_path, monkeypatch):
+    """--measure-throughput writes the teacher and each chosen set's stage-0 hybrid as model folders, serves each in
+    vLLM with the same rows, and records per budget the output rate and its multiple of the teacher's; the
+    selection itself is on disk before vLLM starts. A rerun serves nothing again."""
+    from hybridserve.selection import throughput
+
+    written = {}  # softmax layers of each model folder as written (the folders are deleted once served)
+    save_budget = throughput._save_budget
+
+    def record(context, layers, path, dtype):
+        save_budget(context, layers, path, dtype)
+        types = json.loads((path / "config.json").read_text())["layer_types"]
+        written[path.name] = [i for i, t in enumerate(types) if t == "full_attention"]
+
+    monkeypatch.setattr(throughput, "_save_budget", record)
+    config = run_config(assets)
+    chosen = SelectSettings(method="uniform", k=1, measure_throughput=True, throughput_rows="48:4:2")
+    data = run_selection(config, chosen, tmp_path / "sel")
+    run = data["throughput"]
+    assert run["rows"] == [{"input_len": 48, "output_len": 4, "num_prompts": 2}]
+    teacher = run["teacher"]["rows"][0]
+    assert teacher["prompts"] == 2 and teacher["output_tok_s"] > 0
+    assert [b["k"] for b in data["budgets"]] == [1, 2]
+    for budget in data["budgets"]:
+        row = budget["throughput"]["rows"][0]
+        assert row["prompts"] == 2 and row["output_tok_s"] > 0
+        assert row["vs_teacher"] == pytest.approx(row["output_tok_s"] / teacher["output_tok_s"])
+        assert written[f"k{budget['k']:02d}"] == budget["layers"]
+    assert not any((tmp_path / "sel" / "throughput" / "models").iterdir())  # served, then deleted
+    on_disk = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert on_disk["throughput"] == run and on_disk["budgets"][0]["throughput"] == data["budgets"][0]["throughput"]
+    assert "| 48 / 4 × 2 | " in (tmp_path / "sel" / "report.md").read_text()
+
+    def no_vllm(*args, **kwargs):
+        raise AssertionError("a finished model was served again")
+
+    monkeypatch.setattr("hybridserve.serve.bench.run_model", no_vllm)
+    again = run_selection(config, chosen, tmp_path / "sel")
+    assert again["budgets"][1]["throughput"] == data["budgets"][1]["throughput"]
 
 
 # ---------------------------------------------------------------------------------------------- convert + errors

