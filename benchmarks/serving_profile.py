@@ -1,7 +1,7 @@
 """Where a vLLM step of a hybrid spends its time: torch-profiler trace of one workload, summarised per kernel.
 
   python benchmarks/serving_profile.py MODEL OUT_DIR [--rows 1024:256:512,1024:1:256,128:256:512] [--max-model-len 4096]
-      [--eager]      # MODEL: a model folder, or <folder>_bf16state as serving_gpu.py names the variants
+      [--eager] [--prefix-caching]      # MODEL: a model folder, or <folder>_bf16state as serving_gpu.py names the variants
 
 Runs MODEL in vLLM (same settings as `hybridserve bench`), warms up, then profiles each row with vLLM's own torch
 profiler (`profiler_config`), and writes OUT_DIR/profile.md (and one profile-<row>.md per row): GPU busy share of
@@ -150,6 +150,7 @@ def main() -> None:
     p.add_argument("--max-model-len", type=int, default=4096)
     p.add_argument("--eager", action="store_true")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--prefix-caching", action="store_true", help="turn vLLM's prefix caching on (the benchmark has it off)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     trace_dir = (a.out / "trace").resolve()
@@ -165,8 +166,11 @@ def main() -> None:
     # serving benchmark runs them)
     model = Path(a.model)
     folder, extra = _model_variant(model.name)
+    # Prefix caching off by default, as `hybridserve bench` runs every model (bench_worker.py). vLLM's own default
+    # turns it on, and with it the hybrids' "align" state mode (a state block per block of tokens, copied at each
+    # boundary): the profiles of run 4 (docs/benchmarks/serving.md) ran that way, unlike the benchmark rows.
     llm = LLM(model=str(model.parent / folder), dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
-              max_num_seqs=512, **(extra or {}), profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
+              max_num_seqs=512, enable_prefix_caching=a.prefix_caching, **(extra or {}), profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
                                                  "torch_profiler_with_stack": False})
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)
