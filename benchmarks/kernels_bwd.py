@@ -467,6 +467,9 @@ def markdown(rows, info) -> str:
     return "\n".join(out)
 
 
+SECTIONS = ("phases", "check", "fwdbwd", "vblock", "inverse", "gla")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.environ.get("OUT"))
@@ -474,6 +477,9 @@ def main():
     ap.add_argument("--budget-s", type=float, default=200.0, help="start no measurement after this many seconds")
     ap.add_argument("--cpu-smoke", action="store_true")
     ap.add_argument("--static", action="store_true", help="only the sm_90a compile report (needs no GPU)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"which measurements, in this order: {','.join(SECTIONS)} (e.g. fwdbwd for the fla comparison "
+                         "alone, which a short budget otherwise never reaches at 8x32K)")
     args = ap.parse_args()
     if args.cpu_smoke:
         kb.setup_cpu_smoke()
@@ -519,17 +525,21 @@ def main():
     bw = kb._try("copy bandwidth", copy_bandwidth)
     info.update(copy_TBps=round(bw / 1e12, 2) if isinstance(bw, float) else bw)
     bw = bw if isinstance(bw, float) else 4.27e12
-    sections = [
-        ("GDN bwd phases (both layouts)", lambda: gdn_bwd_phases(grid, bw)),
-        ("GDN split-layout check", lambda: split_check(check_cases)),
-        ("GDN fwd+bwd", lambda: fwdbwd("gdn_fwdbwd", gdn, lambda B, T: chk.gdn_inputs(B, T, seed=2, req=True), grid,
-                                       kb.gdn_flops_fwd)),
-        ("GDN sequential-pass V block", lambda: dh_block_sweep(grid[-1:])),
-        ("blocked inverse", lambda: inverse_check(inv_cases)),
-        ("GLA fwd+bwd", lambda: fwdbwd("gla_fwdbwd", gla, lambda B, T: chk.gla_inputs(B, T, seed=4, req=True),
-                                       gla_grid)),
-    ]
-    for name, fn in sections:
+    sections = {
+        "phases": ("GDN bwd phases (both layouts)", lambda: gdn_bwd_phases(grid, bw)),
+        "check": ("GDN split-layout check", lambda: split_check(check_cases)),
+        "fwdbwd": ("GDN fwd+bwd", lambda: fwdbwd("gdn_fwdbwd", gdn, lambda B, T: chk.gdn_inputs(B, T, seed=2, req=True),
+                                                 grid, kb.gdn_flops_fwd)),
+        "vblock": ("GDN sequential-pass V block", lambda: dh_block_sweep(grid[-1:])),
+        "inverse": ("blocked inverse", lambda: inverse_check(inv_cases)),
+        "gla": ("GLA fwd+bwd", lambda: fwdbwd("gla_fwdbwd", gla, lambda B, T: chk.gla_inputs(B, T, seed=4, req=True),
+                                              gla_grid)),
+    }
+    chosen = [key.strip() for key in args.sections.split(",") if key.strip()]
+    unknown = [key for key in chosen if key not in sections]
+    if unknown:
+        raise SystemExit(f"--sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    for name, fn in (sections[key] for key in chosen):
         kb._try(name, fn)
         print(f"[{time.time() - t0:.0f} s] {name} done", flush=True)
         md = markdown(kb.RESULTS["rows"], info)
