@@ -380,14 +380,21 @@ def run_selection(config: RunConfig, settings: SelectSettings, out: str | Path, 
 def measure_throughput(context: Context, data: dict, out: Path, device: torch.device, rows: str | None,
                        console=None) -> dict:
     """Serve the teacher and every chosen set in vLLM (selection/throughput.py); rewrite the outputs with the
-    numbers. vLLM sizes its cache to the GPU memory that is free, so this process gives its own back first."""
+    numbers. vLLM sizes its cache to the GPU memory that is free, so this process gives its own back first, and
+    takes it again afterwards (under `convert --select` the same teacher and stage-1 student go on to stage 2)."""
     from .throughput import measure_budgets
 
-    for model in (context.teacher, context.stage1_student):
-        if model is not None:
-            model.to("cpu")
+    models = [m for m in (context.teacher, context.stage1_student) if m is not None]
+    homes = [next(m.parameters()).device for m in models]
+    for model in models:
+        model.to("cpu")
     free_device_memory(device)
-    data["throughput"] = measure_budgets(context, data["budgets"], out, device, rows, log=lambda text: _say(console, text))
+    try:
+        data["throughput"] = measure_budgets(context, data["budgets"], out, device, rows,
+                                             log=lambda text: _say(console, text))
+    finally:
+        for model, home in zip(models, homes):
+            model.to(home)
     return finish(out, data, console)
 
 

@@ -286,6 +286,32 @@ def test_measure_throughput_serves_the_teacher_and_every_budget_in_vllm(assets, 
     assert again["budgets"][1]["throughput"] == data["budgets"][1]["throughput"]
 
 
+def test_measure_throughput_gives_the_models_back_where_they_were(monkeypatch):
+    """Under `convert --select` the teacher and stage-1 student go on to stage 2: the measurement moves them off the
+    device for vLLM and back afterwards, also when it fails."""
+    from types import SimpleNamespace
+
+    from hybridserve.selection import runner, throughput
+
+    seen = {}
+
+    def fake_measure(context, budgets, out, device, rows, log):
+        seen["during"] = (next(context.teacher.parameters()).device.type, context.stage1_student.weight.dtype)
+        raise RuntimeError("vLLM failed")
+
+    monkeypatch.setattr(throughput, "measure_budgets", fake_measure)
+    teacher, student = torch.nn.Linear(2, 2).to(torch.float64), torch.nn.Linear(2, 2)
+    moves = []
+    for model in (teacher, student):
+        original = model.to
+        model.to = lambda *a, _o=original, **k: (moves.append(a), _o(*a, **k))[1]
+    context = SimpleNamespace(teacher=teacher, stage1_student=student)
+    with pytest.raises(RuntimeError, match="vLLM failed"):
+        runner.measure_throughput(context, {"budgets": []}, None, torch.device("cpu"), None)
+    assert seen["during"] == ("cpu", torch.float32)
+    assert moves == [("cpu",), ("cpu",), (torch.device("cpu"),), (torch.device("cpu"),)]  # off, then back home
+
+
 # ---------------------------------------------------------------------------------------------- convert + errors
 def _cli(*args, code=0):
     result = CliRunner().invoke(app, [str(a) for a in args])
