@@ -115,20 +115,26 @@ def _period_lines(events: list) -> list[str]:
     """Decode-only steps on the host's clock: the period from one step's start to the next one's, split into the
     model runner's own scope and the rest (the engine core's scheduling and output handling, and any wait for the
     GPU). Two models whose runner scopes match but whose periods differ spend the difference outside the model."""
-    steps = sorted((e["ts"], e.get("dur", 0.0), _STEP.fullmatch(e["name"])) for e in events
-                   if e.get("ph") == "X" and e.get("cat") == "user_annotation" and _STEP.fullmatch(e["name"]))
+    steps = sorted((e["ts"], e.get("dur", 0.0), m) for e in events
+                   if e.get("ph") == "X" and e.get("cat") == "user_annotation" and (m := _STEP.fullmatch(e["name"])))
     periods, inside = [], []
     for (t0, dur, m), (t1, _, _) in zip(steps, steps[1:]):
-        if m and int(m.group(1)) == 0 and int(m.group(3)) > 0:  # decode-only
+        if int(m.group(1)) == 0 and int(m.group(3)) > 0:  # decode-only
             periods.append((t1 - t0) / 1e3)
             inside.append(dur / 1e3)
     if len(periods) < 2:
         return []
-    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+
+    def median(xs):
+        return sorted(xs)[len(xs) // 2]
+
+    def p90(xs):
+        return sorted(xs)[int(0.9 * (len(xs) - 1))]
+
     return ["| decode steps (host clock) | median ms | p90 ms |", "|---|---|---|",
-            f"| period (start to next start) | {med(periods):.2f} | {sorted(periods)[int(0.9 * (len(periods) - 1))]:.2f} |",
-            f"| inside the model runner's scope | {med(inside):.2f} | {sorted(inside)[int(0.9 * (len(inside) - 1))]:.2f} |",
-            f"| outside it | {med([p - i for p, i in zip(periods, inside)]):.2f} | – |", ""]
+            f"| period (start to next start) | {median(periods):.2f} | {p90(periods):.2f} |",
+            f"| inside the model runner's scope | {median(inside):.2f} | {p90(inside):.2f} |",
+            f"| outside it | {median([p - i for p, i in zip(periods, inside)]):.2f} | – |", ""]
 
 
 def _host_lines(cpu_ops: dict, steps: int) -> list[str]:
@@ -169,9 +175,10 @@ def main() -> None:
     # Prefix caching off by default, as `hybridserve bench` runs every model (bench_worker.py). vLLM's own default
     # turns it on, and with it the hybrids' "align" state mode (a state block per block of tokens, copied at each
     # boundary): the profiles of run 4 (docs/benchmarks/serving.md) ran that way, unlike the benchmark rows.
-    llm = LLM(model=str(model.parent / folder), dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager, seed=0,
-              max_num_seqs=512, enable_prefix_caching=a.prefix_caching, **(extra or {}), profiler_config={"profiler": "torch", "torch_profiler_dir": str(trace_dir),
-                                                 "torch_profiler_with_stack": False})
+    profiler = {"profiler": "torch", "torch_profiler_dir": str(trace_dir), "torch_profiler_with_stack": False}
+    llm = LLM(model=str(model.parent / folder), dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager,
+              seed=0, max_num_seqs=512, enable_prefix_caching=a.prefix_caching, profiler_config=profiler,
+              **(extra or {}))
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(0)
     budget = llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens

@@ -78,7 +78,6 @@ class SelectSettings:
                 raise SelectionError("--measure-throughput needs the whole selection; it cannot run in one --shard")
             if self.method == "iterative":
                 raise SelectionError("iterative greedy re-scores after every pick and cannot be sharded; use --workers")
-
         if self.throughput_rows is not None:
             from ..serve.bench import BenchError, parse_rows
 

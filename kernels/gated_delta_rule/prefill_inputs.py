@@ -16,8 +16,8 @@ and writes all five prepared tensors at once; `chunk_gdn_fwd` then takes them wi
 
 Same math as the PyTorch path (`F.silu`, `ops.gdn_gates`, `ops._l2norm`: the references of the tests); only the
 order of the float32 sums differs. Taking the activation here saves serving one more launch per layer call and one
-pass over the q/k/v columns of the projection. Only the raw-gate case (a, b given) has a kernel: with g, beta given the op keeps the
-PyTorch path (no serving caller passes them).
+pass over the q/k/v columns of the projection. Only the raw-gate case (a, b given) has a kernel: with g, beta given
+the op keeps the PyTorch path (no serving caller passes them).
 
 Grid: (token blocks, heads); each program handles BT tokens of one head.
 """
@@ -105,8 +105,8 @@ def gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=True, silu=F
 
     q, k [.., H, K], v [.., H, V] (token-major, e.g. [TT, H, D] or [1, TT, H, D], any token and head strides),
     raw a, b [.., H] (any strides), A_log, dt_bias [H]. Returns new contiguous tensors shaped like the inputs:
-    q, k, v (through SiLU first when silu; q, k then L2-normalised when use_qk_l2norm) in q's dtype (the dtype chunk_gdn_fwd computes in), g and beta
-    float32 shaped like a (as `ops.gdn_gates` returns them)."""
+    q, k, v (through SiLU first when silu; q, k then L2-normalised when use_qk_l2norm) in q's dtype (the dtype
+    chunk_gdn_fwd computes in), g and beta float32 shaped like a (as `ops.gdn_gates` returns them)."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if tuple(k.shape) != tuple(q.shape) or tuple(v.shape[:-1]) != tuple(q.shape[:-1]):
@@ -131,6 +131,7 @@ def gdn_prefill_inputs(q, k, v, a, b, A_log, dt_bias, use_qk_l2norm=True, silu=F
             qs, ks, vs, at, bt, A_log.reshape(H).contiguous(), dt_bias.reshape(H).contiguous(), qt, kt, vt, g, beta,
             TT, qs.stride(0), qs.stride(1), ks.stride(0), ks.stride(1), vs.stride(0), vs.stride(1),
             at.stride(0), at.stride(1), bt.stride(0), bt.stride(1),
-            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, QK_L2NORM=bool(use_qk_l2norm), SILU=bool(silu), num_warps=num_warps, num_stages=1,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, QK_L2NORM=bool(use_qk_l2norm), SILU=bool(silu),
+            num_warps=num_warps, num_stages=1,
         )
     return qt.view(q.shape), kt.view(k.shape), vt.view(v.shape), g.view(a.shape), beta.view(a.shape)
