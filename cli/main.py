@@ -102,6 +102,9 @@ def _print_info(report: dict) -> None:
     out.print(table)
     if mem["break_even_tokens"] is not None:
         out.print(f"the hybrid's cache is smaller than the teacher's from {mem['break_even_tokens']:,} tokens per sequence")
+    v = report["vllm"]
+    out.print(f"in vLLM    {v['cache_groups']} cache groups, {v['state_pack']} linear layer(s) per state page "
+              f"({v['cache_groups_unpacked']} groups unpacked; the scheduler walks each group per request and step)")
 
 
 @app.command("convert")

@@ -77,4 +77,17 @@ def describe_checkpoint(path: str | Path, dtype_bytes: int = 2) -> dict:
         "memory": memory,
         "context_lengths": list(CONTEXT_LENGTHS),
         "per_sequence_bytes": per_sequence,
+        "vllm": vllm_layout(config),
     }
+
+
+def vllm_layout(config) -> dict:
+    """How vLLM will group this model's caches when served (serve/state_packing.py): the linear layers per state page
+    and the cache groups its scheduler walks per request per step, with and without that packing."""
+    from ..serve.state_packing import config_pack, vllm_grouping
+
+    softmax = len(config.softmax_layers)
+    linear = config.num_hidden_layers - softmax
+    pack = config_pack(config)
+    return {"state_pack": pack, "cache_groups": vllm_grouping([softmax, -(-linear // pack)])[0],
+            "cache_groups_unpacked": vllm_grouping([softmax, linear])[0]}

@@ -35,6 +35,7 @@ from .compat import eager_during_capture
 from .linear_backend import HybridLinearBackend
 from .linear_core import LayerShape, gated_rms_norm, linear_attention_core, plan_step, warm_up
 from .plugin import OP_NAME
+from .state_packing import StateSlot
 
 
 def _divide(total: int, parts: int, what: str) -> int:
@@ -53,6 +54,12 @@ def state_shapes(config, tp_size: int) -> tuple[tuple[int, ...], ...]:
         shapes.append((_divide(channels, tp_size, "short-conv channels"), config.linear_conv_size - 1))
     shapes.append((H, config.linear_key_head_dim, config.linear_value_head_dim))
     return tuple(shapes)
+
+
+def packed_state_shapes(config, tp_size: int, pack: int) -> tuple[tuple[int, ...], ...]:
+    """The shapes a run owner declares for `pack` layers: a leading dimension of `pack` (1: the layer's own)."""
+    shapes = state_shapes(config, tp_size)
+    return shapes if pack == 1 else tuple((pack, *shape) for shape in shapes)
 
 
 _STATE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -82,11 +89,18 @@ def _sharded_param(*shape: int, dtype=None, data: torch.Tensor | None = None) ->
 
 class HybridLinearAttention(nn.Module, MambaBase):
     """One linear-attention layer: in_proj → [custom op: conv, activations, recurrence over the state pool]
-    → gated RMSNorm → out_proj."""
+    → gated RMSNorm → out_proj.
 
-    def __init__(self, config, vllm_config, prefix: str):
+    slot / state_owner: where its state lives when several layers share one cache page (serve/state_packing.py):
+    position `slot.index` of the tensors of the layer named `state_owner`, which declares the state of all
+    `slot.pack` of them; the others declare none. Without them the layer owns a page of its own."""
+
+    def __init__(self, config, vllm_config, prefix: str, slot: StateSlot | None = None,
+                 state_owner: str | None = None):
         super().__init__()
         self.prefix = prefix
+        self.slot = slot or StateSlot(owner=-1, index=0, pack=1)
+        self.state_owner = state_owner or prefix
         self.config = config
         self.model_config = vllm_config.model_config
         self.cache_config = vllm_config.cache_config
@@ -146,7 +160,11 @@ class HybridLinearAttention(nn.Module, MambaBase):
 
     # ---------------------------------------------------------------- MambaBase
     def get_state_shape(self):
-        return state_shapes(self.config, self.tp_size)
+        return packed_state_shapes(self.config, self.tp_size, self.slot.pack)
+
+    def get_kv_cache_spec(self, vllm_config):
+        # A packed layer other than its run's owner has no page of its own: vLLM skips layers without a spec.
+        return super().get_kv_cache_spec(vllm_config) if self.state_owner == self.prefix else None
 
     def get_state_dtype(self):
         return state_dtypes(self.config, self.model_config.dtype, self.cache_config)
@@ -178,9 +196,10 @@ class HybridLinearAttention(nn.Module, MambaBase):
 
     def core(self, projected: torch.Tensor, gk: torch.Tensor, core_out: torch.Tensor) -> None:
         """Inside the custom op: everything that reads or writes the state pool."""
-        metadata = get_forward_context().attn_metadata
+        context = get_forward_context()
+        metadata = context.attn_metadata
         if isinstance(metadata, dict):
-            metadata = metadata.get(self.prefix)
+            metadata = metadata.get(self.state_owner)
         if metadata is None:  # the memory-profiling run has no requests and no pool: warm the prefill kernels up
             if projected.is_cuda:
                 conv = self.short_conv
@@ -191,10 +210,19 @@ class HybridLinearAttention(nn.Module, MambaBase):
             return
         plan = _step_plan(metadata, self.conv_size, projected.is_cuda)
         conv = self.short_conv
+        states = self._states(context)
         linear_attention_core(self.shape, projected, gk if self.mixer == "gla" else None, core_out, plan,
-                              self.kv_cache[-1], conv_state=self.kv_cache[0] if conv else None,
+                              states[-1], conv_state=states[0] if conv else None,
                               conv_weight=self._conv_weight() if conv else None,
                               A_log=getattr(self, "A_log", None), dt_bias=getattr(self, "dt_bias", None))
+
+    def _states(self, context) -> tuple[torch.Tensor, ...]:
+        """This layer's state tensors ([conv,] recurrent), one slot per pool block: its own, or its position in
+        its run owner's packed tensors (a view: one slot per block, the page as slot stride)."""
+        if self.slot.pack == 1:
+            return tuple(self.kv_cache)
+        owner = self if self.state_owner == self.prefix else context.no_compile_layers[self.state_owner]
+        return tuple(t[:, self.slot.index] for t in owner.kv_cache)
 
     def _conv_weight(self) -> torch.Tensor:
         """The q/k/v conv weights as one [C, 1, size] tensor. The three parameters are views of one buffer, so this

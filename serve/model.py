@@ -30,7 +30,8 @@ from vllm.model_executor.models.utils import make_empty_intermediate_tensors_fac
 from vllm.sequence import IntermediateTensors
 
 from .compat import softmax_decoder_layer
-from .linear_layer import HybridLinearAttention, state_dtypes, state_shapes
+from .linear_layer import HybridLinearAttention, packed_state_shapes, state_dtypes, state_shapes
+from .state_packing import StateSlot, config_pack, config_packing_plan
 
 # checkpoint name fragment -> (vLLM parameter fragment, shard id) for the stacked projections.
 _SOFTMAX_STACKED = [
@@ -61,9 +62,12 @@ def teacher_view(config):
 class HybridLinearDecoderLayer(nn.Module):
     """Pre-norm block with a linear-attention mixer, same residual convention as vLLM's decoder layers."""
 
-    def __init__(self, config, vllm_config: VllmConfig, prefix: str):
+    def __init__(self, config, vllm_config: VllmConfig, prefix: str, slot: StateSlot):
         super().__init__()
-        self.linear_attn = HybridLinearAttention(config, vllm_config, prefix=f"{prefix}.linear_attn")
+        # The run owner's name: "model.layers.5" with owner 3 -> "model.layers.3.linear_attn".
+        owner = f"{prefix.rsplit('.', 1)[0]}.{slot.owner}.linear_attn"
+        self.linear_attn = HybridLinearAttention(config, vllm_config, prefix=f"{prefix}.linear_attn", slot=slot,
+                                                 state_owner=owner)
         self.mlp = LlamaMLP(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
                             hidden_act=config.hidden_act, quant_config=vllm_config.quant_config,
                             bias=getattr(config, "mlp_bias", False), prefix=f"{prefix}.mlp")
@@ -89,6 +93,8 @@ class HybridModel(nn.Module):
         config = vllm_config.model_config.hf_config
         self.config = config
         teacher = teacher_view(config)
+        # Linear layers sharing cache pages (serve/state_packing.py); the model class reports the same shapes.
+        packing = config_packing_plan(config, vllm_config.parallel_config.pipeline_parallel_size)
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
                                                    prefix=f"{prefix}.embed_tokens")
 
@@ -96,7 +102,7 @@ class HybridModel(nn.Module):
             index = int(prefix.rsplit(".", 1)[1])
             if config.layer_types[index] == "full_attention":
                 return softmax_decoder_layer(config.teacher_family, teacher, vllm_config, prefix)
-            return HybridLinearDecoderLayer(config, vllm_config, prefix)
+            return HybridLinearDecoderLayer(config, vllm_config, prefix, packing[index])
 
         self.start_layer, self.end_layer, self.layers = make_layers(config.num_hidden_layers, layer,
                                                                     prefix=f"{prefix}.layers")
@@ -154,7 +160,9 @@ class HybridForCausalLM(nn.Module, HasInnerState, IsHybrid, SupportsPP):
     # ------------------------------------------------------------ state of the linear layers (IsHybrid)
     @classmethod
     def get_mamba_state_shape_from_config(cls, vllm_config: VllmConfig):
-        return state_shapes(vllm_config.model_config.hf_config, vllm_config.parallel_config.tensor_parallel_size)
+        config, parallel = vllm_config.model_config.hf_config, vllm_config.parallel_config
+        return packed_state_shapes(config, parallel.tensor_parallel_size,
+                                   config_pack(config, parallel.pipeline_parallel_size))
 
     @classmethod
     def get_mamba_state_dtype_from_config(cls, vllm_config: VllmConfig):

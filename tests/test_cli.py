@@ -49,9 +49,11 @@ def test_export_from_teacher_then_info(teacher_dir, tmp_path):
     memory = report["memory"]
     assert memory["hybrid_kv_bytes_per_token"] * 2 == memory["teacher_kv_bytes_per_token"]
     assert report["parameters"]["hybrid"] == sum(p.numel() for p in model.parameters())
+    # 2 softmax + 2 linear layers: no packing, vLLM groups each kind on its own.
+    assert report["vllm"] == {"state_pack": 1, "cache_groups": 2, "cache_groups_unpacked": 2}
 
     code, text = run("info", out)
-    assert code == 0 and "KV cache / token" in text and "L S L S" in text
+    assert code == 0 and "KV cache / token" in text and "L S L S" in text and "2 cache groups" in text
 
 
 def test_ratio_picks_uniform_layers_and_prompt_generates(teacher_dir, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -33,10 +34,13 @@ S, L = "full_attention", "linear_attention"
 HERE = Path(__file__).resolve().parent
 
 # Model variants that cover the plugin's paths: GDN with short conv, runtime GQA and q/k/v biases (Llama family);
-# GLA with tied embeddings (Qwen2: attention biases); GDN with qk-norm softmax layers (Qwen3).
+# GLA with tied embeddings (Qwen2: attention biases); GDN with qk-norm softmax layers (Qwen3). State packing
+# (serve/state_packing.py): llama_gdn has two runs of two layers (owner + member, conv and recurrent states),
+# qwen2_gla one run across a softmax layer; qwen3_gdn is served with it off (a page per layer), as a user turns it
+# off: --hf-overrides.
 VARIANTS = {
-    "llama_gdn": dict(teacher_family="llama", linear_mixer="gdn", layer_types=[S, L, L, S], linear_short_conv=True,
-                      linear_gqa_mode="runtime", linear_qkv_bias=True),
+    "llama_gdn": dict(teacher_family="llama", linear_mixer="gdn", layer_types=[S, L, L, L, L, S],
+                      linear_short_conv=True, linear_gqa_mode="runtime", linear_qkv_bias=True),
     "qwen2_gla": dict(teacher_family="qwen2", linear_mixer="gla", layer_types=[L, S, L], tie_word_embeddings=True),
     "qwen3_gdn": dict(teacher_family="qwen3", linear_mixer="gdn", layer_types=[L, L, S]),
 }
@@ -136,7 +140,11 @@ def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=()
     proc = subprocess.run([sys.executable, str(HERE / "vllm_generate.py"), str(spec), str(out)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    # vLLM's engine log names its cache groups' block sizes, one per group: "kv cache group sizes (128, 128)".
+    groups = re.search(r"kv cache group sizes \(([0-9, ]+)\)", proc.stdout + proc.stderr)
+    result["cache_groups"] = len(groups.group(1).strip(", ").split(",")) if groups else None
+    return result
 
 
 @needs_vllm
@@ -149,12 +157,16 @@ def test_vllm_greedy_equals_transformers(tmp_path, variant):
     prompts = _prompts()
     engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_batched_tokens": 64,
               "max_num_seqs": 8, "enable_prefix_caching": True}
+    if variant == "qwen3_gdn":
+        engine["hf_overrides"] = {"serve_state_pack": 1}
     got = _vllm_generate(tmp_path, path, prompts, engine, repeat=[3])
     expected = hf_greedy(path, prompts, 32)
     for n, (ours, ref) in enumerate(zip(got["tokens"], expected)):
         assert ours == ref, f"prompt {n} ({len(prompts[n])} tokens): vLLM {ours} != transformers {ref}"
     assert got["repeat_tokens"] == [expected[3]]
     assert got["repeat_cached"][0] > 0, "the repeated prompt was not served from the prefix cache"
+    # With state packing vLLM keeps two cache groups (one softmax, one state); without it (qwen3_gdn) three.
+    assert got["cache_groups"] == (3 if variant == "qwen3_gdn" else 2)
 
 
 @needs_vllm
@@ -290,10 +302,13 @@ def test_server_openai_api(server):
     assert _request(f"{base}/v1/models", key=None)[0] == 401  # the API key is enforced
     prompt = _prompts()[2]
     status, body = _request(f"{base}/v1/completions", {"model": "tiny-hybrid", "prompt": prompt, "max_tokens": 16,
-                                                       "temperature": 0, "ignore_eos": True})
+                                                       "temperature": 0, "ignore_eos": True, "return_token_ids": True})
     assert status == 200, body
     expected = hf_greedy(path, [prompt], 16)[0]
-    assert json.loads(body)["choices"][0]["text"] == tiny_tokenizer().decode(expected)
+    choice = json.loads(body)["choices"][0]
+    assert choice["token_ids"] == expected
+    # The text is those tokens decoded; the detokenizer holds back a trailing incomplete UTF-8 sequence (byte tokens).
+    assert choice["text"] and tiny_tokenizer().decode(expected).startswith(choice["text"])
     status, body = _request(f"{base}/v1/chat/completions", {
         "model": "tiny-hybrid", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 8,
         "temperature": 0})

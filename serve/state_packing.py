@@ -1,0 +1,98 @@
+"""Several linear layers' states in one vLLM cache page, so that vLLM's scheduler keeps fewer cache groups.
+
+vLLM's hybrid cache manager splits the layers of each kind into groups of one size: the smaller kind's layer count,
+or the larger's when it is under 1.5× the smaller (`_get_kv_cache_groups_uniform_page_size`). Its scheduler then
+does per-request work for every group on every step (`allocate_slots`: blocks to allocate, skipped blocks to free).
+A hybrid with 4 softmax and 26 linear layers gets 8 groups; with 512 requests decoding, vLLM 0.32's `schedule()`
+takes 35.8 ms per step on our 2-core CI machine against 9.0 ms for the 30-layer teacher, and the 135M hybrids served
+slower than their teacher on an H200 (docs/benchmarks/serving.md, run 5; `benchmarks/scheduler_groups.py`).
+
+Packing: the linear layers are cut into runs of `pack` consecutive layers. The first layer of a run (its owner)
+declares the state of the whole run, shapes `(pack, *shape)`; the others declare none, and at run time read slice
+`i` of the owner's tensors and the owner's metadata. A slice keeps one slot per request with a larger slot stride,
+which the state-pool kernels take. vLLM sees `ceil(linear / pack)` state layers with pages `pack` times larger (the
+attention block size grows to match), and with `pack` chosen below, two groups where the ratio allows it.
+
+The cost: pages are `pack`× larger, so the attention block size is too (more rounding waste per request, coarser
+prefix-cache alignment; hence at most MAX_PACK), and the last run pads to `pack` states when `pack` does not divide
+the linear layer count.
+A checkpoint (or `--hf-overrides '{"serve_state_pack": 1}'`) can turn it off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+
+def vllm_grouping(layer_counts: list[int]) -> tuple[int, int]:
+    """(groups, padding layers) of vLLM's uniform-page grouping for these per-kind layer counts. A padding layer
+    is a page per block that no layer uses."""
+    counts = [c for c in layer_counts if c > 0]
+    if not counts:
+        return 0, 0
+    size = min(counts)
+    if max(counts) < size * 1.5:
+        size = max(counts)
+    return sum(ceil(c / size) for c in counts), sum(ceil(c / size) * size - c for c in counts)
+
+
+def choose_pack(num_softmax: int, num_linear: int) -> int:
+    """The pack that gives the fewest groups, then the fewest padding layers (a padded softmax group wastes a page
+    per block of every sequence's KV), then the smallest pages. 1 when packing cannot help: no softmax layer (one
+    kind, one group), or no more linear layers than softmax ones (the softmax count sets the group size then)."""
+    if num_softmax == 0 or num_linear <= num_softmax:
+        return 1
+    return min(range(1, min(num_linear, MAX_PACK) + 1),
+               key=lambda p: (*vllm_grouping([num_softmax, ceil(num_linear / p)]), p))
+
+
+# Pages grow with the pack and the attention block with them: a block never smaller than `pack` states means a short
+# request holds one that size. 8 keeps that bounded (8 states of a layer) and still takes a 4:26 hybrid from 8 groups
+# to 2; only very few softmax layers (1-3 of 30) keep more than 2 groups.
+MAX_PACK = 8
+
+
+@dataclass(frozen=True)
+class StateSlot:
+    """Where one linear layer's state lives: in the tensors of layer `owner` (its index among all layers), at
+    position `index` of `pack`."""
+
+    owner: int
+    index: int
+    pack: int
+
+
+def packing_plan(layer_types: list[str], setting="auto", pipeline_parallel: int = 1) -> dict[int, StateSlot]:
+    """layer index -> StateSlot for every linear layer. setting: "auto" (choose_pack), or an int (1: off).
+    Pipeline parallelism turns packing off (a run would have to stay within one stage)."""
+    linear = [i for i, t in enumerate(layer_types) if t != "full_attention"]
+    if setting in (None, "auto"):
+        pack = choose_pack(len(layer_types) - len(linear), len(linear))
+    else:
+        try:
+            pack = int(setting)
+        except (TypeError, ValueError):
+            pack = 0
+        if pack < 1:
+            raise ValueError(f"serve_state_pack must be 'auto' or a positive integer, not {setting!r}")
+    if pipeline_parallel > 1:
+        pack = 1
+    pack = max(1, min(pack, len(linear) or 1))
+    plan = {}
+    for start in range(0, len(linear), pack):
+        run = linear[start: start + pack]
+        for i, layer in enumerate(run):
+            plan[layer] = StateSlot(run[0], i, pack)
+    return plan
+
+
+def config_packing_plan(config, pipeline_parallel: int = 1) -> dict[int, StateSlot]:
+    """The plan of an exported HybridConfig (its optional `serve_state_pack`, "auto" when absent)."""
+    return packing_plan(list(config.layer_types), getattr(config, "serve_state_pack", "auto"), pipeline_parallel)
+
+
+def config_pack(config, pipeline_parallel: int = 1) -> int:
+    """The pack of a config's plan (1 without linear layers)."""
+    plan = config_packing_plan(config, pipeline_parallel)
+    return next(iter(plan.values())).pack if plan else 1
