@@ -106,33 +106,48 @@ def _fmt_bytes(n) -> str:
 
 
 def throughput_lines(data: dict) -> list[str]:
-    """The serving table of --measure-throughput: per row, the teacher's output tokens/s and each budget's, with
-    its multiple of the teacher's."""
+    """The serving tables of --measure-throughput, one line per row: output tokens/s over the whole run, then the
+    decode rate while every request decodes (prefill excluded), the teacher's and each budget's with its multiple
+    of the teacher's; last, how many sequences of the longest row fit in each model's cache."""
     run = data.get("throughput")
     if not run:
         return []
-    m = run["machine"]
+    m, budgets, teacher = run["machine"], data["budgets"], run["teacher"]
+    head = ["| in / out × prompts | teacher | " + " | ".join(f"K = {b['k']}" for b in budgets) + " |",
+            "|---" * (2 + len(budgets)) + "|"]
     lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')} (stage-0 weights, random-token prompts, "
-             f"EOS ignored, {run['engine']['dtype']}; output tokens/s, × teacher):", "",
-             "| in / out × prompts | teacher | " + " | ".join(f"K = {b['k']}" for b in data["budgets"]) + " |",
-             "|---" * (2 + len(data["budgets"])) + "|"]
-    teacher = run["teacher"]
-    for i, row in enumerate(run["rows"]):
-        cells = [_rate(teacher, i, False)] + [_rate(b.get("throughput", {}), i, True) for b in data["budgets"]]
-        lines.append(f"| {row['input_len']} / {row['output_len']} × {row['num_prompts']} | " + " | ".join(cells) + " |")
-    errors = [(b["k"], b["throughput"]["error"]) for b in data["budgets"] if "error" in b.get("throughput", {})]
+             f"EOS ignored, {run['engine']['dtype']}, at most {run['engine'].get('max_num_seqs', '?')} sequences at "
+             "once).", ""]
+    for key, ratio, title in (("output_tok_s", "vs_teacher", "Output tokens/s over the whole run (× teacher):"),
+                              ("decode_tok_s", "decode_vs_teacher",
+                               "Decode tokens/s while every request decodes (× teacher):")):
+        lines += [title, ""] + head
+        for i, row in enumerate(run["rows"]):
+            cells = [_rate(teacher, i, key, None)] + [_rate(b.get("throughput", {}), i, key, ratio) for b in budgets]
+            lines.append(f"| {row['input_len']} / {row['output_len']} × {row['num_prompts']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    fits = [_count(teacher)] + [_count(b.get("throughput", {})) for b in budgets]
+    lines += [f"Sequences of {run['engine'].get('max_model_len', '?')} tokens that fit in the cache: teacher: "
+              + "; ".join([fits[0]] + [f"K = {b['k']}: {n}" for b, n in zip(budgets, fits[1:])]) + ".", ""]
+    errors = [(b["k"], b["throughput"]["error"]) for b in budgets if "error" in b.get("throughput", {})]
     errors += [("teacher", teacher["error"])] if "error" in teacher else []
-    lines += [""] + [f"- {name}: failed in vLLM: {text}" for name, text in errors] + ([""] if errors else [])
+    lines += [f"- {name}: failed in vLLM: {text}" for name, text in errors] + ([""] if errors else [])
     return lines
 
 
-def _rate(summary: dict, i: int, ratio: bool) -> str:
+def _rate(summary: dict, i: int, key: str, ratio: str | None) -> str:
     rows = summary.get("rows") or []
     if i >= len(rows):
         return "failed" if "error" in summary else "–"
     r = rows[i]
-    text = f"{r['output_tok_s']:,.0f}"
-    return text + (f" ({r['vs_teacher']:.2f}×)" if ratio and r.get("vs_teacher") else "")
+    if r.get(key) is None:
+        return "–"
+    return f"{r[key]:,.0f}" + (f" ({r[ratio]:.2f}×)" if ratio and r.get(ratio) else "")
+
+
+def _count(summary: dict) -> str:
+    n = summary.get("max_concurrency")
+    return "failed" if "error" in summary else ("–" if n is None else f"{n:,.0f}")
 
 
 def markdown_report(data: dict) -> str:

@@ -106,8 +106,9 @@ def measure_budgets(context, budgets: list[dict], out: Path, device: torch.devic
 
 
 def _summary(result: dict, teacher: dict | None) -> dict:
-    """The numbers a budget is chosen by, per row: output and total tokens/s, median time per output token, the
-    concurrency vLLM admitted, and the output rate as a multiple of the teacher's."""
+    """The numbers a budget is chosen by, per row: output and total tokens/s, the decode rate while every request
+    decodes, median time per output token, the output and decode rates as multiples of the teacher's; and how many
+    sequences of the longest row's length fit in the cache."""
     if "error" in result:
         return {"error": result["error"]}
     rows = []
@@ -116,6 +117,10 @@ def _summary(result: dict, teacher: dict | None) -> dict:
         t = base.get((r["input_len"], r["output_len"]))
         rows.append({"input_len": r["input_len"], "output_len": r["output_len"], "prompts": r["prompts"],
                      "output_tok_s": r["output_tok_s"], "total_tok_s": r["total_tok_s"],
-                     "tpot_median_s": r["tpot_median_s"],
-                     "vs_teacher": r["output_tok_s"] / t["output_tok_s"] if t and t.get("output_tok_s") else None})
+                     "decode_tok_s": r.get("decode_tok_s"), "tpot_median_s": r["tpot_median_s"],
+                     "vs_teacher": _ratio(r, t, "output_tok_s"), "decode_vs_teacher": _ratio(r, t, "decode_tok_s")})
     return {"rows": rows, "max_concurrency": result.get("max_concurrency"), "startup_s": result.get("startup_s")}
+
+
+def _ratio(row: dict, teacher_row: dict | None, key: str) -> float | None:
+    return row[key] / teacher_row[key] if row.get(key) and teacher_row and teacher_row.get(key) else None

@@ -166,18 +166,24 @@ def test_measure_throughput_without_vllm_fails_before_scoring(monkeypatch):
 
 
 def test_throughput_table_per_row_with_teacher_multiples_and_failures():
-    """report.md's serving table: one line per row, the teacher's rate, each budget's with its × teacher; a budget
-    whose engine failed says so in its cell and under the table."""
-    row = lambda rate, ratio=None: {"input_len": 64, "output_len": 16, "prompts": 4, "output_tok_s": rate,  # noqa: E731
-                                    "total_tok_s": 5 * rate, "tpot_median_s": 0.01, "vs_teacher": ratio}
-    data = {"budgets": [{"k": 1, "throughput": {"rows": [row(1500.0, 1.5)]}},
+    """report.md's serving tables: one line per row, the teacher's rate, each budget's with its × teacher, for the
+    output rate and the decode rate; then the sequences that fit; a budget whose engine failed says so in its cells
+    and under the tables."""
+    def row(rate, ratio=None, decode=None, decode_ratio=None):
+        return {"input_len": 64, "output_len": 16, "prompts": 4, "output_tok_s": rate, "total_tok_s": 5 * rate,
+                "decode_tok_s": decode, "tpot_median_s": 0.01, "vs_teacher": ratio, "decode_vs_teacher": decode_ratio}
+    data = {"budgets": [{"k": 1, "throughput": {"rows": [row(1500.0, 1.5, 3000.0, 0.75)], "max_concurrency": 9.5}},
                         {"k": 2, "throughput": {"error": "k02 failed in vLLM (exit 1)"}}],
             "throughput": {"machine": {"vllm": "0.32.0", "device": "CPU (2 cores, x86_64)"},
-                           "engine": {"dtype": "float32"}, "rows": [{"input_len": 64, "output_len": 16, "num_prompts": 4}],
-                           "teacher": {"rows": [row(1000.0)]}}}
+                           "engine": {"dtype": "float32", "max_num_seqs": 4, "max_model_len": 80},
+                           "rows": [{"input_len": 64, "output_len": 16, "num_prompts": 4}],
+                           "teacher": {"rows": [row(1000.0, None, 4000.0)], "max_concurrency": 2.0}}}
     text = "\n".join(throughput_lines(data))
-    assert "vLLM 0.32.0 on CPU (2 cores, x86_64)" in text
-    assert "| in / out × prompts | teacher | K = 1 | K = 2 |" in text
-    assert "| 64 / 16 × 4 | 1,000 | 1,500 (1.50×) | failed |" in text
+    assert "vLLM 0.32.0 on CPU (2 cores, x86_64)" in text and "at most 4 sequences at once" in text
+    assert text.count("| in / out × prompts | teacher | K = 1 | K = 2 |") == 2
+    output, decode = text.split("Decode tokens/s while every request decodes")
+    assert "| 64 / 16 × 4 | 1,000 | 1,500 (1.50×) | failed |" in output
+    assert "| 64 / 16 × 4 | 4,000 | 3,000 (0.75×) | failed |" in decode
+    assert "Sequences of 80 tokens that fit in the cache: teacher: 2; K = 1: 10; K = 2: failed." in decode
     assert "- 2: failed in vLLM: k02 failed in vLLM (exit 1)" in text
     assert throughput_lines({"budgets": []}) == []
