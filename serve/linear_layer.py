@@ -6,7 +6,8 @@ reads and writes vLLM's state pool through per-request slot indices with the `hy
 state-pool ops (Triton on GPU, the PyTorch references on CPU).
 
 Per request the pool holds the recurrent state [H/tp, K, V] (float32 by default) and, with a short conv,
-the last `size - 1` pre-activation q/k/v inputs [conv_channels/tp, size - 1]. Everything that touches the
+the last `size - 1` pre-activation q/k/v inputs [conv_channels/tp, size - 1]; with state packing, one page holds
+those of several consecutive linear layers (serve/state_packing.py). Everything that touches the
 pool runs inside one custom op (`vllm::hybridserve_linear_attention`), listed among vLLM's splitting ops so
 torch.compile and CUDA graphs treat it as an attention op; projections, norm and gating stay outside it and
 are compiled. The math inside the op (and the output norm) lives in the vLLM-free `serve/linear_core.py`, which
