@@ -124,7 +124,8 @@ def throughput_lines(data: dict) -> list[str]:
         lines += [title, ""] + head
         for i, row in enumerate(run["rows"]):
             cells = [_rate(teacher, i, key, None)] + [_rate(b.get("throughput", {}), i, key, ratio) for b in budgets]
-            lines.append(f"| {row['input_len']} / {row['output_len']} × {row['num_prompts']} | " + " | ".join(cells) + " |")
+            label = f"{row['input_len']} / {row['output_len']} × {row['num_prompts']}"
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     fits = [_count(teacher)] + [_count(b.get("throughput", {})) for b in budgets]
     lines += [f"Sequences of {run['engine'].get('max_model_len', '?')} tokens that fit in the cache: teacher: "
