@@ -88,6 +88,9 @@ def vllm_layout(config) -> dict:
 
     softmax = len(config.softmax_layers)
     linear = config.num_hidden_layers - softmax
-    pack = config_pack(config)
+    try:
+        pack = config_pack(config)
+    except ValueError as e:
+        raise ExportError(f"invalid hybrid config: {e}") from None
     return {"state_pack": pack, "cache_groups": vllm_grouping([softmax, -(-linear // pack)])[0],
             "cache_groups_unpacked": vllm_grouping([softmax, linear])[0]}

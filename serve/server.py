@@ -22,9 +22,17 @@ def model_config(model: str) -> dict:
     if not (path / "config.json").is_file():
         raise ServeError(f"{model} is not a model folder (no config.json); export one with `hybridserve export`")
     try:
-        return json.loads((path / "config.json").read_text())
+        config = json.loads((path / "config.json").read_text())
     except json.JSONDecodeError as e:
         raise ServeError(f"{path / 'config.json'} is not valid JSON: {e}") from None
+    if "serve_state_pack" in config and "layer_types" in config:  # checked here, not in a vLLM worker's traceback
+        from .state_packing import packing_plan
+
+        try:
+            packing_plan(config["layer_types"], config["serve_state_pack"])
+        except ValueError as e:
+            raise ServeError(f"{path / 'config.json'}: {e}") from None
+    return config
 
 
 def python_command() -> list[str]:

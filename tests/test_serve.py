@@ -104,6 +104,10 @@ def test_serve_cli_dry_run_and_bad_input(tmp_path):
     assert "--no-enable-prefix-caching" in result.output and result.output.rstrip().endswith("--max-num-seqs 4")
     result = runner.invoke(app, ["serve", str(tmp_path / "nothing")])
     assert result.exit_code == 1 and "not a model folder" in result.output
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps(dict(config, serve_state_pack="many")))
+    result = runner.invoke(app, ["serve", str(path), "--dry-run"])
+    assert result.exit_code == 1 and "serve_state_pack must be 'auto' or a positive integer" in result.output
 
 
 def test_bench_inputs_and_report():

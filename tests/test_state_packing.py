@@ -76,3 +76,8 @@ def test_info_reports_the_layout_vllm_will_use():
 
     config = SimpleNamespace(layer_types=[L, S, L, L], softmax_layers=[1], num_hidden_layers=4)
     assert vllm_layout(config) == {"state_pack": 3, "cache_groups": 2, "cache_groups_unpacked": 4}
+
+    from hybridserve.export.checkpoint import ExportError
+
+    with pytest.raises(ExportError, match="invalid hybrid config: serve_state_pack must be"):
+        vllm_layout(SimpleNamespace(layer_types=[L, S], softmax_layers=[1], num_hidden_layers=2, serve_state_pack=0))
