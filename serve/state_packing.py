@@ -4,8 +4,8 @@ vLLM's hybrid cache manager splits the layers of each kind into groups of one si
 or the larger's when it is under 1.5× the smaller (`_get_kv_cache_groups_uniform_page_size`). Its scheduler then
 does per-request work for every group on every step (`allocate_slots`: blocks to allocate, skipped blocks to free).
 A hybrid with 4 softmax and 26 linear layers gets 8 groups; with 512 requests decoding, vLLM 0.32's `schedule()`
-takes 35.8 ms per step on our 2-core CI machine against 9.0 ms for the 30-layer teacher, and the 135M hybrids served
-slower than their teacher on an H200 (docs/benchmarks/serving.md, run 5; `benchmarks/scheduler_groups.py`).
+takes 35.0 ms per step on our 2-core CI machine against 7.7 ms for the 30-layer teacher, and the 135M hybrids served
+slower than their teacher on an H200 (docs/benchmarks/serving.md, run 5; docs/benchmarks/scheduler-groups.md).
 
 Packing: the linear layers are cut into runs of `pack` consecutive layers. The first layer of a run (its owner)
 declares the state of the whole run, shapes `(pack, *shape)`; the others declare none, and at run time read slice
@@ -15,8 +15,8 @@ attention block size grows to match), and with `pack` chosen below, two groups w
 
 The cost: pages are `pack`× larger, so the attention block size is too (more rounding waste per request, coarser
 prefix-cache alignment; hence at most MAX_PACK), and the last run pads to `pack` states when `pack` does not divide
-the linear layer count.
-A checkpoint (or `--hf-overrides '{"serve_state_pack": 1}'`) can turn it off.
+the linear layer count. `serve_state_pack` in the checkpoint's config.json, or the server's
+`--hf-overrides '{"serve_state_pack": 1}'`, sets the pack (1: off).
 """
 
 from __future__ import annotations
