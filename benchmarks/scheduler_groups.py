@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -98,16 +96,6 @@ def time_scheduler(config, specs: dict, args) -> dict:
             "schedule_ms": 1e3 * schedule_s / max(steps, 1), "update_ms": 1e3 * update_s / max(steps, 1)}
 
 
-def cpu_name() -> str:
-    """The CPU model and core count: the scheduler is host code, so this is the machine the numbers describe."""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=30)
@@ -120,6 +108,7 @@ def main() -> None:
     import vllm
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from hybridserve.serve.bench import machine
     from hybridserve.serve.state_packing import choose_pack
 
     rows = []
@@ -133,7 +122,7 @@ def main() -> None:
                 print(f"K={k} pack={pack}: {r['groups']} groups, block {r['block_size']}: schedule "
                       f"{r['schedule_ms']:.2f} ms, update {r['update_ms']:.2f} ms per decode step", flush=True)
     lines = [f"vLLM {vllm.__version__} scheduler, {args.requests} requests of {args.prompt} + {args.output} tokens, "
-             f"{args.layers} layers; {cpu_name()}; `python "
+             f"{args.layers} layers; {machine()['device']}; `python "
              f"benchmarks/scheduler_groups.py --softmax {args.softmax} --requests {args.requests}`", "",
              "| softmax layers | state pack | cache groups | attention block | schedule() ms / step | "
              "update_from_output() ms / step |", "|---|---|---|---|---|---|"]

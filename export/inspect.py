@@ -84,7 +84,7 @@ def describe_checkpoint(path: str | Path, dtype_bytes: int = 2) -> dict:
 def vllm_layout(config) -> dict:
     """How vLLM will group this model's caches when served (serve/state_packing.py): the linear layers per state page
     and the cache groups its scheduler walks per request per step, with and without that packing."""
-    from ..serve.state_packing import config_pack, vllm_grouping
+    from ..serve.state_packing import config_pack, packed_grouping
 
     softmax = len(config.softmax_layers)
     linear = config.num_hidden_layers - softmax
@@ -92,5 +92,5 @@ def vllm_layout(config) -> dict:
         pack = config_pack(config)
     except ValueError as e:
         raise ExportError(f"invalid hybrid config: {e}") from None
-    return {"state_pack": pack, "cache_groups": vllm_grouping([softmax, -(-linear // pack)])[0],
-            "cache_groups_unpacked": vllm_grouping([softmax, linear])[0]}
+    return {"state_pack": pack, "cache_groups": packed_grouping(softmax, linear, pack)[0],
+            "cache_groups_unpacked": packed_grouping(softmax, linear, 1)[0]}

@@ -81,6 +81,15 @@ def cache_bytes(config: dict, tokens: int, dtype_bytes: int = 2) -> dict:
     return {"kv_bytes_per_token": kv, "state_bytes_per_sequence": state, "bytes_per_sequence": kv * tokens + state}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture: host-bound numbers describe this machine."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version()}
     try:
@@ -90,7 +99,7 @@ def machine() -> dict:
         if torch.cuda.is_available():
             info["device"] = torch.cuda.get_device_name(0)
         else:
-            info["device"] = f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+            info["device"] = f"CPU ({os.cpu_count()} cores, {cpu_model()})"
     except ImportError:
         pass
     from .compat import vllm_version

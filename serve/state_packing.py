@@ -43,8 +43,12 @@ def choose_pack(num_softmax: int, num_linear: int) -> int:
     kind, one group), or no more linear layers than softmax ones (the softmax count sets the group size then)."""
     if num_softmax == 0 or num_linear <= num_softmax:
         return 1
-    return min(range(1, min(num_linear, MAX_PACK) + 1),
-               key=lambda p: (*vllm_grouping([num_softmax, ceil(num_linear / p)]), p))
+    return min(range(1, min(num_linear, MAX_PACK) + 1), key=lambda p: (*packed_grouping(num_softmax, num_linear, p), p))
+
+
+def packed_grouping(num_softmax: int, num_linear: int, pack: int) -> tuple[int, int]:
+    """vllm_grouping of a model whose linear layers are packed `pack` to a page."""
+    return vllm_grouping([num_softmax, ceil(num_linear / pack)])
 
 
 # Pages grow with the pack and the attention block with them: a block never smaller than `pack` states means a short
