@@ -225,3 +225,14 @@ def save_tiny_gguf(folder: str | Path, gguf_path: str | Path, *, licence: str | 
     w.write_tensors_to_file()
     w.close()
     return gguf_path
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

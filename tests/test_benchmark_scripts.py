@@ -3,20 +3,11 @@ validated, and how convert_gpu.py reads throughput from metrics.jsonl."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .helpers import load_benchmark
 
 
 def _session(tmp_path, statuses, checks=None, K=64):
@@ -31,7 +22,7 @@ def _session(tmp_path, statuses, checks=None, K=64):
 
 
 def test_head_dims_verdict(tmp_path):
-    verdict = _load("head_dims_verdict").verdict
+    verdict = load_benchmark("head_dims_verdict").verdict
     assert verdict(_session(tmp_path / "a", ["PASS", "PASS"], [True, True])) == ["64x64"]
     assert verdict(_session(tmp_path / "b", ["PASS", "WRONG"], [True])) == []       # one probe wrong
     assert verdict(_session(tmp_path / "c", ["PASS", "PASS"], [True, False])) == []  # one real-size check failed
@@ -47,7 +38,7 @@ def tmp_path(tmp_path):
 
 
 def test_convert_gpu_steady_rate_and_shapes(tmp_path):
-    cg = _load("convert_gpu")
+    cg = load_benchmark("convert_gpu")
     assert cg.shape("96x512:48") == (96, 512, 48) and cg.shape("8x128") == (8, 128, 8)
     rows = [{"step": 0, "tokens": 0, "eval": 1.0}]  # the starting evaluation has no timing
     # step 1 carries compilation (slow); steady state afterwards: 1000 tokens per 0.5 s
@@ -63,7 +54,7 @@ def test_convert_gpu_steady_rate_and_shapes(tmp_path):
 def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
     """The profile summary separates GPU busy time from the span (overlapping kernels counted once) and lists the
     host time of hybridserve's ops and of vLLM's host scopes."""
-    summarise = _load("serving_profile").summarise
+    summarise = load_benchmark("serving_profile").summarise
     events = [
         {"ph": "X", "cat": "kernel", "name": "k1", "ts": 0.0, "dur": 100.0},
         {"ph": "X", "cat": "kernel", "name": "k2", "ts": 50.0, "dur": 100.0},   # overlaps k1: busy 0..150
@@ -92,7 +83,7 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
 def test_serving_gpu_model_variants():
     """`<model>_bf16state` serves the same folder with a bfloat16 recurrent state; the native anchor gets vLLM's
     Triton GDN prefill."""
-    variant = _load("serving_gpu")._model_variant
+    variant = load_benchmark("serving_gpu")._model_variant
     assert variant("qwen2_1p5b_hybrid") == ("qwen2_1p5b_hybrid", None)
     assert variant("qwen2_1p5b_hybrid_bf16state") == ("qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"})
     assert variant("qwen3next_1p5b") == ("qwen3next_1p5b", {"additional_config": {"gdn_prefill_backend": "triton"}})
@@ -100,14 +91,14 @@ def test_serving_gpu_model_variants():
 
 def test_serve_layer_gpu_parses_mixed_steps():
     """serve_layer_gpu.py's --prefill: SEQSxLEN, or D+SEQSxLEN for a step with D decodes ahead of the prompts."""
-    parse = _load("serve_layer_gpu").parse_prefill
+    parse = load_benchmark("serve_layer_gpu").parse_prefill
     assert parse("8x1024, 256+15x1024,") == [(0, 8, 1024), (256, 15, 1024)]
     assert parse("") == []
 
 
 def test_serve_check_gpu_common_prefix():
     """serve_check_gpu.py scores each prompt by the leading tokens vLLM and transformers share."""
-    prefix = _load("serve_check_gpu").common_prefix
+    prefix = load_benchmark("serve_check_gpu").common_prefix
     assert prefix([1, 2, 3], [1, 2, 4]) == 2
     assert prefix([1, 2], [1, 2, 3]) == 2 and prefix([], [1]) == 0 and prefix([5], [6]) == 0
 
@@ -117,7 +108,7 @@ def test_serve_check_gpu_margins(tmp_path):
     whole logits for tokens no engine would choose."""
     import torch
 
-    check = _load("serve_check_gpu")
+    check = load_benchmark("serve_check_gpu")
     path = check.build(tmp_path / "m", "qwen2_gdn", 32, torch.float32)
     prompts = [[11, 12, 13, 14, 15], list(range(20, 60))]
     greedy = check.reference(path, prompts, 8, torch.float32, "cpu")
@@ -129,7 +120,7 @@ def test_serve_check_gpu_margins(tmp_path):
 def test_serving_profile_step_annotation_both_formats():
     """vLLM's per-step annotation, old (`execute_context_2(64)_generation_3(3)`) and new format (total tokens first,
     `sq`/`sk` fields per group): prefill and decode requests and tokens read the same."""
-    step = _load("serving_profile")._STEP
+    step = load_benchmark("serving_profile")._STEP
     old = step.fullmatch("execute_context_2(64)_generation_3(3)")
     new = step.fullmatch("execute_67_context_2(sq64sk64sqsq2048sqsk2048)_generation_3(sq3sk3000sqsq3sqsk3000)")
     assert old.groups() == new.groups() == ("2", "64", "3", "3")
@@ -138,7 +129,7 @@ def test_serving_profile_step_annotation_both_formats():
 def test_serving_profile_decode_step_periods():
     """Decode-only steps on the host clock: start-to-next-start period, the model runner's scope inside it, and the
     rest outside it; mixed steps and the last step (no successor) are left out."""
-    period_lines = _load("serving_profile")._period_lines
+    period_lines = load_benchmark("serving_profile")._period_lines
     step = lambda name, ts, dur: {"ph": "X", "cat": "user_annotation", "name": name, "ts": ts, "dur": dur}  # noqa: E731
     decode = "execute_context_0(0)_generation_5(5)"
     events = [step("execute_context_2(64)_generation_3(3)", 0.0, 400.0), step(decode, 1000.0, 3000.0),

@@ -3,7 +3,6 @@ the one vLLM's own grouping makes. The served outputs with packing are checked i
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from hybridserve.serve.state_packing import StateSlot, choose_pack, config_pack, packing_plan, vllm_grouping
 
-from .helpers import needs_vllm
+from .helpers import load_benchmark, needs_vllm
 
 S, L = "full_attention", "linear_attention"
 
@@ -54,10 +53,7 @@ def test_settings_and_pipeline_parallel():
 def test_planned_group_count_is_vllms(softmax):
     """The specs the model declares (benchmarks/scheduler_groups.py builds the same ones), grouped by vLLM's own
     get_kv_cache_configs, give the groups vllm_grouping predicts, packed and unpacked."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "scheduler_groups.py"
-    spec = importlib.util.spec_from_file_location("scheduler_groups", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("scheduler_groups")
     from vllm.v1.core.kv_cache_utils import get_kv_cache_configs
 
     args = SimpleNamespace(layers=30, requests=4, prompt=64, output=16)
