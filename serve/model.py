@@ -12,6 +12,7 @@ of `forward` to find the dynamic (token) dimensions.
 
 
 import copy
+import math
 from collections.abc import Iterable
 
 import torch
@@ -31,7 +32,7 @@ from vllm.sequence import IntermediateTensors
 
 from .compat import softmax_decoder_layer
 from .linear_layer import HybridLinearAttention, packed_state_shapes, state_dtypes, state_shapes
-from .state_packing import StateSlot, config_pack, config_packing_plan
+from .state_packing import PackLimit, StateSlot, config_pack, config_packing_plan, vllm_pack_limit
 
 # checkpoint name fragment -> (vLLM parameter fragment, shard id) for the stacked projections.
 _SOFTMAX_STACKED = [
@@ -86,6 +87,16 @@ class HybridLinearDecoderLayer(nn.Module):
         return self.mlp(hidden_states), residual
 
 
+def pack_limit(vllm_config: VllmConfig) -> PackLimit | None:
+    """The server's bound on the state pack (serve/state_packing.py), from one linear layer's state page. The model
+    and its class (asked for the state shapes before the model exists) both use this, so they agree."""
+    config, model_config = vllm_config.model_config.hf_config, vllm_config.model_config
+    shapes = state_shapes(config, vllm_config.parallel_config.tensor_parallel_size)
+    dtypes = state_dtypes(config, model_config.dtype, vllm_config.cache_config)
+    layer_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in zip(shapes, dtypes))
+    return vllm_pack_limit(vllm_config, layer_bytes)
+
+
 @support_torch_compile
 class HybridModel(nn.Module):
     def __init__(self, *, vllm_config: VllmConfig, prefix: str = ""):
@@ -94,7 +105,8 @@ class HybridModel(nn.Module):
         self.config = config
         teacher = teacher_view(config)
         # Linear layers sharing cache pages (serve/state_packing.py); the model class reports the same shapes.
-        packing = config_packing_plan(config, vllm_config.parallel_config.pipeline_parallel_size)
+        packing = config_packing_plan(config, vllm_config.parallel_config.pipeline_parallel_size,
+                                      pack_limit(vllm_config))
         self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
                                                    prefix=f"{prefix}.embed_tokens")
 
@@ -162,7 +174,7 @@ class HybridForCausalLM(nn.Module, HasInnerState, IsHybrid, SupportsPP):
     def get_mamba_state_shape_from_config(cls, vllm_config: VllmConfig):
         config, parallel = vllm_config.model_config.hf_config, vllm_config.parallel_config
         return packed_state_shapes(config, parallel.tensor_parallel_size,
-                                   config_pack(config, parallel.pipeline_parallel_size))
+                                   config_pack(config, parallel.pipeline_parallel_size, pack_limit(vllm_config)))
 
     @classmethod
     def get_mamba_state_dtype_from_config(cls, vllm_config: VllmConfig):

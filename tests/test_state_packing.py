@@ -9,8 +9,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
-from hybridserve.serve.state_packing import StateSlot, choose_pack, config_pack, packing_plan, vllm_grouping
+from hybridserve.serve.state_packing import (PackLimit, StateSlot, attention_block_tokens, choose_pack, config_pack,
+                                             packing_plan, vllm_grouping, vllm_pack_limit)
 
 from .helpers import load_benchmark, needs_vllm
 
@@ -46,6 +48,41 @@ def test_settings_and_pipeline_parallel():
     for bad in ("x", 0, -2):
         with pytest.raises(ValueError, match="serve_state_pack must be 'auto' or a positive integer"):
             packing_plan([S, L], setting=bad)
+
+
+def _server(mode="align", tokens=512, threshold=0, cache_dtype="auto", dtype=torch.bfloat16, kv_heads=2, head=128):
+    """The parts of a VllmConfig that vllm_pack_limit reads."""
+    model = SimpleNamespace(dtype=dtype, get_num_kv_heads=lambda parallel: kv_heads, get_head_size=lambda: head)
+    return SimpleNamespace(cache_config=SimpleNamespace(mamba_cache_mode=mode, cache_dtype=cache_dtype),
+                           scheduler_config=SimpleNamespace(max_num_batched_tokens=tokens,
+                                                            long_prefill_token_threshold=threshold),
+                           model_config=model, parallel_config=None)
+
+
+def test_prefix_caching_keeps_the_attention_block_within_one_step():
+    """The H200 failure this guards: a Qwen-1.5B-shaped hybrid (7 softmax, 21 linear layers; 256 KiB of bf16 state
+    per layer, 1 KiB of KV per token) packed 3 to a page needs a 768-token attention block, and vLLM 0.26 with
+    prefix caching ("align" mode) refuses a block over max_num_batched_tokens (512 in that run)."""
+    layer_bytes, kv_per_token = 8 * 128 * 128 * 2, 2 * 2 * 128 * 2
+    assert attention_block_tokens(3 * layer_bytes, kv_per_token) == 768
+    assert attention_block_tokens(layer_bytes + 1, kv_per_token) == 320  # rounded up to the 64-token multiple
+    limit = vllm_pack_limit(_server(tokens=512), layer_bytes)
+    assert limit.max_pack == 2 and "max_num_batched_tokens (512 tokens)" in limit.reason
+    types = [S if i % 4 == 0 else L for i in range(28)]
+    assert config_pack(SimpleNamespace(layer_types=types)) == 3
+    assert config_pack(SimpleNamespace(layer_types=types), limit=limit) == 2
+    # No bound without prefix caching; the long-prefill threshold bounds it too; an fp8 KV cache halves the
+    # bytes per token, so the same state needs twice the tokens.
+    assert vllm_pack_limit(_server(mode="none"), layer_bytes) is None
+    assert vllm_pack_limit(_server(tokens=8192), layer_bytes).max_pack == 8
+    low = vllm_pack_limit(_server(tokens=8192, threshold=300), layer_bytes)
+    assert low.max_pack == 1 and "long_prefill_token_threshold (300 tokens)" in low.reason
+    assert vllm_pack_limit(_server(tokens=1024, cache_dtype="fp8_e4m3"), layer_bytes).max_pack == 2
+    # A pack set in the checkpoint or by --hf-overrides that the server cannot take is one clear error.
+    with pytest.raises(ValueError, match="serve_state_pack=3 is too large for this server: with prefix caching on"):
+        packing_plan(types, setting=3, limit=limit)
+    assert len(packing_plan(types, setting=3, pipeline_parallel=2, limit=limit)) == 21  # PP: packing off anyway
+    assert packing_plan([S, L, L], limit=PackLimit(1, "test")) == {1: StateSlot(1, 0, 1), 2: StateSlot(2, 0, 1)}
 
 
 @needs_vllm
