@@ -101,13 +101,14 @@ def _model_variant(name: str) -> tuple[str, dict | None]:
     return name, extra or None
 
 
-def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int) -> None:
+def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int,
+        repeats: int = 3) -> None:
     from hybridserve.serve.bench import BenchModel, _config, engine_settings, machine, parse_rows, run_model
 
     results.mkdir(parents=True, exist_ok=True)
     parsed = parse_rows(rows)
     engine = engine_settings(parsed, {n: _config(str(root / _model_variant(n)[0])) for n in names}, max_model_len=max_model_len,
-                             dtype="bfloat16", gpu_memory_utilization=gpu_mem, max_num_seqs=512)
+                             dtype="bfloat16", gpu_memory_utilization=gpu_mem, max_num_seqs=512, repeats=repeats)
     (results / "machine.json").write_text(json.dumps({**machine(), "rows": parsed, "engine": engine}, indent=2))
     for name in names:
         folder, extra = _model_variant(name)
@@ -145,8 +146,9 @@ if __name__ == "__main__":
         parser.add_argument("--rows", default=ROWS)
         parser.add_argument("--gpu-mem", type=float, default=0.9)
         parser.add_argument("--max-model-len", type=int, default=33792)
+        parser.add_argument("--repeats", type=int, default=3, help="timed runs of every row (median reported)")
         a = parser.parse_args(args)
-        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len)
+        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len, a.repeats)
     elif cmd == "report":
         report(Path(args[0]), Path(args[1]), args[2], args[3], args[4:])
     else:

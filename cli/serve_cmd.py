@@ -66,6 +66,8 @@ def bench_command(
     max_num_seqs: int = typer.Option(256, help="Most sequences vLLM runs at once."),
     enforce_eager: bool = typer.Option(False, help="No torch.compile / CUDA graphs."),
     timeout: float = typer.Option(3600, help="Seconds per model before it is stopped."),
+    repeats: int = typer.Option(3, help="Timed runs of every row; the report gives the median run and the range "
+                                        "(one run's rate can move by tens of percent on a host-bound engine)."),
 ) -> None:
     """Run the hybrid and its baseline in vLLM on this machine: throughput, latency, memory, concurrency."""
     from .serve.bench import CPU_ROWS, GPU_ROWS, BenchError, BenchModel, parse_rows, run_bench
@@ -85,7 +87,7 @@ def bench_command(
             rows = GPU_ROWS if torch.cuda.is_available() else CPU_ROWS
         run_bench(models, parse_rows(rows), out_dir, max_model_len=max_model_len, dtype=dtype,
                            gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-                           enforce_eager=enforce_eager, timeout=timeout, command=shlex.join(["hybridserve", *sys.argv[1:]]),
+                           enforce_eager=enforce_eager, repeats=repeats, timeout=timeout, command=shlex.join(["hybridserve", *sys.argv[1:]]),
                            log=lambda m: _console.print(m, highlight=False))
     except (BenchError, VllmVersionError) as e:
         _fail(str(e))

@@ -159,16 +159,22 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
 
 
 def engine_settings(rows: list[dict], configs: dict, *, max_model_len: int | None = None, dtype: str = "auto",
-                    gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256, enforce_eager: bool = False) -> dict:
-    """The engine settings every model shares; the context length covers the longest row."""
+                    gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256, enforce_eager: bool = False,
+                    repeats: int = 1) -> dict:
+    """The engine settings every model shares; the context length covers the longest row. repeats: timed runs of
+    every row (bench_worker reports the median one)."""
+    if repeats < 1:
+        raise BenchError(f"--repeats must be at least 1, not {repeats}")
     longest = max(r["input_len"] + r["output_len"] for r in rows)
     limit = min(c.get("max_position_embeddings", longest) for c in configs.values())
     if longest > limit:
         raise BenchError(f"the longest row needs {longest} tokens but a model allows only {limit} positions")
     if max_model_len is not None and max_model_len < longest:
         raise BenchError(f"--max-model-len {max_model_len} is shorter than the longest row ({longest} tokens)")
-    return {"max_model_len": max_model_len or longest, "dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization,
-            "max_num_seqs": max_num_seqs, "enforce_eager": enforce_eager}
+    settings = {"max_model_len": max_model_len or longest, "dtype": dtype,
+                "gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs,
+                "enforce_eager": enforce_eager}
+    return {**settings, "repeats": repeats} if repeats > 1 else settings
 
 
 def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, command: str = "", timeout: float = 3600,
@@ -208,6 +214,12 @@ def _fmt(value, scale: float = 1.0, digits: int = 0) -> str:
     return "–" if value is None else f"{value * scale:,.{digits}f}"
 
 
+def _spread(row: dict, key: str) -> str:
+    """" [low – high]" over a row's repeated runs, or nothing for a single run."""
+    values = [r[key] for r in row.get("repeats", []) if r.get(key) is not None]
+    return f" [{min(values):,.0f} – {max(values):,.0f}]" if len(values) > 1 else ""
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     base = next(r for r in report["models"] if r["name"] == report["baseline"])
@@ -225,11 +237,15 @@ def markdown(report: dict) -> str:
             decode = _fmt(r.get("decode_tok_s"))
             if r.get("decode_tok_s") and b.get("decode_tok_s"):
                 decode += f" ({r['decode_tok_s'] / b['decode_tok_s']:.2f})"
-            lines.append(f"| {label} | {model['name']} | {_fmt(r['output_tok_s'])} | {_fmt(r['total_tok_s'])} | "
+            lines.append(f"| {label} | {model['name']} | {_fmt(r['output_tok_s'])}{_spread(r, 'output_tok_s')} | "
+                         f"{_fmt(r['total_tok_s'])} | "
                          f"{ratio:.2f} | {decode} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
                          f"{_fmt(r['tpot_median_s'], 1e3, 2)} / {_fmt(r['tpot_p90_s'], 1e3, 2)} |")
     lines += ["", "Full-concurrency decode: output tokens per second between the last request's first token and the "
               "first request's last one (every request decoding, no prefill); – when the requests ran in waves."]
+    if report["engine"].get("repeats", 1) > 1:
+        lines += ["", f"Each row ran {report['engine']['repeats']} times per model; the table shows the run with the "
+                  "median output rate, and [the lowest – the highest] output rate of the runs."]
     lines += ["", f"Cache per sequence at {report['engine']['max_model_len']} tokens and the concurrency vLLM admits:", "",
               "| model | KV bytes/token | state bytes/sequence | bytes/sequence | KV pool (tokens) | max concurrency | "
               "start-up (s) |", "|---|---|---|---|---|---|---|"]

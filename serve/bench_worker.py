@@ -12,6 +12,10 @@ every token is timed. That gives the **full-concurrency decode rate**: tokens pe
 last request received its first token (no prefill left) and the moment the first request finished (all still
 running) -- decode steps only, every request in the batch. Rows that run in waves (more prompts than the engine
 admits) have no such window and report none.
+
+`repeats` > 1 runs every row that many times (new random prompts each time) and reports the run with the median
+output rate, with every run's rates under "repeats": one run's rate on a host-bound engine moves by tens of percent
+between runs (docs/benchmarks/select.md, run of the eighth session), so a single number cannot carry a ratio.
 """
 
 from __future__ import annotations
@@ -108,25 +112,47 @@ def run(spec: dict) -> dict:
     # Warm-up (JIT, allocator) outside the timed rows.
     llm.generate([{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(16)]}],
                  SamplingParams(max_tokens=4, ignore_eos=True, detokenize=False), use_tqdm=False)
+    repeats = max(1, int(spec.get("repeats", 1)))
     for row in spec["rows"]:
         count = _num_prompts(row, result["max_concurrency"], engine_args["max_num_seqs"])
-        prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(row["input_len"])]}
-                   for _ in range(count)]
-        params = SamplingParams(temperature=0.0, max_tokens=row["output_len"], ignore_eos=True, detokenize=False)
-        started = time.perf_counter()
-        outputs, window = _stepped_generate(llm, prompts, params)
-        wall = time.perf_counter() - started
-        generated = sum(len(o.outputs[0].token_ids) for o in outputs)
-        prompt_tokens = sum(len(p["prompt_token_ids"]) for p in prompts)
-        ttft, tpot = _latencies(outputs)
-        result["rows"].append({
-            **row, "prompts": count, **window, "wall_s": wall, "output_tokens": generated,
-            "output_tok_s": generated / wall, "total_tok_s": (generated + prompt_tokens) / wall,
-            "ttft_median_s": statistics.median(ttft) if ttft else None, "ttft_p90_s": _percentile(ttft, 0.9),
-            "tpot_median_s": statistics.median(tpot) if tpot else None, "tpot_p90_s": _percentile(tpot, 0.9),
-        })
+        runs = [_run_row(llm, row, count, rng, vocab) for _ in range(repeats)]
+        record = median_run(runs)
+        if repeats > 1:
+            record["repeats"] = [{k: r[k] for k in _REPEAT_KEYS} for r in runs]
+        result["rows"].append({**row, **record})
         print(json.dumps({"row": result["rows"][-1]}), flush=True)
     return result
+
+
+_REPEAT_KEYS = ("output_tok_s", "total_tok_s", "decode_tok_s", "wall_s", "tpot_median_s")
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median output rate (the lower middle one of an even count): a real run's numbers, all
+    from the same run, rather than medians mixed from different ones."""
+    ordered = sorted(runs, key=lambda r: r["output_tok_s"])
+    return dict(ordered[(len(ordered) - 1) // 2])
+
+
+def _run_row(llm, row: dict, count: int, rng: random.Random, vocab: int) -> dict:
+    """One timed run of a row: `count` new random prompts at once."""
+    from vllm import SamplingParams
+
+    prompts = [{"prompt_token_ids": [rng.randrange(10, vocab - 10) for _ in range(row["input_len"])]}
+               for _ in range(count)]
+    params = SamplingParams(temperature=0.0, max_tokens=row["output_len"], ignore_eos=True, detokenize=False)
+    started = time.perf_counter()
+    outputs, window = _stepped_generate(llm, prompts, params)
+    wall = time.perf_counter() - started
+    generated = sum(len(o.outputs[0].token_ids) for o in outputs)
+    prompt_tokens = sum(len(p["prompt_token_ids"]) for p in prompts)
+    ttft, tpot = _latencies(outputs)
+    return {
+        "prompts": count, **window, "wall_s": wall, "output_tokens": generated,
+        "output_tok_s": generated / wall, "total_tok_s": (generated + prompt_tokens) / wall,
+        "ttft_median_s": statistics.median(ttft) if ttft else None, "ttft_p90_s": _percentile(ttft, 0.9),
+        "tpot_median_s": statistics.median(tpot) if tpot else None, "tpot_p90_s": _percentile(tpot, 0.9),
+    }
 
 
 def main(argv: list[str]) -> int:

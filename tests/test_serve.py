@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from hybridserve.export import HybridConfig, HybridForCausalLM, save_hybrid
 from hybridserve.main import app
-from hybridserve.serve.bench import BenchError, cache_bytes, markdown, parse_rows
+from hybridserve.serve.bench import BenchError, cache_bytes, engine_settings, markdown, parse_rows
 from hybridserve.serve.server import ServeError, server_args
 
 from .helpers import HAVE_VLLM, needs_vllm, save_tiny_teacher, tiny_tokenizer
@@ -132,6 +132,18 @@ def test_bench_inputs_and_report():
     text = markdown({"machine": {"device": "cpu"}, "command": "x", "engine": {"max_model_len": 20}, "rows": rows,
                      "models": [result("h", 30.0), result("b", 10.0)], "hybrid": "h", "baseline": "b", "note": "n"})
     assert "| 16 / 4 × 2 | h | 30 | 150 | 3.00 | 60 (3.00) |" in text and "| 16 / 4 × 2 | b | 10 | 50 | 1.00 | 20 (1.00) |" in text
+    # Repeated runs: the median run is reported whole, with the range of the runs' rates beside it.
+    from hybridserve.serve.bench_worker import median_run
+
+    runs = [{"output_tok_s": v, "wall_s": w} for v, w in ((12.0, 1.0), (30.0, 2.0), (20.0, 3.0), (25.0, 4.0))]
+    assert median_run(runs) == {"output_tok_s": 20.0, "wall_s": 3.0} and median_run(runs[:3])["wall_s"] == 3.0
+    spread = result("h", 30.0)
+    spread["rows"][0]["repeats"] = [{"output_tok_s": 24.0}, {"output_tok_s": 30.0}, {"output_tok_s": 1234.5}]
+    text = markdown({"machine": {"device": "cpu"}, "command": "x", "engine": {"max_model_len": 20, "repeats": 3},
+                     "rows": rows, "models": [spread, result("b", 10.0)], "hybrid": "h", "baseline": "b", "note": "n"})
+    assert "| 16 / 4 × 2 | h | 30 [24 – 1,234] | 150 |" in text and "Each row ran 3 times per model" in text
+    with pytest.raises(BenchError, match="--repeats must be at least 1"):
+        engine_settings(rows, {"m": {}}, repeats=0)
 
 
 # ------------------------------------------------------------------------------------------- vLLM engine
@@ -373,6 +385,12 @@ def test_bench_end_to_end(tmp_path):
         # every request decodes at once after the last first token: a decode-only window with its own rate
         last = model["rows"][2]
         assert last["decode_tok_s"] > 0 and 0 < last["decode_tokens"] <= 3 * 5 and last["decode_window_s"] > 0
+        # three timed runs of every row by default; the row reports the median run's own numbers
+        for row in model["rows"]:
+            rates = sorted(r["output_tok_s"] for r in row["repeats"])
+            assert len(rates) == 3 and row["output_tok_s"] == rates[1]
     assert report["models"][0]["cache"]["state_bytes_per_sequence"] > 0
-    assert "| 16 / 4 × 2 | hybrid |" in (out / "bench.md").read_text()
+    assert report["engine"]["repeats"] == 3
+    text = (out / "bench.md").read_text()
+    assert "| 16 / 4 × 2 | hybrid |" in text and "Each row ran 3 times per model" in text
     assert (out / "bench.png").stat().st_size > 1000
