@@ -115,9 +115,11 @@ def throughput_lines(data: dict) -> list[str]:
     m, budgets, teacher = run["machine"], data["budgets"], run["teacher"]
     head = ["| in / out × prompts | teacher | " + " | ".join(f"K = {b['k']}" for b in budgets) + " |",
             "|---" * (2 + len(budgets)) + "|"]
+    repeats = run["engine"].get("repeats", 1)
     lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')} (stage-0 weights, random-token prompts, "
              f"EOS ignored, {run['engine']['dtype']}, at most {run['engine'].get('max_num_seqs', '?')} sequences at "
-             "once).", ""]
+             "once)" + (f"; each row ran {repeats} times per model: the median run, [the lowest – the highest] "
+                        "output rate" if repeats > 1 else "") + ".", ""]
     for key, ratio, title in (("output_tok_s", "vs_teacher", "Output tokens/s over the whole run (× teacher):"),
                               ("decode_tok_s", "decode_vs_teacher",
                                "Decode tokens/s while every request decodes (× teacher):")):
@@ -143,7 +145,9 @@ def _rate(summary: dict, i: int, key: str, ratio: str | None) -> str:
     r = rows[i]
     if r.get(key) is None:
         return "–"
-    return f"{r[key]:,.0f}" + (f" ({r[ratio]:.2f}×)" if ratio and r.get(ratio) else "")
+    spread = r.get(f"{key}_range")
+    return (f"{r[key]:,.0f}" + (f" [{spread[0]:,.0f} – {spread[1]:,.0f}]" if spread else "")
+            + (f" ({r[ratio]:.2f}×)" if ratio and r.get(ratio) else ""))
 
 
 def _count(summary: dict) -> str:

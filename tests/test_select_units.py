@@ -187,3 +187,24 @@ def test_throughput_table_per_row_with_teacher_multiples_and_failures():
     assert "Sequences of 80 tokens that fit in the cache: teacher: 2; K = 1: 10; K = 2: failed." in decode
     assert "- 2: failed in vLLM: k02 failed in vLLM (exit 1)" in text
     assert throughput_lines({"budgets": []}) == []
+    # Repeated runs (the GPU default): the median run's rate with the range of the runs' output rates.
+    data["throughput"]["engine"]["repeats"] = 3
+    data["budgets"][0]["throughput"]["rows"][0]["output_tok_s_range"] = [1400.0, 1650.0]
+    text = "\n".join(throughput_lines(data))
+    assert "each row ran 3 times per model: the median run, [the lowest – the highest] output rate" in text
+    assert "| 64 / 16 × 4 | 1,000 | 1,500 [1,400 – 1,650] (1.50×) | failed |" in text
+
+
+def test_throughput_summary_keeps_the_range_of_repeated_runs():
+    """bench_worker's repeated runs reach the selection's summary as the range of the output rates."""
+    from hybridserve.selection.throughput import _summary
+
+    def result(rate, repeats=None):
+        row = {"input_len": 64, "output_len": 16, "prompts": 4, "output_tok_s": rate, "total_tok_s": 5 * rate,
+               "decode_tok_s": None, "tpot_median_s": 0.01}
+        return {"rows": [dict(row, repeats=repeats) if repeats else row], "max_concurrency": 4.0}
+
+    runs = [{"output_tok_s": r} for r in (90.0, 100.0, 130.0)]
+    summary = _summary(result(100.0, runs), result(50.0))
+    assert summary["rows"][0]["output_tok_s_range"] == [90.0, 130.0] and summary["rows"][0]["vs_teacher"] == 2.0
+    assert "output_tok_s_range" not in _summary(result(50.0), None)["rows"][0]
