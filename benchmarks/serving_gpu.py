@@ -2,7 +2,8 @@
 
   python benchmarks/serving_gpu.py build ROOT qwen2_1p5b [llama_3b]        # random-weight models, built on the GPU
   python benchmarks/serving_gpu.py run ROOT RESULTS NAME [NAME ...] [--rows ...] [--gpu-mem 0.9]
-      # NAME: a folder under ROOT, or <folder>_bf16state (the same model with a bfloat16 recurrent state)
+      # NAME: a folder under ROOT, then optionally _bf16state (a bfloat16 recurrent state) and/or _unpacked
+      # (a state page per linear layer: serve_state_pack 1), e.g. qwen2_1p5b_hybrid_bf16state_unpacked
   python benchmarks/serving_gpu.py report RESULTS OUT_DIR HYBRID BASELINE  # on any machine, from the JSON files
 
 Models per shape: `<shape>` (the dense teacher: Qwen2.5-1.5B or Llama-3.2-3B shape), `<shape>_hybrid` (our
@@ -85,14 +86,19 @@ def build(root: Path, shapes: list[str]) -> None:
             print("BUILT qwen3next_1p5b", flush=True)
 
 
-BF16_STATE = "_bf16state"
+BF16_STATE, UNPACKED = "_bf16state", "_unpacked"
 
 
 def _model_variant(name: str) -> tuple[str, dict | None]:
     """A model name -> (its folder under ROOT, extra engine arguments). `<model>_bf16state` serves <model> with a
     bfloat16 recurrent state (vLLM's --mamba-ssm-cache-dtype; what vLLM's own GDN hybrids use by default: the
-    model dtype); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is FlashInfer, not carried)."""
+    model dtype); `..._unpacked` gives each linear layer its own state page (no state packing: the layout before
+    serve/state_packing.py); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is FlashInfer, not
+    carried)."""
     extra: dict = {}
+    if name.endswith(UNPACKED):
+        name = name[: -len(UNPACKED)]
+        extra["hf_overrides"] = {"serve_state_pack": 1}
     if name.endswith(BF16_STATE):
         name = name[: -len(BF16_STATE)]
         extra["mamba_ssm_cache_dtype"] = "bfloat16"
