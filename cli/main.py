@@ -105,6 +105,9 @@ def _print_info(report: dict) -> None:
     v = report["vllm"]
     out.print(f"in vLLM    {v['cache_groups']} cache groups, {v['state_pack']} linear layer(s) per state page "
               f"({v['cache_groups_unpacked']} groups unpacked; the scheduler walks each group per request and step)")
+    if v["state_pack"] > 1 and v.get("attention_block_tokens"):
+        out.print(f"           attention blocks of up to {v['attention_block_tokens']:,} tokens; with prefix caching on, "
+                  "vLLM needs --max-num-batched-tokens at least that, or fewer layers share a page")
 
 
 @app.command("convert")

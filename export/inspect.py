@@ -77,14 +77,16 @@ def describe_checkpoint(path: str | Path, dtype_bytes: int = 2) -> dict:
         "memory": memory,
         "context_lengths": list(CONTEXT_LENGTHS),
         "per_sequence_bytes": per_sequence,
-        "vllm": vllm_layout(config),
+        "vllm": vllm_layout(config, memory),
     }
 
 
-def vllm_layout(config) -> dict:
+def vllm_layout(config, memory: dict | None = None) -> dict:
     """How vLLM will group this model's caches when served (serve/state_packing.py): the linear layers per state page
-    and the cache groups its scheduler walks per request per step, with and without that packing."""
-    from ..serve.state_packing import config_pack, packed_grouping
+    and the cache groups its scheduler walks per request per step, with and without that packing. With the model's
+    memory_summary: also the attention block vLLM sizes to one packed page (at most; with prefix caching on it must
+    fit --max-num-batched-tokens, or fewer layers share a page)."""
+    from ..serve.state_packing import attention_block_tokens, config_pack, packed_grouping
 
     softmax = len(config.softmax_layers)
     linear = config.num_hidden_layers - softmax
@@ -92,5 +94,9 @@ def vllm_layout(config) -> dict:
         pack = config_pack(config)
     except ValueError as e:
         raise ExportError(f"invalid hybrid config: {e}") from None
-    return {"state_pack": pack, "cache_groups": packed_grouping(softmax, linear, pack)[0],
-            "cache_groups_unpacked": packed_grouping(softmax, linear, 1)[0]}
+    layout = {"state_pack": pack, "cache_groups": packed_grouping(softmax, linear, pack)[0],
+              "cache_groups_unpacked": packed_grouping(softmax, linear, 1)[0]}
+    if memory and softmax and linear:
+        page = pack * memory["state_bytes_per_sequence"] // linear
+        layout["attention_block_tokens"] = attention_block_tokens(page, memory["kv_bytes_per_token_per_layer"])
+    return layout

@@ -50,7 +50,13 @@ def test_export_from_teacher_then_info(teacher_dir, tmp_path):
     assert memory["hybrid_kv_bytes_per_token"] * 2 == memory["teacher_kv_bytes_per_token"]
     assert report["parameters"]["hybrid"] == sum(p.numel() for p in model.parameters())
     # 2 softmax + 2 linear layers: no packing, vLLM groups each kind on its own.
-    assert report["vllm"] == {"state_pack": 1, "cache_groups": 2, "cache_groups_unpacked": 2}
+    layout = report["vllm"]
+    assert {k: layout[k] for k in ("state_pack", "cache_groups", "cache_groups_unpacked")} == {
+        "state_pack": 1, "cache_groups": 2, "cache_groups_unpacked": 2}
+    # the attention block vLLM sizes to hold one layer's state page (estimated at 64-token granularity)
+    state_per_layer = memory["state_bytes_per_sequence"] // 2
+    blocks = -(-state_per_layer // (64 * memory["kv_bytes_per_token_per_layer"]))
+    assert layout["attention_block_tokens"] == 64 * blocks
 
     code, text = run("info", out)
     assert code == 0 and "KV cache / token" in text and "L S L S" in text and "2 cache groups" in text

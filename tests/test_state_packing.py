@@ -104,12 +104,30 @@ def test_planned_group_count_is_vllms(softmax):
             assert len(cache.kv_cache_groups) == expected, (softmax, pack)
 
 
-def test_info_reports_the_layout_vllm_will_use():
+def test_info_reports_the_layout_vllm_will_use(tmp_path):
     """`hybridserve info`'s vLLM line: 1 softmax + 3 linear layers -> one page of 3 states, 2 groups instead of 4."""
     from hybridserve.export.inspect import vllm_layout
 
     config = SimpleNamespace(layer_types=[L, S, L, L], softmax_layers=[1], num_hidden_layers=4)
     assert vllm_layout(config) == {"state_pack": 3, "cache_groups": 2, "cache_groups_unpacked": 4}
+    # With the memory summary: the block one page of 3 states needs (run 6's refused serving check: 768 tokens).
+    memory = {"state_bytes_per_sequence": 3 * 262144, "kv_bytes_per_token_per_layer": 1024}
+    assert vllm_layout(config, memory)["attention_block_tokens"] == 768
+
+    # `hybridserve info` says what that block asks of a server with prefix caching on.
+    from typer.testing import CliRunner
+
+    from hybridserve.main import app
+    from hybridserve.export import HybridConfig
+
+    folder = tmp_path
+    hybrid = HybridConfig(hidden_size=512, num_attention_heads=4, num_key_value_heads=2, head_dim=128,
+                          num_hidden_layers=4, layer_types=[L, S, L, L], linear_num_heads=4)
+    (folder / "config.json").write_text(hybrid.to_json_string())
+    result = CliRunner().invoke(app, ["info", str(folder)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "attention blocks of up to 768 tokens; with prefix caching on, vLLM needs --max-num-batched-tokens" \
+        in " ".join(result.output.split())
 
     from hybridserve.export.checkpoint import ExportError
 
