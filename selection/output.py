@@ -116,7 +116,9 @@ def throughput_lines(data: dict) -> list[str]:
     head = ["| in / out × prompts | teacher | " + " | ".join(f"K = {b['k']}" for b in budgets) + " |",
             "|---" * (2 + len(budgets)) + "|"]
     repeats = run["engine"].get("repeats", 1)
-    lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')} (stage-0 weights, random-token prompts, "
+    host = f", host {m['host']}" if m.get("host") else ""
+    lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')}{host} (stage-0 weights, random-token "
+             "prompts, "
              f"EOS ignored, {run['engine']['dtype']}, at most {run['engine'].get('max_num_seqs', '?')} sequences at "
              "once)" + (f"; each row ran {repeats} times per model: the median run, [the lowest – the highest] "
                         "output rate" if repeats > 1 else "") + ".", ""]

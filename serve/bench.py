@@ -91,7 +91,10 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version()}
+    """Where a benchmark ran. The host CPU is named on GPU machines too: vLLM's steps at short context are
+    host-bound, and the same card's rates moved by a third between hosts (docs/benchmarks/serving.md, run 6)."""
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "host": f"{cpu_model()} ({os.cpu_count()} cores)"}
     try:
         import torch
 
@@ -223,7 +226,8 @@ def _spread(row: dict, key: str) -> str:
 def markdown(report: dict) -> str:
     m = report["machine"]
     base = next(r for r in report["models"] if r["name"] == report["baseline"])
-    lines = [f"Device: {m.get('device')}; vLLM {m.get('vllm')}, torch {m.get('torch')}, transformers "
+    lines = [f"Device: {m.get('device')}" + (f" (host: {m['host']})" if m.get("host") else "") +
+             f"; vLLM {m.get('vllm')}, torch {m.get('torch')}, transformers "
              f"{m.get('transformers')}. Engine: {report['engine']}.", "",
              f"Command: `{report['command']}`" if report["command"] else "", "", report["note"] + ".", "",
              "| in / out × prompts | model | output tok/s | total tok/s | × baseline (output) | full-concurrency decode "

@@ -189,9 +189,11 @@ def test_throughput_table_per_row_with_teacher_multiples_and_failures():
     assert throughput_lines({"budgets": []}) == []
     # Repeated runs (the GPU default): the median run's rate with the range of the runs' output rates.
     data["throughput"]["engine"]["repeats"] = 3
+    data["throughput"]["machine"]["host"] = "Intel Xeon (32 cores)"
     data["budgets"][0]["throughput"]["rows"][0]["output_tok_s_range"] = [1400.0, 1650.0]
     text = "\n".join(throughput_lines(data))
     assert "each row ran 3 times per model: the median run, [the lowest – the highest] output rate" in text
+    assert "on CPU (2 cores, x86_64), host Intel Xeon (32 cores) (stage-0 weights" in text
     assert "| 64 / 16 × 4 | 1,000 | 1,500 [1,400 – 1,650] (1.50×) | failed |" in text
 
 

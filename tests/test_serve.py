@@ -393,4 +393,5 @@ def test_bench_end_to_end(tmp_path):
     assert report["engine"]["repeats"] == 3
     text = (out / "bench.md").read_text()
     assert "| 16 / 4 × 2 | hybrid |" in text and "Each row ran 3 times per model" in text
+    assert report["machine"]["host"] and f"(host: {report['machine']['host']})" in text
     assert (out / "bench.png").stat().st_size > 1000
