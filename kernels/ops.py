@@ -270,35 +270,45 @@ def _pool_reference(run, tensors: list, state_pool: Tensor, state_indices: Tenso
     one ([H]). Padding sequences (negative index) leave the pool alone and get a zero-state output."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
-    if cu_seqlens is None:  # one token per sequence ([N, H, *]) or [B, T, H, *]
+    if cu_seqlens is None:  # one token per sequence ([N, H, *]) or [B, T, H, *]: all equally long, one batch
         if q.dim() == 3:
             tensors = [(t.unsqueeze(1), d) for t, d in tensors]
-        tensors = [t for t, _ in tensors]
-        N, T = tensors[0].shape[:2]
-        bounds = [(n, 0, T) for n in range(N)]
-        per_seq = lambda n, s, e: [t[n:n + 1] for t in tensors]  # noqa: E731
-    else:
-        N = cu_seqlens.shape[0] - 1
-        cu = cu_seqlens.tolist()
-        TT = q.numel() // (H * K)
-        flat = [t.reshape(1, TT, *t.shape[t.dim() - d:]) for t, d in tensors]
-        bounds = [(n, cu[n], cu[n + 1]) for n in range(N)]
-        per_seq = lambda n, s, e: [t[:, s:e] for t in flat]  # noqa: E731
+        return _pool_reference_batched(run, [t for t, _ in tensors], state_pool, state_indices, has_initial_state,
+                                       v, q)
+    N = cu_seqlens.shape[0] - 1
+    cu = cu_seqlens.tolist()
+    TT = q.numel() // (H * K)
+    flat = [t.reshape(1, TT, *t.shape[t.dim() - d:]) for t, d in tensors]
     idx = state_indices.tolist()
     has = has_initial_state.tolist() if has_initial_state is not None else [True] * N
     outs = []
-    for n, s, e in bounds:
+    for n in range(N):
         slot = idx[n]
-        seq = per_seq(n, s, e)
         h0 = state_pool[slot:slot + 1] if slot >= 0 and has[n] else None
-        o, ht = run(seq, h0)
+        o, ht = run([t[:, cu[n]:cu[n + 1]] for t in flat], h0)
         if slot >= 0:
             state_pool[slot].copy_(ht[0].to(state_pool.dtype))
         outs.append(o)
-    if cu_seqlens is None:
-        o = torch.cat(outs, 0) if outs else q.new_empty(0, *v.shape[1:])
-    else:
-        o = torch.cat(outs, 1) if outs else q.new_empty(1, 0, H, V)
+    o = torch.cat(outs, 1) if outs else q.new_empty(1, 0, H, V)
+    return _canonical(o.reshape(v.shape).to(q.dtype))[0]
+
+
+def _pool_reference_batched(run, tensors: list, state_pool: Tensor, state_indices: Tensor,
+                            has_initial_state: Optional[Tensor], v: Tensor, q: Tensor) -> Tensor:
+    """_pool_reference for sequences of one length ([N, T, ...]): the batch rows of the references are independent,
+    so one call serves all N (a CPU server's decode step, N requests, pays one call per layer instead of N).
+    Distinct requests hold distinct slots, as vLLM guarantees."""
+    N = tensors[0].shape[0]
+    if N == 0:
+        return q.new_empty(v.shape)
+    idx = state_indices.to(torch.long)
+    live = idx >= 0
+    start = live if has_initial_state is None else live & has_initial_state.to(torch.bool)
+    # where, not a product: a slot no request has used yet may hold anything, NaN included
+    h0 = torch.where(start.view(N, 1, 1, 1), state_pool[idx.clamp(min=0)], 0)
+    o, ht = run(tensors, h0)
+    if bool(live.any()):
+        state_pool[idx[live]] = ht[live].to(state_pool.dtype)
     return _canonical(o.reshape(v.shape).to(q.dtype))[0]
 
 

@@ -59,3 +59,41 @@ def test_direct_holds_the_registered_bodies():
     assert sorted(ops.DIRECT) == ["gdn_chunk_pool", "gdn_recurrent_pool", "gla_chunk_pool", "gla_recurrent_pool"]
     for name in ops.DIRECT:
         assert hasattr(torch.ops.hybridserve, name)
+
+
+@pytest.mark.parametrize("name", ["gdn_decode_", "gla_decode_"])
+def test_cpu_decode_serves_the_batch_in_one_call_like_one_sequence_at_a_time(name):
+    """The CPU decode path runs all requests through the reference at once; each row equals the reference run on
+    that sequence alone (float64), a padding row leaves the pool alone, a request without a state starts from
+    zero even when its slot holds NaN, and the pool may be a strided view (a packed run's slice)."""
+    from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+    from hybridserve.kernels.gla.naive import naive_recurrent_gla
+
+    x = {n: t.double() for n, t in _inputs(3, 4).items()}
+    packed = torch.randn(SLOTS, 2, H, K, V, dtype=torch.float64)  # two layers' states per slot; this layer's: [:, 1]
+    packed[2, 1] = float("nan")
+    pool = packed[:, 1]
+    slots = torch.tensor([3, -1, 2, 0])
+    has = torch.tensor([1, 1, 0, 1])
+    before, other = pool.clone(), packed[:, 0].clone()
+    q, k, v, gk = x["q"], x["k"], x["v"], x["gk"]
+    if name == "gdn_decode_":
+        g, beta = ops.gdn_gates(x["a"], x["b"], x["A_log"], x["dt_bias"])
+        qn, kn = ops._l2norm(q), ops._l2norm(k)
+        o = ops.gdn_recurrent_pool(q, k, v, None, None, x["a"], x["b"], x["A_log"], x["dt_bias"], pool, slots,
+                                   None, has, K**-0.5, True)
+        step = lambda n, h0: naive_recurrent_gated_delta_rule(  # noqa: E731
+            qn[n:n + 1, None], kn[n:n + 1, None], v[n:n + 1, None], g[n:n + 1, None].double(),
+            beta[n:n + 1, None].double(), K**-0.5, h0, True)
+    else:
+        o = ops.gla_recurrent_pool(q, k, v, gk, pool, slots, None, has, K**-0.5, None)
+        step = lambda n, h0: naive_recurrent_gla(  # noqa: E731
+            q[n:n + 1, None], k[n:n + 1, None], v[n:n + 1, None], gk[n:n + 1, None], K**-0.5, h0, True)
+    for n, slot in enumerate(slots.tolist()):
+        h0 = before[slot:slot + 1] if slot >= 0 and has[n] else None
+        ref_o, ref_state = step(n, h0)
+        assert torch.allclose(o[n], ref_o[0, 0], rtol=1e-12, atol=1e-12), n
+        if slot >= 0:
+            assert torch.allclose(pool[slot], ref_state[0], rtol=1e-12, atol=1e-12), n
+    assert torch.isfinite(o).all() and torch.equal(pool[[1, 4]], before[[1, 4]])
+    assert torch.equal(packed[:, 0], other)  # the other layer's states in the same pages are untouched
