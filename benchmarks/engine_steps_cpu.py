@@ -1,7 +1,7 @@
 """Where a vLLM decode step's host time goes, per cache layout, in the real engine on this CPU machine.
 
   python benchmarks/engine_steps_cpu.py [--layers 30] [--softmax 30,15,10,8,4] [--requests 256] [--output 48]
-      [--runs 3] [--out docs/benchmarks/engine-steps-cpu.md]
+      [--runs 3] [--prefix-caching] [--out docs/benchmarks/engine-steps-cpu.md]
 
 The H200 runs left one question open (docs/benchmarks/select.md, packed rerun): packed 2-group layouts decoded 1.4-1.6x
 slower than the teacher while the unpacked 2-group K = 15 matched it, and vLLM's scheduler alone (scheduler_groups.py)
@@ -12,7 +12,8 @@ GA-S2 ranking (select.md), each packed and unpacked. Every part of a decode-only
   | the forward | sample_tokens() | update_from_output().
 The forward is CPU compute of this tiny model and says nothing about a GPU; the other parts are the same host code a
 GPU server runs per step (the CPU runner subclasses the GPU one), so they are what a layout adds to a step's host
-time. Medians over the decode steps of `--runs` runs of `--requests` requests each.
+time. Medians over the decode steps of `--runs` runs of `--requests` requests each. `--prefix-caching` serves with
+it on, which puts the hybrids' states in vLLM's "align" mode (a state copy per request at every block boundary).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def measure(path: Path, args) -> dict:
 
     llm = LLM(model=str(path), dtype="float32", enforce_eager=True, max_model_len=args.prompt + args.output + 16,
               max_num_seqs=args.requests, max_num_batched_tokens=args.requests * args.prompt,
-              enable_prefix_caching=False, seed=0)
+              enable_prefix_caching=args.prefix_caching, seed=0)
     core = llm.llm_engine.engine_core.engine_core  # in-process EngineCore (multiprocessing off)
     runner = core.model_executor.driver_worker.worker.model_runner
     groups = core.scheduler.kv_cache_config.kv_cache_groups
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=16)
     parser.add_argument("--output", type=int, default=48)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--prefix-caching", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -147,9 +149,10 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
     m = machine()
     lines = [f"vLLM {vllm.__version__} engine in-process on {m['device']}; tiny random models (hidden 64, "
-             f"{args.layers} layers), {args.requests} requests of {args.prompt} + {args.output} tokens, {args.runs} runs; "
+             f"{args.layers} layers), {args.requests} requests of {args.prompt} + {args.output} tokens, {args.runs} runs, "
+             f"prefix caching {'on' if args.prefix_caching else 'off'}; "
              f"medians over decode-only steps. `python benchmarks/engine_steps_cpu.py --softmax {args.softmax} "
-             f"--requests {args.requests} --runs {args.runs}`", "",
+             f"--requests {args.requests} --runs {args.runs}{' --prefix-caching' if args.prefix_caching else ''}`", "",
              "| softmax layers | state pack | cache groups | block sizes | decode steps | schedule() ms | "
              "runner outside forward ms | sample ms | update_from_output() ms | host total ms | forward ms (CPU "
              "compute) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
