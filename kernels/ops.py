@@ -266,8 +266,10 @@ def _l2norm(x: Tensor) -> Tensor:
 def _pool_reference(run, tensors: list, state_pool: Tensor, state_indices: Tensor, cu_seqlens: Optional[Tensor],
                     has_initial_state: Optional[Tensor], v: Tensor, q: Tensor) -> Tensor:
     """The reference for the pool ops: packed sequences (cu_seqlens) one by one, run(tensors of one sequence
-    [1, T, ...], h0 [1, H, K, V] or None) -> (o, ht); sequences of one length all at once (_pool_reference_batched). `tensors` holds (tensor, number of per-token dims) pairs: q, k, v, gk have two ([H, D]), g and beta
-    one ([H]). Padding sequences (negative index) leave the pool alone and get a zero-state output."""
+    [1, T, ...], h0 [1, H, K, V] or None) -> (o, ht); sequences of one length all at once
+    (_pool_reference_batched). `tensors` holds (tensor, number of per-token dims) pairs: q, k, v, gk have two
+    ([H, D]), g and beta one ([H]). Padding sequences (negative index) leave the pool alone and get a zero-state
+    output."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if cu_seqlens is None:  # one token per sequence ([N, H, *]) or [B, T, H, *]: all equally long, one batch
