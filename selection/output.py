@@ -117,11 +117,11 @@ def throughput_lines(data: dict) -> list[str]:
             "|---" * (2 + len(budgets)) + "|"]
     repeats = run["engine"].get("repeats", 1)
     host = f", host {m['host']}" if m.get("host") else ""
+    repeated = (f"; each row ran {repeats} times per model: the median run, [the lowest – the highest] output rate"
+                if repeats > 1 else "")
     lines = [f"Serving throughput in vLLM {m.get('vllm')} on {m.get('device')}{host} (stage-0 weights, random-token "
-             "prompts, "
-             f"EOS ignored, {run['engine']['dtype']}, at most {run['engine'].get('max_num_seqs', '?')} sequences at "
-             "once)" + (f"; each row ran {repeats} times per model: the median run, [the lowest – the highest] "
-                        "output rate" if repeats > 1 else "") + ".", ""]
+             f"prompts, EOS ignored, {run['engine']['dtype']}, at most {run['engine'].get('max_num_seqs', '?')} "
+             f"sequences at once){repeated}.", ""]
     for key, ratio, title in (("output_tok_s", "vs_teacher", "Output tokens/s over the whole run (× teacher):"),
                               ("decode_tok_s", "decode_vs_teacher",
                                "Decode tokens/s while every request decodes (× teacher):")):

@@ -90,6 +90,10 @@ def _num_prompts(row: dict, admitted: float | None, max_num_seqs: int) -> int:
     return max(1, min(int(admitted), max_num_seqs))
 
 
+# What each repeated run keeps beside the reported (median) one.
+_REPEAT_KEYS = ("output_tok_s", "total_tok_s", "decode_tok_s", "wall_s", "tpot_median_s")
+
+
 def run(spec: dict) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -122,9 +126,6 @@ def run(spec: dict) -> dict:
         result["rows"].append({**row, **record})
         print(json.dumps({"row": result["rows"][-1]}), flush=True)
     return result
-
-
-_REPEAT_KEYS = ("output_tok_s", "total_tok_s", "decode_tok_s", "wall_s", "tpot_median_s")
 
 
 def median_run(runs: list[dict]) -> dict:
