@@ -160,6 +160,9 @@ def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=()
     # vLLM's engine log names its cache groups' block sizes, one per group: "kv cache group sizes (128, 128)".
     groups = re.search(r"kv cache group sizes \(([0-9, ]+)\)", proc.stdout + proc.stderr)
     result["cache_groups"] = len(groups.group(1).strip(", ").split(",")) if groups else None
+    # serve/scheduler.py's line: which scheduler the engine built, and whether its short path is on.
+    scheduler = re.search(r"hybridserve scheduler \((\w+)\): decode short path (on|off)", proc.stdout + proc.stderr)
+    result["scheduler"] = scheduler.groups() if scheduler else None
     return result
 
 
@@ -185,6 +188,8 @@ def test_vllm_greedy_equals_transformers(tmp_path, variant):
     # packed here: with prefix caching, a page of two of its layers would need a 96-token attention block, over the
     # 64 tokens per step (vLLM 0.26 refuses that; vllm_pack_limit keeps the pack at 1).
     assert got["cache_groups"] == (2 if variant == "qwen2_gla" else 3)
+    # The plugin gave the engine our scheduler; with prefix caching on it keeps vLLM's allocation path.
+    assert got["scheduler"] is not None and got["scheduler"][1] == "off"
 
 
 @needs_vllm
@@ -257,13 +262,15 @@ def test_decode_slots_stay_at_one_address():
 def test_vllm_bfloat16_state_on_request(tmp_path):
     """`--mamba-ssm-cache-dtype bfloat16` halves the recurrent state of a float32-state checkpoint; the tokens then
     equal transformers' with linear_state_dtype=bfloat16 (the state rounded at the same points: after each
-    prompt and each decode step)."""
+    prompt and each decode step). Prefix caching off, as the benchmarks run: the engine's scheduler takes the
+    decode short path of serve/scheduler.py; 40 tokens cross state-block boundaries, where vLLM's path runs."""
     path = save_tiny_hybrid(tmp_path / "bf16state", **VARIANTS["qwen3_gdn"])
     prompts = _prompts()[:3]  # short prompts: each prefilled in one piece, as transformers does
     engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 8,
-              "mamba_ssm_cache_dtype": "bfloat16"}
-    got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=16)["tokens"]
-    assert got == hf_greedy(path, prompts, 16, linear_state_dtype="bfloat16")
+              "mamba_ssm_cache_dtype": "bfloat16", "enable_prefix_caching": False}
+    got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=40)
+    assert got["tokens"] == hf_greedy(path, prompts, 40, linear_state_dtype="bfloat16")
+    assert got["scheduler"] is not None and got["scheduler"][1] == "on"
 
 
 # ------------------------------------------------------------------------------------------- OpenAI server
