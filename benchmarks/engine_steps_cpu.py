@@ -1,7 +1,7 @@
 """Where a vLLM decode step's host time goes, per cache layout, in the real engine on this CPU machine.
 
   python benchmarks/engine_steps_cpu.py [--layers 30] [--softmax 30,15,10,8,4] [--requests 256] [--output 48]
-      [--runs 3] [--prefix-caching] [--out docs/benchmarks/engine-steps-cpu.md]
+      [--runs 3] [--prefix-caching] [--schedulers vllm,hybridserve] [--out docs/benchmarks/engine-steps-cpu.md]
 
 The H200 runs left one question open (docs/benchmarks/select.md, packed rerun): packed 2-group layouts decoded 1.4-1.6x
 slower than the teacher while the unpacked 2-group K = 15 matched it, and vLLM's scheduler alone (scheduler_groups.py)
@@ -14,6 +14,8 @@ The forward is CPU compute of this tiny model and says nothing about a GPU; the 
 GPU server runs per step (the CPU runner subclasses the GPU one), so they are what a layout adds to a step's host
 time. Medians over the decode steps of `--runs` runs of `--requests` requests each (and the mean host time). `--prefix-caching` serves with
 it on, which puts the hybrids' states in vLLM's "align" mode (a state copy per request at every block boundary).
+`--schedulers` runs every model under each scheduler named: vLLM's own, and hybridserve's (serve/scheduler.py, which
+the plugin gives hybridserve models by default).
 """
 
 from __future__ import annotations
@@ -74,13 +76,17 @@ def timed(obj, name: str, sink: list):
         setattr(obj, name, real)
 
 
-def measure(path: Path, args) -> dict:
+def measure(path: Path, args, scheduler: str) -> dict:
     """Serve `--runs` batches through one engine; median ms per decode-only step of each part."""
     from vllm import LLM, SamplingParams
 
+    from hybridserve.serve.plugin import SCHEDULER, STOCK_SCHEDULER_ENV
+
+    os.environ[STOCK_SCHEDULER_ENV] = "1" if scheduler == "vllm" else "0"  # read by the plugin's config hook
+    chosen = {"scheduler_cls": SCHEDULER} if scheduler == "hybridserve" else {}
     llm = LLM(model=str(path), dtype="float32", enforce_eager=True, max_model_len=args.prompt + args.output + 16,
               max_num_seqs=args.requests, max_num_batched_tokens=args.requests * args.prompt,
-              enable_prefix_caching=args.prefix_caching, seed=0)
+              enable_prefix_caching=args.prefix_caching, seed=0, **chosen)
     core = llm.llm_engine.engine_core.engine_core  # in-process EngineCore (multiprocessing off)
     runner = core.model_executor.driver_worker.worker.model_runner
     groups = core.scheduler.kv_cache_config.kv_cache_groups
@@ -129,6 +135,7 @@ def main() -> None:
     parser.add_argument("--output", type=int, default=48)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--prefix-caching", action="store_true")
+    parser.add_argument("--schedulers", default="vllm,hybridserve")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -148,19 +155,21 @@ def main() -> None:
             packs = [1] if k == args.layers else sorted({1, choose_pack(k, args.layers - k)})
             for pack in packs:
                 path = build(Path(tmp) / f"k{k}-p{pack}", args.layers, softmax, pack)
-                r = {"softmax": k, "pack": pack, **measure(path, args)}
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+                for scheduler in args.schedulers.split(","):
+                    r = {"softmax": k, "pack": pack, "scheduler": scheduler, **measure(path, args, scheduler)}
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
     m = machine()
     lines = [f"vLLM {vllm.__version__} engine in-process on {m['device']}; tiny random models (hidden 64, "
              f"{args.layers} layers), {args.requests} requests of {args.prompt} + {args.output} tokens, {args.runs} runs, "
              f"prefix caching {'on' if args.prefix_caching else 'off'}; "
              f"medians over decode-only steps. `python benchmarks/engine_steps_cpu.py --softmax {args.softmax} "
-             f"--requests {args.requests} --runs {args.runs}{' --prefix-caching' if args.prefix_caching else ''}`", "",
-             "| softmax layers | state pack | cache groups | block sizes | decode steps | schedule() ms | "
+             f"--requests {args.requests} --runs {args.runs} --schedulers {args.schedulers}"
+             f"{' --prefix-caching' if args.prefix_caching else ''}`", "",
+             "| softmax layers | state pack | scheduler | cache groups | block sizes | decode steps | schedule() ms | "
              "runner outside forward ms | sample ms | update_from_output() ms | host total ms | host mean ms | "
-             "forward ms (CPU compute) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['softmax']} | {r['pack']} | {r['groups']} | {', '.join(map(str, r['block_sizes']))} | "
+             "forward ms (CPU compute) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['softmax']} | {r['pack']} | {r['scheduler']} | {r['groups']} | {', '.join(map(str, r['block_sizes']))} | "
               f"{r['decode_steps']} | "
               f"{r['schedule_ms']:.2f} | {r['runner_ms']:.2f} | {r['sample_ms']:.2f} | {r['update_ms']:.2f} | "
               f"**{r['host_ms']:.2f}** | {r['host_mean_ms']:.2f} | {r['forward_ms']:.2f} |" for r in rows]

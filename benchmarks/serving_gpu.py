@@ -3,7 +3,8 @@
   python benchmarks/serving_gpu.py build ROOT qwen2_1p5b [llama_3b]        # random-weight models, built on the GPU
   python benchmarks/serving_gpu.py run ROOT RESULTS NAME [NAME ...] [--rows ...] [--gpu-mem 0.9]
       # NAME: a folder under ROOT, then optionally _bf16state (a bfloat16 recurrent state) and/or _unpacked
-      # (a state page per linear layer: serve_state_pack 1), e.g. qwen2_1p5b_hybrid_bf16state_unpacked
+      # (a state page per linear layer: serve_state_pack 1), then optionally _vllmsched / _hybridsched (which
+      # scheduler: vLLM's own, or serve/scheduler.py's), e.g. qwen2_1p5b_hybrid_bf16state_unpacked_vllmsched
   python benchmarks/serving_gpu.py report RESULTS OUT_DIR HYBRID BASELINE  # on any machine, from the JSON files
 
 Models per shape: `<shape>` (the dense teacher: Qwen2.5-1.5B or Llama-3.2-3B shape), `<shape>_hybrid` (our
@@ -87,15 +88,25 @@ def build(root: Path, shapes: list[str]) -> None:
 
 
 BF16_STATE, UNPACKED = "_bf16state", "_unpacked"
+VLLM_SCHED, HYBRID_SCHED = "_vllmsched", "_hybridsched"
 
 
-def _model_variant(name: str) -> tuple[str, dict | None]:
-    """A model name -> (its folder under ROOT, extra engine arguments). `<model>_bf16state` serves <model> with a
-    bfloat16 recurrent state (vLLM's --mamba-ssm-cache-dtype; what vLLM's own GDN hybrids use by default: the
-    model dtype); `..._unpacked` gives each linear layer its own state page (no state packing: the layout before
-    serve/state_packing.py); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is FlashInfer, not
-    carried)."""
+def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
+    """A model name -> (its folder under ROOT, extra engine arguments, extra environment). `<model>_bf16state`
+    serves <model> with a bfloat16 recurrent state (vLLM's --mamba-ssm-cache-dtype; what vLLM's own GDN hybrids use
+    by default: the model dtype); `..._unpacked` gives each linear layer its own state page (no state packing: the
+    layout before serve/state_packing.py); `..._vllmsched` serves a hybridserve model with vLLM's own scheduler
+    (HYBRIDSERVE_STOCK_SCHEDULER=1), `..._hybridsched` any model with hybridserve's (serve/scheduler.py; the plugin's
+    default for hybridserve models); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is
+    FlashInfer, not carried)."""
     extra: dict = {}
+    env: dict = {}
+    if name.endswith(VLLM_SCHED):
+        name = name[: -len(VLLM_SCHED)]
+        env["HYBRIDSERVE_STOCK_SCHEDULER"] = "1"
+    elif name.endswith(HYBRID_SCHED):
+        name = name[: -len(HYBRID_SCHED)]
+        extra["scheduler_cls"] = "hybridserve.serve.scheduler.HybridScheduler"
     if name.endswith(UNPACKED):
         name = name[: -len(UNPACKED)]
         extra["hf_overrides"] = {"serve_state_pack": 1}
@@ -104,7 +115,7 @@ def _model_variant(name: str) -> tuple[str, dict | None]:
         extra["mamba_ssm_cache_dtype"] = "bfloat16"
     if name.startswith("qwen3next"):
         extra["additional_config"] = {"gdn_prefill_backend": "triton"}
-    return name, extra or None
+    return name, extra or None, env or None
 
 
 def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int,
@@ -117,10 +128,10 @@ def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, 
                              dtype="bfloat16", gpu_memory_utilization=gpu_mem, max_num_seqs=512, repeats=repeats)
     (results / "machine.json").write_text(json.dumps({**machine(), "rows": parsed, "engine": engine}, indent=2))
     for name in names:
-        folder, extra = _model_variant(name)
+        folder, extra, env = _model_variant(name)
         t0 = time.time()
         try:
-            result = run_model(BenchModel(name, str(root / folder), extra), parsed, results, engine, timeout=560)
+            result = run_model(BenchModel(name, str(root / folder), extra, env), parsed, results, engine, timeout=560)
         except Exception as e:  # keep going: the other models' numbers are still worth having
             print(f"FAILED {name}: {e}", flush=True)
             continue

@@ -171,7 +171,8 @@ def main() -> None:
     # MODEL may name a serving_gpu.py variant: `.../<folder>_bf16state`, or a qwen3next model (engine arguments as the
     # serving benchmark runs them)
     model = Path(a.model)
-    folder, extra = _model_variant(model.name)
+    folder, extra, env = _model_variant(model.name)
+    os.environ.update(env or {})
     # Prefix caching off by default, as `hybridserve bench` runs every model (bench_worker.py). vLLM's own default
     # turns it on, and with it the hybrids' "align" state mode (a state block per block of tokens, copied at each
     # boundary): the profiles of run 4 (docs/benchmarks/serving.md) ran that way, unlike the benchmark rows.

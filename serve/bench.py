@@ -35,6 +35,7 @@ class BenchModel:
     name: str
     path: str
     engine_args: dict | None = None  # extra vLLM engine arguments for this model only (e.g. a backend choice)
+    env: dict | None = None  # extra environment for this model's worker process
 
 
 def parse_rows(text: str) -> list[dict]:
@@ -129,6 +130,7 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    env.update(model.env or {})
     started = time.perf_counter()
     with open(log_file, "w") as logf:
         proc = subprocess.Popen([*python_command(), "-m", "hybridserve.serve.bench_worker", str(spec_file), str(out_file)],
@@ -223,6 +225,13 @@ def _spread(row: dict, key: str) -> str:
     return f" [{min(values):,.0f} – {max(values):,.0f}]" if len(values) > 1 else ""
 
 
+def _scheduler_name(qualname: str | None) -> str:
+    """The engine's scheduler as the report names it: vLLM's own, or hybridserve's (serve/scheduler.py)."""
+    if not qualname:
+        return "vLLM's"
+    return "hybridserve's (serve/scheduler.py)" if qualname.startswith("hybridserve.") else f"`{qualname}`"
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     base = next(r for r in report["models"] if r["name"] == report["baseline"])
@@ -252,12 +261,13 @@ def markdown(report: dict) -> str:
                   "median output rate, and [the lowest – the highest] output rate of the runs."]
     lines += ["", f"Cache per sequence at {report['engine']['max_model_len']} tokens and the concurrency vLLM admits:", "",
               "| model | KV bytes/token | state bytes/sequence | bytes/sequence | KV pool (tokens) | max concurrency | "
-              "start-up (s) |", "|---|---|---|---|---|---|---|"]
+              "start-up (s) | scheduler |", "|---|---|---|---|---|---|---|---|"]
     for model in report["models"]:
         c = model["cache"]
         lines.append(f"| {model['name']} | {_fmt(c['kv_bytes_per_token'])} | {_fmt(c['state_bytes_per_sequence'])} | "
                      f"{_fmt(c['bytes_per_sequence'])} | {_fmt(model.get('kv_cache_tokens'))} | "
-                     f"{_fmt(model.get('max_concurrency'), 1, 1)} | {model['startup_s']:.0f} |")
+                     f"{_fmt(model.get('max_concurrency'), 1, 1)} | {model['startup_s']:.0f} | "
+                     f"{_scheduler_name(model.get('scheduler'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -94,6 +94,10 @@ def _num_prompts(row: dict, admitted: float | None, max_num_seqs: int) -> int:
 _REPEAT_KEYS = ("output_tok_s", "total_tok_s", "decode_tok_s", "wall_s", "tpot_median_s")
 
 
+def _qualname(cls) -> str | None:
+    return cls if cls is None or isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def run(spec: dict) -> dict:
     from vllm import LLM, SamplingParams
 
@@ -109,7 +113,9 @@ def run(spec: dict) -> dict:
     result = {"name": spec["name"], "model": spec["model"], "startup_s": startup_s, "rows": [],
               "max_concurrency": getattr(cache, "kv_cache_max_concurrency", None),
               "kv_cache_tokens": getattr(cache, "kv_cache_size_tokens", None),
-              "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None), "block_size": getattr(cache, "block_size", None)}
+              "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None), "block_size": getattr(cache, "block_size", None),
+              # None: vLLM's own; a hybridserve checkpoint gets serve/scheduler.py's from the plugin.
+              "scheduler": _qualname(llm.llm_engine.vllm_config.scheduler_config.scheduler_cls)}
     # Token ids the tokenizer knows too (vLLM checks prompts against it); speed does not depend on which ids.
     vocab = min(llm.llm_engine.model_config.get_vocab_size(), len(llm.get_tokenizer()))
     rng = random.Random(spec.get("seed", 0))

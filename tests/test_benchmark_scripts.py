@@ -87,15 +87,21 @@ def test_serving_profile_summary_busy_share_and_host_ops(tmp_path):
 
 
 def test_serving_gpu_model_variants():
-    """`<model>_bf16state` serves the same folder with a bfloat16 recurrent state, `_unpacked` without state packing;
-    the native anchor gets vLLM's Triton GDN prefill."""
+    """`<model>_bf16state` serves the same folder with a bfloat16 recurrent state, `_unpacked` without state packing,
+    `_vllmsched` / `_hybridsched` with vLLM's or hybridserve's scheduler; the native anchor gets vLLM's Triton GDN
+    prefill."""
     variant = load_benchmark("serving_gpu")._model_variant
-    assert variant("qwen2_1p5b_hybrid") == ("qwen2_1p5b_hybrid", None)
-    assert variant("qwen2_1p5b_hybrid_bf16state") == ("qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"})
-    assert variant("qwen3next_1p5b") == ("qwen3next_1p5b", {"additional_config": {"gdn_prefill_backend": "triton"}})
+    assert variant("qwen2_1p5b_hybrid") == ("qwen2_1p5b_hybrid", None, None)
+    assert variant("qwen2_1p5b_hybrid_bf16state") == ("qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"}, None)
+    assert variant("qwen3next_1p5b") == ("qwen3next_1p5b", {"additional_config": {"gdn_prefill_backend": "triton"}},
+                                         None)
     # `_unpacked`: the same model with a state page per linear layer (state packing off), with or without bf16 state
     assert variant("qwen2_1p5b_hybrid_bf16state_unpacked") == (
-        "qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16", "hf_overrides": {"serve_state_pack": 1}})
+        "qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16", "hf_overrides": {"serve_state_pack": 1}}, None)
+    assert variant("qwen2_1p5b_hybrid_bf16state_vllmsched") == (
+        "qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"}, {"HYBRIDSERVE_STOCK_SCHEDULER": "1"})
+    assert variant("qwen2_1p5b_hybridsched") == (
+        "qwen2_1p5b", {"scheduler_cls": "hybridserve.serve.scheduler.HybridScheduler"}, None)
 
 
 def test_serve_layer_gpu_parses_mixed_steps():

@@ -398,7 +398,10 @@ def test_bench_end_to_end(tmp_path):
             assert len(rates) == 3 and row["output_tok_s"] == rates[1]
     assert report["models"][0]["cache"]["state_bytes_per_sequence"] > 0
     assert report["engine"]["repeats"] == 3
+    # the hybrid's engine ran the plugin's scheduler, the teacher's vLLM's own; the report says so
+    assert [m["scheduler"] for m in report["models"]] == ["hybridserve.serve.scheduler.HybridScheduler", None]
     text = (out / "bench.md").read_text()
     assert "| 16 / 4 × 2 | hybrid |" in text and "Each row ran 3 times per model" in text
+    assert "| hybridserve's (serve/scheduler.py) |" in text and "| vLLM's |" in text
     assert report["machine"]["host"] and f"(host: {report['machine']['host']})" in text
     assert (out / "bench.png").stat().st_size > 1000
