@@ -1,7 +1,7 @@
 """vLLM's scheduler time per decode step against the number of cache groups a hybrid layout gives it (no model).
 
   python benchmarks/scheduler_groups.py [--layers 30] [--softmax 30,15,10,8,4] [--requests 512] [--prompt 1024]
-      [--output 256] [--out docs/benchmarks/scheduler-groups.md]
+      [--output 256] [--schedulers vllm,hybridserve] [--out docs/benchmarks/scheduler-groups.md]
 
 Builds the cache specs vLLM would get from a SmolLM2-135M-shaped hybrid (9 heads × 64 for the linear state, float32;
 3 KV heads × 64 bf16 for softmax layers) for each softmax count, with and without state packing
@@ -9,7 +9,8 @@ Builds the cache specs vLLM would get from a SmolLM2-135M-shaped hybrid (9 heads
 `--requests` requests of `--prompt` tokens, feeding it one sampled token per running request per step as a model
 would. It times `schedule()` and `update_from_output()` over the steps where every request decodes. The scheduler is
 host code, so the numbers describe this machine's CPU; a GPU server pays the same per step, and at small models
-it is the step's critical path (docs/benchmarks/serving.md, run 5).
+it is the step's critical path (docs/benchmarks/serving.md, run 5). `--schedulers` times vLLM's own `Scheduler` and
+hybridserve's (serve/scheduler.py: the same, with a short path for decode steps that change no block).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def vllm_config(folder: Path, args):
     return config
 
 
-def time_scheduler(config, specs: dict, args) -> dict:
+def time_scheduler(config, specs: dict, args, scheduler_cls=None) -> dict:
     from vllm.sampling_params import SamplingParams
     from vllm.v1.core.kv_cache_utils import get_kv_cache_configs
     from vllm.v1.core.sched.scheduler import Scheduler
@@ -73,7 +74,7 @@ def time_scheduler(config, specs: dict, args) -> dict:
     cache = get_kv_cache_configs(config, [specs], [40 * 2**30])[0]
     config.cache_config.num_gpu_blocks = cache.num_blocks
     block = min(g.kv_cache_spec.block_size for g in cache.kv_cache_groups)
-    scheduler = Scheduler(config, cache, StructuredOutputManager(config), block_size=block)
+    scheduler = (scheduler_cls or Scheduler)(config, cache, StructuredOutputManager(config), block_size=block)
     params = SamplingParams(max_tokens=args.output, ignore_eos=True)
     for i in range(args.requests):
         scheduler.add_request(Request(str(i), [1] * args.prompt, params, None, arrival_time=0))
@@ -103,13 +104,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=512)
     parser.add_argument("--prompt", type=int, default=1024)
     parser.add_argument("--output", type=int, default=256)
+    parser.add_argument("--schedulers", default="vllm,hybridserve")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import vllm
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from hybridserve.serve.bench import machine
+    from hybridserve.serve.scheduler import HybridScheduler
     from hybridserve.serve.state_packing import choose_pack
+
+    classes = {"vllm": None, "hybridserve": HybridScheduler}
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,16 +122,18 @@ def main() -> None:
         for k in [int(x) for x in args.softmax.split(",")]:
             packs = sorted({1, choose_pack(k, args.layers - k)})
             for pack in packs:
-                r = time_scheduler(config, layout_specs(args.layers, k, pack), args)
-                rows.append({"softmax": k, "pack": pack, **r})
-                print(f"K={k} pack={pack}: {r['groups']} groups, block {r['block_size']}: schedule "
-                      f"{r['schedule_ms']:.2f} ms, update {r['update_ms']:.2f} ms per decode step", flush=True)
+                for name in args.schedulers.split(","):
+                    r = time_scheduler(config, layout_specs(args.layers, k, pack), args, classes[name])
+                    rows.append({"softmax": k, "pack": pack, "scheduler": name, **r})
+                    print(f"K={k} pack={pack} {name}: {r['groups']} groups, block {r['block_size']}: schedule "
+                          f"{r['schedule_ms']:.2f} ms, update {r['update_ms']:.2f} ms per decode step", flush=True)
     lines = [f"vLLM {vllm.__version__} scheduler, {args.requests} requests of {args.prompt} + {args.output} tokens, "
              f"{args.layers} layers; {machine()['device']}; `python "
-             f"benchmarks/scheduler_groups.py --softmax {args.softmax} --requests {args.requests}`", "",
-             "| softmax layers | state pack | cache groups | attention block | schedule() ms / step | "
-             "update_from_output() ms / step |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['softmax']} | {r['pack']} | {r['groups']} | {r['block_size']} | {r['schedule_ms']:.2f} | "
+             f"benchmarks/scheduler_groups.py --softmax {args.softmax} --requests {args.requests} --schedulers "
+             f"{args.schedulers}`", "",
+             "| softmax layers | state pack | scheduler | cache groups | attention block | schedule() ms / step | "
+             "update_from_output() ms / step |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['softmax']} | {r['pack']} | {r['scheduler']} | {r['groups']} | {r['block_size']} | {r['schedule_ms']:.2f} | "
               f"{r['update_ms']:.2f} |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)
