@@ -160,15 +160,18 @@ def test_serving_profile_decode_step_periods():
 @needs_vllm
 def test_engine_steps_cpu_times_each_part_of_a_decode_step(tmp_path):
     """engine_steps_cpu.py in the real vLLM-CPU engine, at toy size: a teacher and a hybrid (2 softmax of 6 layers)
-    unpacked and packed; every decode-only step timed, the groups vLLM made reported."""
+    unpacked and packed, each under vLLM's scheduler and hybridserve's; every decode-only step timed, the groups
+    vLLM made reported."""
     out = tmp_path / "steps.md"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_steps_cpu.py"), "--layers", "6",
                            "--softmax", "6,2", "--requests", "8", "--prompt", "8", "--output", "6", "--runs", "1",
                            "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert [(r["softmax"], r["pack"], r["groups"]) for r in rows] == [(6, 1, 1), (2, 1, 3), (2, 2, 2)]
+    assert [(r["softmax"], r["pack"], r["groups"], r["scheduler"]) for r in rows] == [
+        (k, pack, groups, scheduler) for k, pack, groups in [(6, 1, 1), (2, 1, 3), (2, 2, 2)]
+        for scheduler in ("vllm", "hybridserve")]
     for r in rows:
         assert r["decode_steps"] == 5  # every step after the prefill one, all 8 requests decoding
         assert all(r[f"{part}_ms"] > 0 for part in ("schedule", "runner", "forward", "sample", "update"))
-    assert "| 2 | 2 | 2 |" in out.read_text()
+    assert "| 2 | 2 | hybridserve | 2 |" in out.read_text()
