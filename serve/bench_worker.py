@@ -113,7 +113,8 @@ def run(spec: dict) -> dict:
     result = {"name": spec["name"], "model": spec["model"], "startup_s": startup_s, "rows": [],
               "max_concurrency": getattr(cache, "kv_cache_max_concurrency", None),
               "kv_cache_tokens": getattr(cache, "kv_cache_size_tokens", None),
-              "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None), "block_size": getattr(cache, "block_size", None),
+              "num_gpu_blocks": getattr(cache, "num_gpu_blocks", None),
+              "block_size": getattr(cache, "block_size", None),
               # None: vLLM's own; a hybridserve checkpoint gets serve/scheduler.py's from the plugin.
               "scheduler": _qualname(llm.llm_engine.vllm_config.scheduler_config.scheduler_cls)}
     # Token ids the tokenizer knows too (vLLM checks prompts against it); speed does not depend on which ids.

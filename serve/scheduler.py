@@ -31,7 +31,6 @@ import logging
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.scheduler import Scheduler
 
-
 # Under vLLM's logger, so the line shows in the engine's log with vLLM's format.
 logger = logging.getLogger("vllm.hybridserve.scheduler")
 
@@ -49,8 +48,9 @@ class HybridScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         self.short_path = install_short_path(self.kv_cache_manager)
         groups = len(self.kv_cache_manager.coordinator.single_type_managers)
-        logger.info("hybridserve scheduler (%s): decode short path %s (%d cache groups)", type(self).__name__,
-                    "on" if self.short_path is not None else "off: prefix caching or a cache group it does not model", groups)
+        state = "on" if self.short_path is not None else "off: prefix caching or a cache group it does not model"
+        logger.info("hybridserve scheduler (%s): decode short path %s (%d cache groups)", type(self).__name__, state,
+                    groups)
 
 
 class HybridAsyncScheduler(AsyncScheduler, HybridScheduler):
