@@ -108,6 +108,8 @@ def _print_info(report: dict) -> None:
     if v["state_pack"] > 1 and v.get("attention_block_tokens"):
         out.print(f"           attention blocks of up to {v['attention_block_tokens']:,} tokens; with prefix caching on, "
                   "vLLM needs --max-num-batched-tokens at least that, or fewer layers share a page")
+    out.print("           scheduler: hybridserve's (serve/scheduler.py), which skips that walk on decode steps that change "
+              "no block, with prefix caching off")
 
 
 @app.command("convert")

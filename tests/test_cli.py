@@ -60,6 +60,7 @@ def test_export_from_teacher_then_info(teacher_dir, tmp_path):
 
     code, text = run("info", out)
     assert code == 0 and "KV cache / token" in text and "L S L S" in text and "2 cache groups" in text
+    assert "scheduler: hybridserve's" in " ".join(text.split())
 
 
 def test_ratio_picks_uniform_layers_and_prompt_generates(teacher_dir, tmp_path):
