@@ -134,6 +134,11 @@ def throughput_lines(data: dict) -> list[str]:
     fits = [_count(teacher)] + [_count(b.get("throughput", {})) for b in budgets]
     lines += [f"Sequences of {run['engine'].get('max_model_len', '?')} tokens that fit in the cache: teacher: "
               + "; ".join([fits[0]] + [f"K = {b['k']}: {n}" for b, n in zip(budgets, fits[1:])]) + ".", ""]
+    from ..serve.bench import scheduler_name
+
+    served = [("teacher", teacher)] + [(f"K = {b['k']}", b.get("throughput", {})) for b in budgets]
+    lines += ["Schedulers: " + "; ".join(f"{name}: {scheduler_name(summary.get('scheduler'))}"
+                                         for name, summary in served if "error" not in summary) + ".", ""]
     errors = [(b["k"], b["throughput"]["error"]) for b in budgets if "error" in b.get("throughput", {})]
     errors += [("teacher", teacher["error"])] if "error" in teacher else []
     lines += [f"- {name}: failed in vLLM: {text}" for name, text in errors] + ([""] if errors else [])

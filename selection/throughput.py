@@ -122,7 +122,8 @@ def _summary(result: dict, teacher: dict | None) -> dict:
                      "decode_tok_s": r.get("decode_tok_s"), "tpot_median_s": r["tpot_median_s"],
                      **({"output_tok_s_range": _range(r["repeats"], "output_tok_s")} if r.get("repeats") else {}),
                      "vs_teacher": _ratio(r, t, "output_tok_s"), "decode_vs_teacher": _ratio(r, t, "decode_tok_s")})
-    return {"rows": rows, "max_concurrency": result.get("max_concurrency"), "startup_s": result.get("startup_s")}
+    return {"rows": rows, "max_concurrency": result.get("max_concurrency"), "startup_s": result.get("startup_s"),
+            "scheduler": result.get("scheduler")}
 
 
 def _range(runs: list[dict], key: str) -> list[float]:

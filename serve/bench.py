@@ -225,7 +225,7 @@ def _spread(row: dict, key: str) -> str:
     return f" [{min(values):,.0f} – {max(values):,.0f}]" if len(values) > 1 else ""
 
 
-def _scheduler_name(qualname: str | None) -> str:
+def scheduler_name(qualname: str | None) -> str:
     """The engine's scheduler as the report names it: vLLM's own, or hybridserve's (serve/scheduler.py)."""
     if not qualname:
         return "vLLM's"
@@ -267,7 +267,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {model['name']} | {_fmt(c['kv_bytes_per_token'])} | {_fmt(c['state_bytes_per_sequence'])} | "
                      f"{_fmt(c['bytes_per_sequence'])} | {_fmt(model.get('kv_cache_tokens'))} | "
                      f"{_fmt(model.get('max_concurrency'), 1, 1)} | {model['startup_s']:.0f} | "
-                     f"{_scheduler_name(model.get('scheduler'))} |")
+                     f"{scheduler_name(model.get('scheduler'))} |")
     return "\n".join(lines) + "\n"
 
 

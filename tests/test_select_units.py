@@ -172,7 +172,8 @@ def test_throughput_table_per_row_with_teacher_multiples_and_failures():
     def row(rate, ratio=None, decode=None, decode_ratio=None):
         return {"input_len": 64, "output_len": 16, "prompts": 4, "output_tok_s": rate, "total_tok_s": 5 * rate,
                 "decode_tok_s": decode, "tpot_median_s": 0.01, "vs_teacher": ratio, "decode_vs_teacher": decode_ratio}
-    data = {"budgets": [{"k": 1, "throughput": {"rows": [row(1500.0, 1.5, 3000.0, 0.75)], "max_concurrency": 9.5}},
+    data = {"budgets": [{"k": 1, "throughput": {"rows": [row(1500.0, 1.5, 3000.0, 0.75)], "max_concurrency": 9.5,
+                                                "scheduler": "hybridserve.serve.scheduler.HybridScheduler"}},
                         {"k": 2, "throughput": {"error": "k02 failed in vLLM (exit 1)"}}],
             "throughput": {"machine": {"vllm": "0.32.0", "device": "CPU (2 cores, x86_64)"},
                            "engine": {"dtype": "float32", "max_num_seqs": 4, "max_model_len": 80},
@@ -186,6 +187,7 @@ def test_throughput_table_per_row_with_teacher_multiples_and_failures():
     assert "| 64 / 16 × 4 | 4,000 | 3,000 (0.75×) | failed |" in decode
     assert "Sequences of 80 tokens that fit in the cache: teacher: 2; K = 1: 10; K = 2: failed." in decode
     assert "- 2: failed in vLLM: k02 failed in vLLM (exit 1)" in text
+    assert "Schedulers: teacher: vLLM's; K = 1: hybridserve's (serve/scheduler.py)." in text
     assert throughput_lines({"budgets": []}) == []
     # Repeated runs (the GPU default): the median run's rate with the range of the runs' output rates.
     data["throughput"]["engine"]["repeats"] = 3
