@@ -12,6 +12,7 @@ import platform
 import time
 from pathlib import Path
 
+from ..serve.bench import scheduler_name
 from .budgets import budget_ks, nested_sets, resolve_budget
 from .errors import SelectionError
 from .memory_report import memory_for_set
@@ -134,8 +135,6 @@ def throughput_lines(data: dict) -> list[str]:
     fits = [_count(teacher)] + [_count(b.get("throughput", {})) for b in budgets]
     lines += [f"Sequences of {run['engine'].get('max_model_len', '?')} tokens that fit in the cache: teacher: "
               + "; ".join([fits[0]] + [f"K = {b['k']}: {n}" for b, n in zip(budgets, fits[1:])]) + ".", ""]
-    from ..serve.bench import scheduler_name
-
     served = [("teacher", teacher)] + [(f"K = {b['k']}", b.get("throughput", {})) for b in budgets]
     lines += ["Schedulers: " + "; ".join(f"{name}: {scheduler_name(summary.get('scheduler'))}"
                                          for name, summary in served if "error" not in summary) + ".", ""]

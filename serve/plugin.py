@@ -24,6 +24,7 @@ def default_scheduler(vllm_config) -> None:
     if scheduler.scheduler_cls is None and os.environ.get(STOCK_SCHEDULER_ENV, "0") in ("", "0"):
         scheduler.scheduler_cls = SCHEDULER
 
+
 _done = False
 
 
