@@ -1,11 +1,11 @@
 """serve/scheduler.py: vLLM's scheduler and ours, fed the same workload, make the same decisions at every step.
 
 The workload is built to reach every branch of the short path and of vLLM's own: requests arriving over time with
-prompts of 1–250 tokens and 1–250 output tokens (chunked prefill at 96 tokens per step), 32-token blocks (state
-blocks freed and allocated every 32 tokens) and a pool small enough that vLLM preempts requests. Both the
-synchronous scheduler and the asynchronous one (one step in flight, as vLLM's engine core runs it) are replayed.
+prompts of 1–250 tokens and 1–250 output tokens (chunked prefill at 96 tokens per step), two of them cut by the
+512-token context, 32-token blocks (state blocks freed and allocated every 32 tokens) and a pool small enough that
+vLLM preempts requests. Both the synchronous scheduler and the asynchronous one (one step in flight, as vLLM's
+engine core runs it) are replayed.
 """
-
 from __future__ import annotations
 
 import json
@@ -62,9 +62,10 @@ def _scheduler(cls, config, specs: dict, num_blocks: int):
 
 
 def _workload(seed: int = 0) -> list[tuple[int, str, int, int]]:
-    """(arrival step, request id, prompt tokens, output tokens)."""
+    """(arrival step, request id, prompt tokens, output tokens); the last two run into max_model_len (512)."""
     rng = random.Random(seed)
-    return [(rng.randrange(0, 20), f"r{i}", rng.randrange(1, 250), rng.randrange(1, 250)) for i in range(48)]
+    return [(rng.randrange(0, 20), f"r{i}", rng.randrange(1, 250), rng.randrange(1, 250)) for i in range(48)] + [
+        (5, "long0", 400, 200), (30, "long1", 480, 100)]
 
 
 def _summary(out) -> dict:
