@@ -6,6 +6,7 @@ prompts of 1–250 tokens and 1–250 output tokens (chunked prefill at 96 token
 vLLM preempts requests. Both the synchronous scheduler and the asynchronous one (one step in flight, as vLLM's
 engine core runs it) are replayed.
 """
+
 from __future__ import annotations
 
 import json
