@@ -193,6 +193,20 @@ def test_vllm_greedy_equals_transformers(tmp_path, variant):
 
 
 @needs_vllm
+def test_vllm_scheduler_short_path_keeps_tokens(tmp_path):
+    """Prefix caching off, as the benchmarks serve: serve/scheduler.py's short path answers most decode steps. Five
+    prompts through three sequence slots (requests queue and join as others finish), the 300-token one prefilled in
+    chunks of 64, 48 tokens each so that states move across block boundaries: every token equals transformers'."""
+    path = save_tiny_hybrid(tmp_path / "short_path", **VARIANTS["llama_gdn"])
+    prompts = _prompts()
+    engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_batched_tokens": 64,
+              "max_num_seqs": 3, "enable_prefix_caching": False}
+    got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=48)
+    assert got["scheduler"] is not None and got["scheduler"][1] == "on"
+    assert got["tokens"] == hf_greedy(path, prompts, 48)
+
+
+@needs_vllm
 def test_vllm_tensor_parallel_2(tmp_path):
     """TP=2 (two CPU ranks here): attention, linear-attention heads (incl. runtime-GQA kv heads, biases and the
     short conv) and the MLP split across ranks give the same greedy tokens as one transformers process. With 128
