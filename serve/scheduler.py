@@ -52,6 +52,13 @@ class HybridScheduler(Scheduler):
         logger.info("hybridserve scheduler (%s): decode short path %s (%d cache groups)", type(self).__name__, state,
                     groups)
 
+    def shutdown(self) -> None:
+        if self.short_path is not None:
+            stats = self.short_path
+            logger.info("hybridserve scheduler: the short path answered %d of %d slot allocations", stats.short,
+                        stats.short + stats.vllm)
+        super().shutdown()
+
 
 class HybridAsyncScheduler(AsyncScheduler, HybridScheduler):
     """vLLM's `AsyncScheduler` with the same short path (MRO: AsyncScheduler → HybridScheduler → Scheduler)."""

@@ -160,9 +160,12 @@ def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=()
     # vLLM's engine log names its cache groups' block sizes, one per group: "kv cache group sizes (128, 128)".
     groups = re.search(r"kv cache group sizes \(([0-9, ]+)\)", proc.stdout + proc.stderr)
     result["cache_groups"] = len(groups.group(1).strip(", ").split(",")) if groups else None
-    # serve/scheduler.py's line: which scheduler the engine built, and whether its short path is on.
+    # serve/scheduler.py's lines: which scheduler the engine built, whether its short path is on, and (at shutdown)
+    # how many slot allocations it answered.
     scheduler = re.search(r"hybridserve scheduler \((\w+)\): decode short path (on|off)", proc.stdout + proc.stderr)
     result["scheduler"] = scheduler.groups() if scheduler else None
+    answered = re.search(r"short path answered (\d+) of (\d+) slot allocations", proc.stdout + proc.stderr)
+    result["short_path_answered"] = tuple(map(int, answered.groups())) if answered else None
     return result
 
 
@@ -204,6 +207,8 @@ def test_vllm_scheduler_short_path_keeps_tokens(tmp_path):
     got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=48)
     assert got["scheduler"] is not None and got["scheduler"][1] == "on"
     assert got["tokens"] == hf_greedy(path, prompts, 48)
+    short, total = got["short_path_answered"] or (0, 0)
+    assert 0 < short < total, f"short path answered {short} of {total} allocations"
 
 
 @needs_vllm
