@@ -68,14 +68,21 @@ def bench_command(
     timeout: float = typer.Option(3600, help="Seconds per model before it is stopped."),
     repeats: int = typer.Option(3, help="Timed runs of every row; the report gives the median run and the range "
                                         "(one run's rate can move by tens of percent on a host-bound engine)."),
+    baseline_scheduler: str = typer.Option("vllm", help="The baseline's vLLM scheduler: vllm (as vLLM serves it) or "
+                                                        "hybridserve (the hybrid's, serve/scheduler.py: compares the "
+                                                        "models on one engine)."),
 ) -> None:
     """Run the hybrid and its baseline in vLLM on this machine: throughput, latency, memory, concurrency."""
     from .serve.bench import CPU_ROWS, GPU_ROWS, BenchError, BenchModel, parse_rows, run_bench
     from .serve.compat import VllmVersionError, check_vllm
+    from .serve.plugin import SCHEDULER
 
     try:
+        if baseline_scheduler not in ("vllm", "hybridserve"):
+            raise BenchError(f"--baseline-scheduler is vllm or hybridserve, not {baseline_scheduler!r}")
         check_vllm()
-        models = [BenchModel("hybrid", model), BenchModel("baseline", baseline)]
+        chosen = {"scheduler_cls": SCHEDULER} if baseline_scheduler == "hybridserve" else None
+        models = [BenchModel("hybrid", model), BenchModel("baseline", baseline, chosen)]
         for item in also or []:
             name, sep, path = item.partition("=")
             if not sep or not name or not path:

@@ -110,6 +110,31 @@ def test_serve_cli_dry_run_and_bad_input(tmp_path):
     assert result.exit_code == 1 and "serve_state_pack must be 'auto' or a positive integer" in result.output
 
 
+def test_bench_baseline_scheduler_option(tmp_path, monkeypatch):
+    """--baseline-scheduler hybridserve gives the baseline's engine the hybrid's scheduler (one engine for both);
+    the default leaves it vLLM's; anything else is one clear error."""
+    import hybridserve.serve.bench as bench
+    import hybridserve.serve.compat as compat
+
+    seen = []
+
+    def fake_run_bench(models, rows, out_dir, **kwargs):
+        seen.append([(m.name, m.engine_args) for m in models])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("bench.md", "bench.json", "bench.png"):
+            (out_dir / name).write_text("report")
+
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(compat, "check_vllm", lambda: "0.32.0")
+    args = ["bench", "--model", "h", "--baseline", "t", "--out", str(tmp_path / "b"), "--rows", "16:4:2"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, args + ["--baseline-scheduler", "hybridserve"]).exit_code == 0
+    assert seen == [[("hybrid", None), ("baseline", None)],
+                    [("hybrid", None), ("baseline", {"scheduler_cls": "hybridserve.serve.scheduler.HybridScheduler"})]]
+    result = CliRunner().invoke(app, args + ["--baseline-scheduler", "mine"])
+    assert result.exit_code != 0 and "--baseline-scheduler is vllm or hybridserve, not 'mine'" in result.output
+
+
 def test_bench_inputs_and_report():
     assert parse_rows("16:4:2, 32:8:1, 64:8:max") == [{"input_len": 16, "output_len": 4, "num_prompts": 2},
                                                       {"input_len": 32, "output_len": 8, "num_prompts": 1},
