@@ -99,14 +99,16 @@ def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
     (HYBRIDSERVE_STOCK_SCHEDULER=1), `..._hybridsched` any model with hybridserve's (serve/scheduler.py; the plugin's
     default for hybridserve models); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is
     FlashInfer, not carried)."""
+    from hybridserve.serve.plugin import SCHEDULER, STOCK_SCHEDULER_ENV
+
     extra: dict = {}
     env: dict = {}
     if name.endswith(VLLM_SCHED):
         name = name[: -len(VLLM_SCHED)]
-        env["HYBRIDSERVE_STOCK_SCHEDULER"] = "1"
+        env[STOCK_SCHEDULER_ENV] = "1"
     elif name.endswith(HYBRID_SCHED):
         name = name[: -len(HYBRID_SCHED)]
-        extra["scheduler_cls"] = "hybridserve.serve.scheduler.HybridScheduler"
+        extra["scheduler_cls"] = SCHEDULER
     if name.endswith(UNPACKED):
         name = name[: -len(UNPACKED)]
         extra["hf_overrides"] = {"serve_state_pack": 1}
