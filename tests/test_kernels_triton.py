@@ -34,6 +34,7 @@ pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3
 triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
 from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.decode import gdn_decode_pool  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
@@ -202,6 +203,42 @@ def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch):
     check(o.cpu()[real], ref_o[real], 1e-5, "o")
     check(pool, ref_pool, 1e-5, "pool")
     assert torch.equal(pool[[1, 2, 4, 6, 8]].cpu(), torch.full((5, H, K, V), SENTINEL))
+
+
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("prefetch,per_sm,BV,stages", [(True, 1, 8, 1), (False, 2, 16, 1), (True, 64, 16, 1),
+                                                        (False, 1, 16, 3)])
+def test_gdn_decode_persistent(state_dtype, prefetch, per_sm, BV, stages):
+    """The persistent decode kernel (decode.py) against the float64 recurrence: fused gates and L2 norm, padding
+    rows, slots out of order, unused slots bit-exact. per_sm=1 (4 programs on CPU) walks several tiles per
+    program, so the prefetch of the next tile and the masked prefetch past the last one both run; per_sm=64 gives
+    every tile its own program; stages=3 is the software-pipelined loop (cp.async staging on the GPU)."""
+    slots = [3, -1, 0, 7, -1, 5, 1]
+    N = len(slots)
+    q, k, v, a, b = gdn_inputs((N,), 11, torch.bfloat16, raw_gates=True)
+    q = q * 2
+    A_log = torch.log(torch.rand(H, generator=gen(12)) * 8 + 1).to(DEV)
+    dt_bias = (torch.rand(H, generator=gen(13)) - 2).to(DEV)
+    pool, init = pool_with(9, state_dtype, 14)
+    used = [s for s in slots if s >= 0]
+    pool[used] = init[used]
+    before = pool.clone()
+    o = gdn_decode_pool(q, k, v, a=a, b=b, A_log=A_log, dt_bias=dt_bias, state_pool=pool,
+                        state_indices=torch.tensor(slots, dtype=torch.int32, device=DEV), scale=0.6,
+                        use_qk_l2norm=True, BV=BV, num_warps=1, per_sm=per_sm, prefetch=prefetch, stages=stages)
+    g, beta = _gdn_ref_gates(a, b, A_log, dt_bias)
+    qd, kd, vd = f64(q, k, v)
+    qd, kd = _l2(qd), _l2(kd)
+    finals = []
+    for n, slot in enumerate(slots):
+        h0 = before[slot:slot + 1].double().cpu() if slot >= 0 else None
+        ro, rs = naive_recurrent_gated_delta_rule(*(x[None, n:n + 1] for x in (qd, kd, vd, g, beta)), 0.6, h0, True)
+        check(o[n:n + 1], ro[0], 5e-3, f"o of sequence {n}")
+        finals.append(rs[0])
+    exp = _expected_pool(before, None, slots, None, finals)
+    check(pool[used], exp[used], TOL[state_dtype], "pool")
+    untouched = [i for i in range(9) if i not in used]
+    assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
 
 
 # ---------------------------------------------------------------------------------------------------- GDN chunk
