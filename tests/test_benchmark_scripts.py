@@ -175,3 +175,19 @@ def test_engine_steps_cpu_times_each_part_of_a_decode_step(tmp_path):
         assert r["decode_steps"] == 5  # every step after the prefill one, all 8 requests decoding
         assert all(r[f"{part}_ms"] > 0 for part in ("schedule", "runner", "forward", "sample", "update"))
     assert "| 2 | 2 | hybridserve | 2 |" in out.read_text()
+
+
+def test_decode_sweep_plumbing_on_cpu(tmp_path):
+    """decode_sweep_gpu.py at toy size through the Triton interpreter (its timings are wall clock and mean
+    nothing): the float64 check of both kernels runs and passes, and the JSON and table carry both kernels and
+    both state dtypes, so the GPU call that depends on them cannot fail on plumbing."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_sweep_gpu.py"), "--cpu-smoke", "--quick",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("agree with float64") == 2, r.stdout
+    rows = json.loads((tmp_path / "decode_sweep.json").read_text())["rows"]
+    assert {(x["kernel"], x["state"]) for x in rows if "us" in x} == {
+        (k, s) for k in ("old", "new") for s in ("float32", "bfloat16")}
+    assert not [x for x in rows if "error" in x]
+    table = (tmp_path / "decode_sweep.md").read_text()
+    assert "| bfloat16 | 3 | new (defaults) |" in table and "old (one tile per program" in table
