@@ -141,6 +141,9 @@ def throughput_lines(data: dict) -> list[str]:
     errors = [(b["k"], b["throughput"]["error"]) for b in budgets if "error" in b.get("throughput", {})]
     errors += [("teacher", teacher["error"])] if "error" in teacher else []
     lines += [f"- {name}: failed in vLLM: {text}" for name, text in errors] + ([""] if errors else [])
+    stopped = [(name, summary["incomplete"]) for name, summary in served if summary.get("incomplete")]
+    lines += [f"- {name}: incomplete ({text}); its missing rows show –" for name, text in stopped]
+    lines += [""] if stopped else []
     return lines
 
 

@@ -98,7 +98,8 @@ def measure_budgets(context, budgets: list[dict], out: Path, device: torch.devic
         except BenchError as e:
             results[name] = {"error": str(e).splitlines()[0]}
         else:
-            done.write_text(json.dumps(results[name], indent=2))
+            if not results[name].get("incomplete"):  # a model stopped part-way is served again on a rerun
+                done.write_text(json.dumps(results[name], indent=2))
         shutil.rmtree(path, ignore_errors=True)
     teacher = results["teacher"]
     for entry in budgets:
@@ -123,7 +124,8 @@ def _summary(result: dict, teacher: dict | None) -> dict:
                      **({"output_tok_s_range": _range(r["repeats"], "output_tok_s")} if r.get("repeats") else {}),
                      "vs_teacher": _ratio(r, t, "output_tok_s"), "decode_vs_teacher": _ratio(r, t, "decode_tok_s")})
     return {"rows": rows, "max_concurrency": result.get("max_concurrency"), "startup_s": result.get("startup_s"),
-            "scheduler": result.get("scheduler")}
+            "scheduler": result.get("scheduler"),
+            **({"incomplete": result["incomplete"]} if result.get("incomplete") else {})}
 
 
 def _range(runs: list[dict], key: str) -> list[float]:

@@ -10,11 +10,14 @@ so random-weight models of a real shape are fine for speed; the report says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +125,16 @@ _CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request:
 _KV_TOKENS = re.compile(r"KV cache size: ([\d,]+) tokens")
 
 
+def _copy_log(stream, logf, name: str, log) -> None:
+    """The worker's output into its log file; each finished row is also reported through `log`."""
+    for line in stream:
+        logf.write(line)
+        if line.startswith('{"row"'):
+            row = json.loads(line)["row"]
+            log(f"  {name}: {row['input_len']}/{row['output_len']} x {row['num_prompts']}: "
+                f"{row['output_tok_s']:.0f} output tok/s, {row['total_tok_s']:.0f} total tok/s")
+
+
 def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, timeout: float, log=print) -> dict:
     """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail)."""
     spec = {"name": model.name, "model": model.path, "rows": rows, **engine, "engine_args": model.engine_args or {}}
@@ -133,24 +146,34 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     env.update(model.env or {})
     started = time.perf_counter()
     with open(log_file, "w") as logf:
+        # its own process group: vLLM's engine core is a child of the worker, and a stopped run must take it along
         proc = subprocess.Popen([*python_command(), "-m", "hybridserve.serve.bench_worker", str(spec_file), str(out_file)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+        # the log is copied by a thread, so the time limit holds even while the worker prints nothing
+        reader = threading.Thread(target=_copy_log, args=(proc.stdout, logf, model.name, log), daemon=True)
+        reader.start()
         try:
-            for line in proc.stdout:
-                logf.write(line)
-                if line.startswith('{"row"'):
-                    row = json.loads(line)["row"]
-                    log(f"  {model.name}: {row['input_len']}/{row['output_len']} x {row['num_prompts']}: "
-                        f"{row['output_tok_s']:.0f} output tok/s, {row['total_tok_s']:.0f} total tok/s")
             proc.wait(timeout=max(1.0, timeout - (time.perf_counter() - started)))
+            stopped = None if proc.returncode == 0 else f"failed in vLLM (exit {proc.returncode})"
         except subprocess.TimeoutExpired:
-            proc.kill()
-            raise BenchError(f"{model.name} did not finish within {timeout:.0f} s (log: {log_file})")
+            stopped = f"did not finish within {timeout:.0f} s"
+        if stopped is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=30)
     text = log_file.read_text()
-    if proc.returncode != 0 or not out_file.is_file():
+    # the worker rewrites out_file after every row, so a model stopped part-way keeps the rows it measured
+    result = json.loads(out_file.read_text()) if out_file.is_file() else None
+    if stopped is None and (result is None or not result.get("complete")):
+        stopped = "ended without its result"
+    if stopped is not None:
         tail = "\n".join(text.strip().splitlines()[-15:])
-        raise BenchError(f"{model.name} failed in vLLM (exit {proc.returncode}); log {log_file}:\n{tail}")
-    result = json.loads(out_file.read_text())
+        if not result or not result.get("rows"):
+            raise BenchError(f"{model.name} {stopped}; log {log_file}:\n{tail}")
+        result["incomplete"] = f"{stopped} after {len(result['rows'])} of {len(rows)} rows (log: {log_file})"
+        log(f"  {model.name} {result['incomplete']}; its finished rows are kept")
     if result.get("max_concurrency") is None and (m := _CONCURRENCY.search(text)):
         result["max_concurrency"] = float(m.group(2))
     if result.get("kv_cache_tokens") is None and (m := _KV_TOKENS.search(text)):
@@ -199,7 +222,11 @@ def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, comm
     for model in models:
         log(f"running {model.name} ({model.path})")
         results.append(run_model(model, rows, work, engine, timeout, log))
-    return write_report(results, rows, engine, out_dir, hybrid=names[0], baseline=names[1], command=command)
+    report = write_report(results, rows, engine, out_dir, hybrid=names[0], baseline=names[1], command=command)
+    stopped = [f"{r['name']} {r['incomplete']}" for r in results if r.get("incomplete")]
+    if stopped:  # the report keeps what was measured, and the command still fails
+        raise BenchError("incomplete benchmark (bench.md marks the missing rows): " + "; ".join(stopped))
+    return report
 
 
 def write_report(results: list[dict], rows: list[dict], engine: dict, out_dir: Path, *, hybrid: str, baseline: str,
@@ -243,17 +270,23 @@ def markdown(report: dict) -> str:
              "tok/s (× baseline) | TTFT median / p90 (ms) | TPOT median / p90 (ms) |", "|---|---|---|---|---|---|---|---|"]
     for i, row in enumerate(report["rows"]):
         for model in report["models"]:
-            r, b = model["rows"][i], base["rows"][i]
+            if i >= len(model["rows"]):  # a model stopped before this row (its `incomplete` says why)
+                lines.append(f"| {row['input_len']} / {row['output_len']} × {row['num_prompts']} | {model['name']} | "
+                             "did not finish | – | – | – | – | – |")
+                continue
+            r = model["rows"][i]
+            b = base["rows"][i] if i < len(base["rows"]) else None
             count = row["num_prompts"] if row["num_prompts"] != "max" else f"max ({r.get('prompts')})"
             label = f"{row['input_len']} / {row['output_len']} × {count}"
-            ratio = r["output_tok_s"] / b["output_tok_s"]
+            ratio = f"{r['output_tok_s'] / b['output_tok_s']:.2f}" if b else "–"
             decode = _fmt(r.get("decode_tok_s"))
-            if r.get("decode_tok_s") and b.get("decode_tok_s"):
+            if r.get("decode_tok_s") and b and b.get("decode_tok_s"):
                 decode += f" ({r['decode_tok_s'] / b['decode_tok_s']:.2f})"
             lines.append(f"| {label} | {model['name']} | {_fmt(r['output_tok_s'])}{_spread(r, 'output_tok_s')} | "
                          f"{_fmt(r['total_tok_s'])} | "
-                         f"{ratio:.2f} | {decode} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
+                         f"{ratio} | {decode} | {_fmt(r['ttft_median_s'], 1e3, 1)} / {_fmt(r['ttft_p90_s'], 1e3, 1)} | "
                          f"{_fmt(r['tpot_median_s'], 1e3, 2)} / {_fmt(r['tpot_p90_s'], 1e3, 2)} |")
+    lines += [f"\n**{m['name']} is incomplete:** {m['incomplete']}." for m in report["models"] if m.get("incomplete")]
     lines += ["", "Full-concurrency decode: output tokens per second between the last request's first token and the "
               "first request's last one (every request decoding, no prefill); – when the requests ran in waves."]
     if report["engine"].get("repeats", 1) > 1:

@@ -21,6 +21,7 @@ between runs (docs/benchmarks/select.md, run of the eighth session), so a single
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import sys
@@ -98,7 +99,7 @@ def _qualname(cls) -> str | None:
     return cls if cls is None or isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def run(spec: dict) -> dict:
+def run(spec: dict, out: str | None = None) -> dict:
     from vllm import LLM, SamplingParams
 
     engine_args = dict(model=spec["model"], dtype=spec.get("dtype", "auto"), seed=0, disable_log_stats=False,
@@ -132,7 +133,17 @@ def run(spec: dict) -> dict:
             record["repeats"] = [{k: r[k] for k in _REPEAT_KEYS} for r in runs]
         result["rows"].append({**row, **record})
         print(json.dumps({"row": result["rows"][-1]}), flush=True)
+        if out is not None:  # after every row: a worker stopped later (time limit, OOM) keeps what it measured
+            _write(out, result)
     return result
+
+
+def _write(path: str, result: dict) -> None:
+    """Replace `path` atomically (a reader never sees half a file)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -165,9 +176,8 @@ def _run_row(llm, row: dict, count: int, rng: random.Random, vocab: int) -> dict
 
 def main(argv: list[str]) -> int:
     spec = json.loads(open(argv[0]).read())
-    result = run(spec)
-    with open(argv[1], "w") as f:
-        json.dump(result, f, indent=2)
+    result = run(spec, out=argv[1])
+    _write(argv[1], {**result, "complete": True})
     return 0
 
 

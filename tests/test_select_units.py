@@ -197,6 +197,12 @@ def test_throughput_table_per_row_with_teacher_multiples_and_failures():
     assert "each row ran 3 times per model: the median run, [the lowest – the highest] output rate" in text
     assert "on CPU (2 cores, x86_64), host Intel Xeon (32 cores) (stage-0 weights" in text
     assert "| 64 / 16 × 4 | 1,000 | 1,500 [1,400 – 1,650] (1.50×) | failed |" in text
+    # A budget stopped part-way (time limit) keeps its finished rows; the missing ones show – and a line says why.
+    data["throughput"]["rows"].append({"input_len": 128, "output_len": 16, "num_prompts": 4})
+    data["budgets"][0]["throughput"]["incomplete"] = "did not finish within 60 s after 1 of 2 rows"
+    text = "\n".join(throughput_lines(data))
+    assert "| 128 / 16 × 4 | – | – | failed |" in text
+    assert "- K = 1: incomplete (did not finish within 60 s after 1 of 2 rows); its missing rows show –" in text
 
 
 def test_throughput_summary_keeps_the_range_of_repeated_runs():
@@ -212,3 +218,6 @@ def test_throughput_summary_keeps_the_range_of_repeated_runs():
     summary = _summary(result(100.0, runs), result(50.0))
     assert summary["rows"][0]["output_tok_s_range"] == [90.0, 130.0] and summary["rows"][0]["vs_teacher"] == 2.0
     assert "output_tok_s_range" not in _summary(result(50.0), None)["rows"][0]
+    stopped = {**result(50.0), "incomplete": "failed in vLLM (exit 1) after 1 of 2 rows"}
+    assert _summary(stopped, None)["incomplete"] == stopped["incomplete"]
+    assert "incomplete" not in _summary(result(50.0), None)

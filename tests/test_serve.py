@@ -171,6 +171,85 @@ def test_bench_inputs_and_report():
         engine_settings(rows, {"m": {}}, repeats=0)
 
 
+FAKE_WORKER = """
+import json, sys, time
+spec, out, mode = json.load(open(sys.argv[3])), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else ""
+print("Maximum concurrency for 20 tokens per request: 3.00x", flush=True)
+row = {**spec["rows"][0], "output_tok_s": 7.0, "total_tok_s": 9.0, "ttft_median_s": 0.1, "ttft_p90_s": 0.2,
+       "tpot_median_s": 0.01, "tpot_p90_s": 0.02}
+if mode != "none":
+    json.dump({"name": spec["name"], "startup_s": 1.0, "rows": [row]}, open(out, "w"))
+if mode == "hang":
+    time.sleep(60)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("mode", ["crash", "hang", "none"])
+def test_bench_keeps_the_rows_of_a_model_stopped_part_way(tmp_path, monkeypatch, mode):
+    """The worker writes its result after every row; a model that crashes or runs out of time after its first
+    row keeps that row, marked incomplete; one that measured nothing is an error. No vLLM: a fake worker."""
+    from hybridserve.serve import bench
+
+    fake = tmp_path / "worker.py"
+    fake.write_text(FAKE_WORKER)
+    monkeypatch.setattr(bench, "python_command", lambda: [sys.executable, str(fake)])
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "num_attention_heads": 2,
+                                                   "num_key_value_heads": 2, "hidden_size": 64}))
+    rows = parse_rows("16:4:2,32:4:2")
+    engine = {"max_model_len": 40, "dtype": "auto"}
+    # the fake's argv: -m, module, spec, out (its mode rides on the model's name)
+    monkeypatch.setattr(bench.subprocess, "Popen", _popen_with_mode(bench.subprocess.Popen, mode))
+    m = bench.BenchModel("m", str(model))
+    if mode == "none":
+        with pytest.raises(BenchError, match="failed in vLLM \\(exit 3\\)"):
+            bench.run_model(m, rows, tmp_path, engine, timeout=30, log=lambda *_: None)
+        return
+    result = bench.run_model(m, rows, tmp_path, engine, timeout=3 if mode == "hang" else 30, log=lambda *_: None)
+    stop = "did not finish within 3 s" if mode == "hang" else "failed in vLLM (exit 3)"
+    assert result["incomplete"].startswith(f"{stop} after 1 of 2 rows") and len(result["rows"]) == 1
+    assert result["max_concurrency"] == 3.0
+    text = markdown({"machine": {"device": "cpu"}, "command": "x", "engine": engine, "rows": rows,
+                     "models": [result, {**result, "name": "b", "incomplete": None}], "hybrid": "m", "baseline": "b",
+                     "note": "n"})
+    assert "| 16 / 4 × 2 | m | 7 | 9 | 1.00 |" in text and "| 32 / 4 × 2 | m | did not finish |" in text
+    assert f"**m is incomplete:** {stop} after 1 of 2 rows" in text
+
+
+def _popen_with_mode(popen, mode):
+    def wrapped(cmd, **kwargs):
+        return popen([*cmd, mode], **kwargs)
+    return wrapped
+
+
+def test_run_bench_writes_the_report_then_fails_when_a_model_is_incomplete(tmp_path, monkeypatch):
+    from hybridserve.serve import bench
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "num_attention_heads": 2,
+                                                   "num_key_value_heads": 2, "hidden_size": 64}))
+    rows = parse_rows("16:4:2,32:4:2")
+    row = {"output_tok_s": 5.0, "total_tok_s": 6.0, "ttft_median_s": 0.1, "ttft_p90_s": 0.2, "tpot_median_s": 0.01,
+           "tpot_p90_s": 0.02}
+
+    def fake_run_model(m, rows, work, engine, timeout, log):
+        done = rows if m.name == "b" else rows[:1]
+        result = {"name": m.name, "startup_s": 1.0, "rows": [{**r, **row} for r in done],
+                  "cache": cache_bytes({"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 64}, 40)}
+        return result if m.name == "b" else {**result, "incomplete": "did not finish within 9 s after 1 of 2 rows"}
+
+    monkeypatch.setattr(bench, "run_model", fake_run_model)
+    with pytest.raises(BenchError, match="incomplete benchmark .*h did not finish within 9 s after 1 of 2 rows"):
+        bench.run_bench([bench.BenchModel("h", str(model)), bench.BenchModel("b", str(model))], rows,
+                        tmp_path / "out", max_model_len=40)
+    report = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert [len(m["rows"]) for m in report["models"]] == [1, 2]
+    assert "| 32 / 4 × 2 | h | did not finish |" in (tmp_path / "out" / "bench.md").read_text()
+
+
 # ------------------------------------------------------------------------------------------- vLLM engine
 def _vllm_generate(tmp_path: Path, model: Path, prompts, engine: dict, repeat=(), max_tokens: int = 32) -> dict:
     spec = tmp_path / f"{model.name}-spec.json"
