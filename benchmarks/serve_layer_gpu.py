@@ -14,7 +14,8 @@ the functions `serve/linear_layer.py` runs (`serve/linear_core.py`: `plan_step`,
 Columns: `host` = host time to issue one call (the GPU kept busy by a sleep kernel meanwhile, so the host never
 waits); `eager` = wall time per call when calls run back to back eagerly (max of host and device, as vLLM's eager
 prefill pays); `device` = GPU time per call with no host gaps (CUDA events around calls issued behind the sleep);
-`graph` = per call when replayed from a CUDA graph (decode, as vLLM's FULL decode graphs run it); `state MB` =
+`graph` = per call when replayed from a CUDA graph (decode, as vLLM's FULL decode graphs run it; for prefill, the
+op alone, which says whether it can be captured and what a call costs when the host is out of the way); `state MB` =
 recurrent + conv state bytes read and written per call; `floor` = those bytes at the device-to-device copy
 bandwidth measured in the same run; `GB/s` = state bytes over the graph time (decode) or the device time
 (prefill). Calls rotate over `--layers` separate pools (as consecutive layers do), so a state never sits in L2
@@ -319,7 +320,15 @@ def prefill_rows(args, conv: bool, state_dtype: torch.dtype, n_seq: int, seq_len
     for part, fn in (("op", lambda i: layer.op(i % L, projected, gk, out, plan)),
                      ("layer", lambda i: layer.layer(i % L, x, hidden_out, plan))):
         t = time_eager(fn, calls)
-        report(part=part, **common, **t, GBps=nbytes / (t["device_ms"] * 1e-3) / 1e9 if part == "op" else None)
+        if part == "op":  # can the prefill op be captured (issue #7: a short prefill call <= 0.15 ms wall)?
+            try:
+                t["graph_ms"] = time_graph(fn, L)
+            except Exception as e:  # not capturable: say why instead of a number
+                t["graph_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                print(f"prefill op not graph-capturable ({step}): {t['graph_error']}", flush=True)
+                torch.cuda.synchronize()
+        report(part=part, **{**common, **t},
+               GBps=nbytes / (t["device_ms"] * 1e-3) / 1e9 if part == "op" else None)
         if part == "op" and args.host_profile:
             host_profile(f"{step}, {common['state']} state, conv {conv}", fn, 40)
     t = time_eager(lambda i: make_plan(), 8)
@@ -398,6 +407,8 @@ def markdown(info: dict, checks: list[dict]) -> str:
               "gaps; graph: CUDA-graph replay; floor: state bytes at copy bandwidth. Per layer and step: host "
               "overhead ≈ eager − device (when host-bound), state traffic ≈ floor, the rest ≈ graph (or device) "
               "− floor."]
+    lines += [f"- {r['step']}, {r['state']} state: the op could not be captured in a CUDA graph ({r['graph_error']})"
+              for r in ROWS if r.get("graph_error")]
     if checks:
         lines += ["", "Check (one mixed step, device vs the CPU references; relative RMSE):", "",
                   "| conv | dtype | out | recurrent | conv state | ok |", "|---|---|---|---|---|---|"]
