@@ -4,7 +4,8 @@
   python benchmarks/serving_gpu.py run ROOT RESULTS NAME [NAME ...] [--rows ...] [--gpu-mem 0.9]
       # NAME: a folder under ROOT, then optionally _bf16state (a bfloat16 recurrent state) and/or _unpacked
       # (a state page per linear layer: serve_state_pack 1), then optionally _vllmsched / _hybridsched (which
-      # scheduler: vLLM's own, or serve/scheduler.py's), e.g. qwen2_1p5b_hybrid_bf16state_unpacked_vllmsched
+      # scheduler: vLLM's own, or serve/scheduler.py's), then optionally _pdecode (decode.py's persistent decode
+      # kernel), e.g. qwen2_1p5b_hybrid_bf16state_unpacked_vllmsched
   python benchmarks/serving_gpu.py report RESULTS OUT_DIR HYBRID BASELINE  # on any machine, from the JSON files
 
 Models per shape: `<shape>` (the dense teacher: Qwen2.5-1.5B or Llama-3.2-3B shape), `<shape>_hybrid` (our
@@ -89,6 +90,7 @@ def build(root: Path, shapes: list[str]) -> None:
 
 BF16_STATE, UNPACKED = "_bf16state", "_unpacked"
 VLLM_SCHED, HYBRID_SCHED = "_vllmsched", "_hybridsched"
+PERSISTENT_DECODE = "_pdecode"
 
 
 def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
@@ -97,12 +99,16 @@ def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
     by default: the model dtype); `..._unpacked` gives each linear layer its own state page (no state packing: the
     layout before serve/state_packing.py); `..._vllmsched` serves a hybridserve model with vLLM's own scheduler
     (HYBRIDSERVE_STOCK_SCHEDULER=1), `..._hybridsched` any model with hybridserve's (serve/scheduler.py; the plugin's
-    default for hybridserve models); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is
+    default for hybridserve models); a final `_pdecode` runs decode through kernels/gated_delta_rule/decode.py
+    (HYBRIDSERVE_GDN_DECODE=persistent); qwen3next models get vLLM's Triton GDN prefill (its SM90 default is
     FlashInfer, not carried)."""
     from hybridserve.serve.plugin import SCHEDULER, STOCK_SCHEDULER_ENV
 
     extra: dict = {}
     env: dict = {}
+    if name.endswith(PERSISTENT_DECODE):
+        name = name[: -len(PERSISTENT_DECODE)]
+        env["HYBRIDSERVE_GDN_DECODE"] = "persistent"
     if name.endswith(VLLM_SCHED):
         name = name[: -len(VLLM_SCHED)]
         env[STOCK_SCHEDULER_ENV] = "1"

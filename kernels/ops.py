@@ -321,6 +321,17 @@ def prefill_prologue() -> bool:
     return os.environ.get("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", "1") != "0"
 
 
+def decode_kernel() -> str:
+    """HYBRIDSERVE_GDN_DECODE (read at every call): which Triton kernel runs gdn_recurrent_pool's one-token-per-
+    sequence case. "tile" (default): fused_recurrent.py, one state tile per program; "persistent": decode.py's
+    persistent grid, an experiment (no faster on the H200 so far; docs/benchmarks/kernels.md), switchable here so
+    that a serving run can compare the two without a code change."""
+    v = os.environ.get("HYBRIDSERVE_GDN_DECODE", "tile").strip().lower() or "tile"
+    if v not in ("tile", "persistent"):
+        raise ValueError(f"HYBRIDSERVE_GDN_DECODE={v!r}: expected tile or persistent")
+    return v
+
+
 # The plain bodies of the state-pool ops, by op name. Serving calls them from inside vLLM's own graph-opaque custom op
 # (serve/linear_layer.py), where nothing traces them: going through torch's dispatcher there would only add the
 # custom-op layers (autograd, ADInplaceOrView with its Python argument filling, backend selection), ~0.2 ms of host
@@ -353,6 +364,11 @@ def gdn_recurrent_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], bet
     if use_triton(q, k, v, state_pool):
         from .gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd
 
+        if cu_seqlens is None and q.dim() == 3 and has_initial_state is None and decode_kernel() == "persistent":
+            from .gated_delta_rule.decode import gdn_decode_pool
+
+            return gdn_decode_pool(q, k, v, g, beta, a=a, b=b, A_log=A_log, dt_bias=dt_bias, state_pool=state_pool,
+                                   state_indices=state_indices, scale=scale, use_qk_l2norm=use_qk_l2norm)
         return fused_recurrent_gdn_fwd(
             q, k, v, g, beta, a=a, b=b, A_log=A_log, dt_bias=dt_bias, scale=scale, initial_state=state_pool,
             final_state=state_pool, state_indices=state_indices, has_initial_state=has_initial_state,

@@ -102,6 +102,9 @@ def test_serving_gpu_model_variants():
         "qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"}, {"HYBRIDSERVE_STOCK_SCHEDULER": "1"})
     assert variant("qwen2_1p5b_hybridsched") == (
         "qwen2_1p5b", {"scheduler_cls": "hybridserve.serve.scheduler.HybridScheduler"}, None)
+    assert variant("qwen2_1p5b_hybrid_bf16state_vllmsched_pdecode") == (
+        "qwen2_1p5b_hybrid", {"mamba_ssm_cache_dtype": "bfloat16"},
+        {"HYBRIDSERVE_STOCK_SCHEDULER": "1", "HYBRIDSERVE_GDN_DECODE": "persistent"})
 
 
 def test_serve_layer_gpu_parses_mixed_steps():

@@ -183,9 +183,15 @@ def test_gdn_fused_recurrent_pool_varlen_fused_gates(state_dtype):
     assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
 
 
-def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch):
+@pytest.mark.parametrize("kernel", ["tile", "persistent"])
+def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch, kernel):
     """gdn_decode_ (one token per sequence, fused gates, padding rows) through the custom op: Triton path vs the
-    PyTorch reference path of the same op."""
+    PyTorch reference path of the same op, with either decode kernel (HYBRIDSERVE_GDN_DECODE)."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DECODE", kernel)
+    from hybridserve.kernels.gated_delta_rule import decode as decode_module
+
+    calls, persistent = [], decode_module.gdn_decode_pool
+    monkeypatch.setattr(decode_module, "gdn_decode_pool", lambda *a, **kw: calls.append(1) or persistent(*a, **kw))
     N = 6
     q, k, v, a, b = gdn_inputs((N,), 7, torch.float32, raw_gates=True)
     A_log = torch.log(torch.rand(H, generator=gen(8)) * 8 + 1).to(DEV)
@@ -203,6 +209,7 @@ def test_gdn_decode_op_matches_reference_op(triton_ops, monkeypatch):
     check(o.cpu()[real], ref_o[real], 1e-5, "o")
     check(pool, ref_pool, 1e-5, "pool")
     assert torch.equal(pool[[1, 2, 4, 6, 8]].cpu(), torch.full((5, H, K, V), SENTINEL))
+    assert len(calls) == (kernel == "persistent")  # the switch picked the kernel it names
 
 
 @pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])

@@ -97,3 +97,16 @@ def test_cpu_decode_serves_the_batch_in_one_call_like_one_sequence_at_a_time(nam
             assert torch.allclose(pool[slot], ref_state[0], rtol=1e-12, atol=1e-12), n
     assert torch.isfinite(o).all() and torch.equal(pool[[1, 4]], before[[1, 4]])
     assert torch.equal(packed[:, 0], other)  # the other layer's states in the same pages are untouched
+
+
+def test_decode_kernel_switch(monkeypatch):
+    """HYBRIDSERVE_GDN_DECODE picks the Triton decode kernel; an unknown value is one clear error."""
+    from hybridserve.kernels.ops import decode_kernel
+
+    monkeypatch.delenv("HYBRIDSERVE_GDN_DECODE", raising=False)
+    assert decode_kernel() == "tile"
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DECODE", "Persistent")
+    assert decode_kernel() == "persistent"
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DECODE", "fast")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_DECODE='fast': expected tile or persistent"):
+        decode_kernel()

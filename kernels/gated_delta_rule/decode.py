@@ -4,7 +4,8 @@ The same step as fused_recurrent.py's kernel for T = 1 (the math and the referen
 
     S <- exp(g) S;   S <- S + k (beta (v - S^T k))^T;   o = S^T (scale q)
 
-Why a second kernel, and why the serving path does not use it (yet). Decode is a pure state stream (each
+Why a second kernel, and why the serving path does not use it by default (HYBRIDSERVE_GDN_DECODE=persistent does:
+kernels/ops.py). Decode is a pure state stream (each
 [K, BV] tile read once, written once), so its speed is the share of copy bandwidth it reaches. The one-tile-per-
 program kernel reaches 91-94 % at 512 sequences with a float32 state, but 76-78 % at 64 and only 59-70 % with a
 bfloat16 state (H200, docs/benchmarks/kernels.md). Here a fixed number of programs (a few per SM) walks the tiles
