@@ -140,6 +140,7 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     spec = {"name": model.name, "model": model.path, "rows": rows, **engine, "engine_args": model.engine_args or {}}
     spec_file, out_file, log_file = work / f"{model.name}.spec.json", work / f"{model.name}.json", work / f"{model.name}.log"
     spec_file.write_text(json.dumps(spec, indent=2))
+    out_file.unlink(missing_ok=True)  # an earlier run's result must not pass for this one's
     env = dict(os.environ)
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")

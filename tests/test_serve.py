@@ -203,6 +203,7 @@ def test_bench_keeps_the_rows_of_a_model_stopped_part_way(tmp_path, monkeypatch,
     # the fake's argv: -m, module, spec, out (its mode rides on the model's name)
     monkeypatch.setattr(bench.subprocess, "Popen", _popen_with_mode(bench.subprocess.Popen, mode))
     m = bench.BenchModel("m", str(model))
+    (tmp_path / "m.json").write_text(json.dumps({"rows": [{"stale": 1}], "complete": True}))  # an earlier run's
     if mode == "none":
         with pytest.raises(BenchError, match="failed in vLLM \\(exit 3\\)"):
             bench.run_model(m, rows, tmp_path, engine, timeout=30, log=lambda *_: None)
