@@ -71,6 +71,9 @@ def bench_command(
     baseline_scheduler: str = typer.Option("vllm", help="The baseline's vLLM scheduler: vllm (as vLLM serves it) or "
                                                         "hybridserve (the hybrid's, serve/scheduler.py: compares the "
                                                         "models on one engine)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Serve every model again. By default a rerun into the same "
+                                                      "--out reuses each model's complete result when its settings, "
+                                                      "files and this machine are unchanged."),
 ) -> None:
     """Run the hybrid and its baseline in vLLM on this machine: throughput, latency, memory, concurrency."""
     from .serve.bench import CPU_ROWS, GPU_ROWS, BenchError, BenchModel, parse_rows, run_bench
@@ -94,7 +97,8 @@ def bench_command(
             rows = GPU_ROWS if torch.cuda.is_available() else CPU_ROWS
         run_bench(models, parse_rows(rows), out_dir, max_model_len=max_model_len, dtype=dtype,
                            gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-                           enforce_eager=enforce_eager, repeats=repeats, timeout=timeout, command=shlex.join(["hybridserve", *sys.argv[1:]]),
+                           enforce_eager=enforce_eager, repeats=repeats, timeout=timeout, resume=not fresh,
+                           command=shlex.join(["hybridserve", *sys.argv[1:]]),
                            log=lambda m: _console.print(m, highlight=False))
     except (BenchError, VllmVersionError) as e:
         _fail(str(e))

@@ -135,10 +135,30 @@ def _copy_log(stream, logf, name: str, log) -> None:
                 f"{row['output_tok_s']:.0f} output tok/s, {row['total_tok_s']:.0f} total tok/s")
 
 
-def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, timeout: float, log=print) -> dict:
-    """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail)."""
+def _fingerprint(path: str) -> list:
+    """The model folder's files (name, size, modification time): a re-exported model is not the one measured."""
+    folder = Path(path)
+    return sorted([f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in folder.iterdir() if f.is_file()) \
+        if folder.is_dir() else []
+
+
+def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, timeout: float, log=print,
+              resume: bool = False) -> dict:
+    """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail).
+
+    Every complete result is kept in WORK/<name>.measured.json with what it measured (the worker's spec, this
+    machine, the model's files). resume=True returns that result instead of serving again when all three still
+    match: a benchmark rerun after a crash serves only the models it had not finished."""
     spec = {"name": model.name, "model": model.path, "rows": rows, **engine, "engine_args": model.engine_args or {}}
     spec_file, out_file, log_file = work / f"{model.name}.spec.json", work / f"{model.name}.json", work / f"{model.name}.log"
+    record = work / f"{model.name}.measured.json"
+    key = json.loads(json.dumps({"spec": spec, "machine": machine(), "files": _fingerprint(model.path),
+                                 "env": model.env or {}}))
+    if resume and record.is_file():
+        earlier = json.loads(record.read_text())
+        if earlier.get("measured") == key:
+            log(f"  {model.name}: reusing its result from an earlier run ({record})")
+            return earlier["result"]
     spec_file.write_text(json.dumps(spec, indent=2))
     out_file.unlink(missing_ok=True)  # an earlier run's result must not pass for this one's
     env = dict(os.environ)
@@ -184,6 +204,10 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     if state_dtype not in (None, "auto"):  # the server's state dtype, not the checkpoint's, is what the pool holds
         config = {**config, "linear_state_dtype": state_dtype}
     result["cache"] = cache_bytes(config, engine["max_model_len"], 4 if engine["dtype"] == "float32" else 2)
+    if not result.get("incomplete"):
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"measured": key, "result": result}, indent=2))
+        tmp.replace(record)
     return result
 
 
@@ -207,8 +231,10 @@ def engine_settings(rows: list[dict], configs: dict, *, max_model_len: int | Non
 
 
 def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, command: str = "", timeout: float = 3600,
-              log=print, **settings) -> dict:
-    """Benchmark `models` (the first is the hybrid, the second the baseline) and write bench.json/.md/.png."""
+              log=print, resume: bool = True, **settings) -> dict:
+    """Benchmark `models` (the first is the hybrid, the second the baseline) and write bench.json/.md/.png.
+    resume: reuse a model's complete result from an earlier run in the same folder when nothing it depends on
+    changed (run_model)."""
     if len(models) < 2:
         raise BenchError("bench needs a model and a baseline")
     names = [m.name for m in models]
@@ -222,7 +248,7 @@ def run_bench(models: list[BenchModel], rows: list[dict], out_dir: Path, *, comm
     results = []
     for model in models:
         log(f"running {model.name} ({model.path})")
-        results.append(run_model(model, rows, work, engine, timeout, log))
+        results.append(run_model(model, rows, work, engine, timeout, log, resume=resume))
     report = write_report(results, rows, engine, out_dir, hybrid=names[0], baseline=names[1], command=command)
     stopped = [f"{r['name']} {r['incomplete']}" for r in results if r.get("incomplete")]
     if stopped:  # the report keeps what was measured, and the command still fails

@@ -112,14 +112,17 @@ def test_serve_cli_dry_run_and_bad_input(tmp_path):
 
 def test_bench_baseline_scheduler_option(tmp_path, monkeypatch):
     """--baseline-scheduler hybridserve gives the baseline's engine the hybrid's scheduler (one engine for both);
-    the default leaves it vLLM's; anything else is one clear error."""
+    the default leaves it vLLM's; anything else is one clear error. A rerun resumes unless --fresh."""
     import hybridserve.serve.bench as bench
     import hybridserve.serve.compat as compat
 
     seen = []
 
+    resumes = []
+
     def fake_run_bench(models, rows, out_dir, **kwargs):
         seen.append([(m.name, m.engine_args) for m in models])
+        resumes.append(kwargs["resume"])
         out_dir.mkdir(parents=True, exist_ok=True)
         for name in ("bench.md", "bench.json", "bench.png"):
             (out_dir / name).write_text("report")
@@ -133,6 +136,8 @@ def test_bench_baseline_scheduler_option(tmp_path, monkeypatch):
                     [("hybrid", None), ("baseline", {"scheduler_cls": "hybridserve.serve.scheduler.HybridScheduler"})]]
     result = CliRunner().invoke(app, args + ["--baseline-scheduler", "mine"])
     assert result.exit_code != 0 and "--baseline-scheduler is vllm or hybridserve, not 'mine'" in result.output
+    assert CliRunner().invoke(app, args + ["--fresh"]).exit_code == 0
+    assert resumes == [True, True, False]
 
 
 def test_bench_inputs_and_report():
@@ -181,6 +186,10 @@ if mode != "none":
     json.dump({"name": spec["name"], "startup_s": 1.0, "rows": [row]}, open(out, "w"))
 if mode == "hang":
     time.sleep(60)
+if mode == "ok":
+    rows = [{**r, **{k: v for k, v in row.items() if k not in r}} for r in spec["rows"]]
+    json.dump({"name": spec["name"], "startup_s": 1.0, "rows": rows, "complete": True}, open(out, "w"))
+    sys.exit(0)
 sys.exit(3)
 """
 
@@ -219,6 +228,42 @@ def test_bench_keeps_the_rows_of_a_model_stopped_part_way(tmp_path, monkeypatch,
     assert f"**m is incomplete:** {stop} after 1 of 2 rows" in text
 
 
+def test_bench_rerun_reuses_what_it_measured_unless_something_changed(tmp_path, monkeypatch):
+    """A complete result is kept with what it measured; a rerun (resume) reuses it while the rows, engine settings,
+    model files and machine are the same, and serves the model again when any of them changed or --fresh."""
+    import os
+
+    from hybridserve.serve import bench
+
+    fake = tmp_path / "worker.py"
+    fake.write_text(FAKE_WORKER)
+    monkeypatch.setattr(bench, "python_command", lambda: [sys.executable, str(fake)])
+    spawned = []
+    popen = _popen_with_mode(bench.subprocess.Popen, "ok")
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda cmd, **kw: spawned.append(1) or popen(cmd, **kw))
+    model = tmp_path / "m"
+    model.mkdir()
+    config = model / "config.json"
+    config.write_text(json.dumps({"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+                                  "hidden_size": 64}))
+    engine = {"max_model_len": 40, "dtype": "auto"}
+    m = bench.BenchModel("m", str(model))
+
+    def serve(rows="16:4:2", resume=True):
+        return bench.run_model(m, parse_rows(rows), tmp_path, engine, timeout=30, log=lambda *_: None, resume=resume)
+
+    first = serve()
+    assert len(spawned) == 1 and first["rows"][0]["output_tok_s"] == 7.0 and "incomplete" not in first
+    assert serve() == first and len(spawned) == 1  # nothing changed: reused
+    serve("16:4:3")
+    assert len(spawned) == 2  # other rows
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    serve("16:4:3")
+    assert len(spawned) == 3  # the model's files changed
+    serve("16:4:3", resume=False)
+    assert len(spawned) == 4  # --fresh
+
+
 def _popen_with_mode(popen, mode):
     def wrapped(cmd, **kwargs):
         return popen([*cmd, mode], **kwargs)
@@ -236,7 +281,7 @@ def test_run_bench_writes_the_report_then_fails_when_a_model_is_incomplete(tmp_p
     row = {"output_tok_s": 5.0, "total_tok_s": 6.0, "ttft_median_s": 0.1, "ttft_p90_s": 0.2, "tpot_median_s": 0.01,
            "tpot_p90_s": 0.02}
 
-    def fake_run_model(m, rows, work, engine, timeout, log):
+    def fake_run_model(m, rows, work, engine, timeout, log, resume=False):
         done = rows if m.name == "b" else rows[:1]
         result = {"name": m.name, "startup_s": 1.0, "rows": [{**r, **row} for r in done],
                   "cache": cache_bytes({"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 64}, 40)}
