@@ -574,3 +574,9 @@ def test_bench_end_to_end(tmp_path):
     assert "| hybridserve's (serve/scheduler.py) |" in text and "| vLLM's |" in text
     assert report["machine"]["host"] and f"(host: {report['machine']['host']})" in text
     assert (out / "bench.png").stat().st_size > 1000
+    # the same command again: nothing changed, so both results are reused (no engine starts) and the report is equal
+    again = CliRunner().invoke(app, ["bench", "--model", str(hybrid), "--baseline", str(teacher), "--out", str(out),
+                                     "--rows", "16:4:2,48:4:1,16:6:max", "--dtype", "float32", "--enforce-eager",
+                                     "--max-num-seqs", "3", "--timeout", "600"])
+    assert again.exit_code == 0 and again.output.count("reusing its result from an earlier run") == 2, again.output
+    assert json.loads((out / "bench.json").read_text())["models"] == report["models"]
