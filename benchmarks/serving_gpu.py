@@ -127,7 +127,7 @@ def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
 
 
 def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int,
-        repeats: int = 3) -> None:
+        repeats: int = 3, model_timeout: float = 560) -> None:
     from hybridserve.serve.bench import BenchModel, _config, engine_settings, machine, parse_rows, run_model
 
     results.mkdir(parents=True, exist_ok=True)
@@ -139,12 +139,15 @@ def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, 
         folder, extra, env = _model_variant(name)
         t0 = time.time()
         try:
-            result = run_model(BenchModel(name, str(root / folder), extra, env), parsed, results, engine, timeout=560)
+            # resume: the same command again on the same machine serves only the models not yet measured
+            result = run_model(BenchModel(name, str(root / folder), extra, env), parsed, results, engine,
+                               timeout=model_timeout, resume=True)
         except Exception as e:  # keep going: the other models' numbers are still worth having
             print(f"FAILED {name}: {e}", flush=True)
             continue
         (results / f"{name}.result.json").write_text(json.dumps(result, indent=2))
-        print(f"DONE {name} in {time.time() - t0:.0f} s", flush=True)
+        done = f"INCOMPLETE ({result['incomplete']})" if result.get("incomplete") else "DONE"
+        print(f"{done} {name} in {time.time() - t0:.0f} s", flush=True)
 
 
 def report(results: Path, out_dir: Path, hybrid: str, baseline: str, others: list[str]) -> None:
@@ -172,8 +175,10 @@ if __name__ == "__main__":
         parser.add_argument("--gpu-mem", type=float, default=0.9)
         parser.add_argument("--max-model-len", type=int, default=33792)
         parser.add_argument("--repeats", type=int, default=3, help="timed runs of every row (median reported)")
+        parser.add_argument("--model-timeout", type=float, default=560,
+                            help="seconds per model (start-up included) before it is stopped; its finished rows stay")
         a = parser.parse_args(args)
-        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len, a.repeats)
+        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len, a.repeats, a.model_timeout)
     elif cmd == "report":
         report(Path(args[0]), Path(args[1]), args[2], args[3], args[4:])
     else:
