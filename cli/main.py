@@ -195,6 +195,7 @@ def export_command(
     private: bool = typer.Option(False, help="Create the Hub repo as private."),
     prompt: str = typer.Option(None, help="After export, reload the folder and greedily continue this prompt."),
     max_new_tokens: int = typer.Option(24, help="Tokens to generate for --prompt."),
+    seed: int = typer.Option(0, help="Seed of the parameters with no teacher counterpart (same seed, same export)."),
 ) -> None:
     """Build a hybrid from a teacher by weight transfer (stage 0) and export a Hub-ready checkpoint."""
     import torch
@@ -210,7 +211,8 @@ def export_command(
             model, tokenizer, provenance, generation_config = _reexport_source(source)
         else:
             model, tokenizer, provenance, generation_config = _stage0(
-                source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens
+                source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens,
+                seed,
             )
         with console.status(f"writing {out_dir}"):
             model = model.to(torch_dtype)
@@ -244,7 +246,8 @@ def _reexport_source(source: str):
     return model, tokenizer, provenance | {"reexported_from": str(source)}, generation_config
 
 
-def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens):
+def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short_conv, prompt, max_new_tokens,
+            seed=0):
     from .convert.stage0 import build_student, softmax_budget, uniform_layers
     from .convert.teacher import load_teacher
 
@@ -256,7 +259,8 @@ def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short
         _show_continuation("teacher", teacher, tokenizer, prompt, max_new_tokens)
     with console.status("stage 0: transferring weights"):
         student, report = build_student(
-            teacher, layers, mixer=mixer, gqa_mode=gqa_mode, transfer_bias=bias_transfer, short_conv=short_conv
+            teacher, layers, seed=seed, mixer=mixer, gqa_mode=gqa_mode, transfer_bias=bias_transfer,
+            short_conv=short_conv,
         )
     console.print(
         f"stage 0: {len(layers)}/{n} softmax layers {layers}, {mixer} elsewhere; "
@@ -264,6 +268,7 @@ def _stage0(source, softmax_layers, ratio, mixer, gqa_mode, bias_transfer, short
     )
     provenance = {
         "stage": "stage0",
+        "seed": seed,
         "teacher": dataclasses.asdict(teacher_info),
         "softmax_layers": layers,
         "transfer": report.summary(),

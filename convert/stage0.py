@@ -151,13 +151,19 @@ def _fresh_init(student: HybridForCausalLM) -> None:
 
 
 @torch.no_grad()
-def build_student(teacher: nn.Module, softmax_layers, **options) -> tuple[HybridForCausalLM, TransferReport]:
+def build_student(teacher: nn.Module, softmax_layers, seed: int | None = None,
+                  **options) -> tuple[HybridForCausalLM, TransferReport]:
     """Stage 0: a HybridForCausalLM initialised from `teacher` (a transformers Llama/Qwen2/Qwen3/Mistral
-    causal LM). `options` go to `hybrid_config_from_teacher`. Returns the student and what was copied."""
+    causal LM). `options` go to `hybrid_config_from_teacher`. Returns the student and what was copied.
+    seed: draw the parameters with no teacher counterpart from this seed (the same student every time), leaving
+    the caller's random state as it was; None draws them from the current random state."""
     config = hybrid_config_from_teacher(teacher.config, softmax_layers, **options)
     param = next(teacher.parameters())
-    student = HybridForCausalLM(config).to(device=param.device, dtype=param.dtype).eval()
-    _fresh_init(student)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        student = HybridForCausalLM(config).to(device=param.device, dtype=param.dtype).eval()
+        _fresh_init(student)
     teacher_sd = teacher.state_dict()
     student_sd = student.state_dict()
     report = TransferReport()

@@ -175,7 +175,7 @@ def test_readme_main_job_on_real_smollm2(tmp_path):
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
         ids = tok("Once upon a time", return_tensors="pt")
-        new = model.generate(**ids, max_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1]:]
+        new = model.generate(**ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1]:]
         assert new.numel() == 6 and torch.isfinite(model(**ids).logits).all()
         print("GENERATED", repr(tok.decode(new)))
     """)
