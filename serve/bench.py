@@ -147,13 +147,16 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
     """Run one model's rows in a fresh process; return its result (raises BenchError with the log tail).
 
     Every complete result is kept in WORK/<name>.measured.json with what it measured (the worker's spec, this
-    machine, the model's files). resume=True returns that result instead of serving again when all three still
-    match: a benchmark rerun after a crash serves only the models it had not finished."""
+    machine, the model's files, the HYBRIDSERVE_* and VLLM_* environment). resume=True returns that result instead
+    of serving again when all of it still matches: a benchmark rerun after a crash serves only the models it had
+    not finished."""
     spec = {"name": model.name, "model": model.path, "rows": rows, **engine, "engine_args": model.engine_args or {}}
     spec_file, out_file, log_file = work / f"{model.name}.spec.json", work / f"{model.name}.json", work / f"{model.name}.log"
     record = work / f"{model.name}.measured.json"
+    settings_env = {k: v for k, v in {**os.environ, **(model.env or {})}.items()
+                    if k.startswith(("HYBRIDSERVE_", "VLLM_"))}  # the switches that change what runs
     key = json.loads(json.dumps({"spec": spec, "machine": machine(), "files": _fingerprint(model.path),
-                                 "env": model.env or {}}))
+                                 "env": settings_env}))
     if resume and record.is_file():
         earlier = json.loads(record.read_text())
         if earlier.get("measured") == key:

@@ -209,7 +209,7 @@ def test_bench_keeps_the_rows_of_a_model_stopped_part_way(tmp_path, monkeypatch,
                                                    "num_key_value_heads": 2, "hidden_size": 64}))
     rows = parse_rows("16:4:2,32:4:2")
     engine = {"max_model_len": 40, "dtype": "auto"}
-    # the fake's argv: -m, module, spec, out (its mode rides on the model's name)
+    # the fake's argv: -m, module, spec, out, then its mode
     monkeypatch.setattr(bench.subprocess, "Popen", _popen_with_mode(bench.subprocess.Popen, mode))
     m = bench.BenchModel("m", str(model))
     (tmp_path / "m.json").write_text(json.dumps({"rows": [{"stale": 1}], "complete": True}))  # an earlier run's
@@ -240,7 +240,15 @@ def test_bench_rerun_reuses_what_it_measured_unless_something_changed(tmp_path, 
     monkeypatch.setattr(bench, "python_command", lambda: [sys.executable, str(fake)])
     spawned = []
     popen = _popen_with_mode(bench.subprocess.Popen, "ok")
-    monkeypatch.setattr(bench.subprocess, "Popen", lambda cmd, **kw: spawned.append(1) or popen(cmd, **kw))
+    real_popen = bench.subprocess.Popen
+
+    def counting(cmd, **kw):  # count bench workers only (machine() may run a command of its own)
+        if "hybridserve.serve.bench_worker" not in cmd:
+            return real_popen(cmd, **kw)
+        spawned.append(1)
+        return popen(cmd, **kw)
+
+    monkeypatch.setattr(bench.subprocess, "Popen", counting)
     model = tmp_path / "m"
     model.mkdir()
     config = model / "config.json"
@@ -260,13 +268,16 @@ def test_bench_rerun_reuses_what_it_measured_unless_something_changed(tmp_path, 
     os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
     serve("16:4:3")
     assert len(spawned) == 3  # the model's files changed
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DECODE", "persistent")
+    serve("16:4:3")
+    assert len(spawned) == 4  # a switch that changes what runs
     serve("16:4:3", resume=False)
-    assert len(spawned) == 4  # --fresh
+    assert len(spawned) == 5  # --fresh
 
 
 def _popen_with_mode(popen, mode):
-    def wrapped(cmd, **kwargs):
-        return popen([*cmd, mode], **kwargs)
+    def wrapped(cmd, **kwargs):  # the mode goes to bench workers only (machine() may run a command of its own)
+        return popen([*cmd, mode] if "hybridserve.serve.bench_worker" in cmd else cmd, **kwargs)
     return wrapped
 
 
