@@ -113,9 +113,9 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                             INDEXED=True, HAS_H0_MASK=not fused, FUSED_GATE=fused, QK_L2NORM=fused), nw, 1)
             sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g=f"*{dt}", beta=f"*{dt}", A_log="*fp32", dt_bias="*fp32",
                        o=f"*{dt}", pool=f"*{state}", state_idx="*i32", scale="fp32", num_tiles="i32",
-                       **{d: token_strides[t] for d, t in zip("s_qn s_qh s_kn s_kh s_vn s_vh s_on s_oh s_gn s_gh s_bn "
-                                                              "s_bh s_slot".split(), "s_qt s_qh s_kt s_kh s_vt s_vh "
-                                                              "s_ot s_oh s_gt s_gh s_bt s_bh s_h0".split())})
+                       s_qn=typed(H * K), s_qh=typed(K), s_kn=typed(H * K), s_kh=typed(K), s_vn=typed(H * V),
+                       s_vh=typed(V), s_on=typed(H * V), s_oh=typed(V), s_gn=typed(H), s_gh="i64", s_bn=typed(H),
+                       s_bh="i64", s_slot=typed(H * K * V))
             dflt = gd.default_decode_config(K, V, torch.bfloat16 if state == "bf16" else torch.float32)
             for stages in (1, 2):  # 2: the loop pipelined through shared memory (cp.async)
                 yield (f"gdn decode persistent {dt} state={state} stages={stages} {tag}",

@@ -26,6 +26,7 @@ GPU_ROWS = "1024:256:512,8192:256:128,32768:128:32,128:1024:512"
 CPU_ROWS = "64:16:4,256:16:2"
 
 
+from .bench_worker import write_json_atomic
 from .server import python_command
 
 
@@ -208,9 +209,7 @@ def run_model(model: BenchModel, rows: list[dict], work: Path, engine: dict, tim
         config = {**config, "linear_state_dtype": state_dtype}
     result["cache"] = cache_bytes(config, engine["max_model_len"], 4 if engine["dtype"] == "float32" else 2)
     if not result.get("incomplete"):
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"measured": key, "result": result}, indent=2))
-        tmp.replace(record)
+        write_json_atomic(record, {"measured": key, "result": result})
     return result
 
 

@@ -134,15 +134,15 @@ def run(spec: dict, out: str | None = None) -> dict:
         result["rows"].append({**row, **record})
         print(json.dumps({"row": result["rows"][-1]}), flush=True)
         if out is not None:  # after every row: a worker stopped later (time limit, OOM) keeps what it measured
-            _write(out, result)
+            write_json_atomic(out, result)
     return result
 
 
-def _write(path: str, result: dict) -> None:
-    """Replace `path` atomically (a reader never sees half a file)."""
+def write_json_atomic(path, data: dict) -> None:
+    """Replace `path` with `data` as JSON atomically (a reader never sees half a file)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
+        json.dump(data, f, indent=2)
     os.replace(tmp, path)
 
 
@@ -177,7 +177,7 @@ def _run_row(llm, row: dict, count: int, rng: random.Random, vocab: int) -> dict
 def main(argv: list[str]) -> int:
     spec = json.loads(open(argv[0]).read())
     result = run(spec, out=argv[1])
-    _write(argv[1], {**result, "complete": True})
+    write_json_atomic(argv[1], {**result, "complete": True})
     return 0
 
 

@@ -12,6 +12,7 @@ count.
 from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from .triton_fixtures import interpreted_module, triton_ops  # noqa: F401  (pytest fixtures)
 
 import sys
 
@@ -26,12 +27,6 @@ triton_cpu.import_kernel_modules()
 DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16
 SYNCING = ("item", "tolist", "cpu", "numpy", "nonzero", "__bool__", "__int__", "__float__")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads_and_interpreter():
-    with triton_cpu.interpreted_one_thread():
-        yield
 
 
 @pytest.fixture
@@ -50,11 +45,6 @@ def no_host_sync(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, guarded)
     return calls
-
-
-@pytest.fixture
-def triton_ops(monkeypatch):
-    triton_cpu.route_ops_to_triton(monkeypatch)
 
 
 def _inputs(TT, seed):

@@ -16,6 +16,7 @@ Sizes stay tiny (T <= 140, H = 2, K, V in {16, 32}): the interpreter runs every 
 from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from .triton_fixtures import interpreted_module, triton_ops  # noqa: F401  (pytest fixtures)
 
 import os
 import subprocess
@@ -45,19 +46,6 @@ DEV = triton_cpu.DEVICE
 H, K, V = 2, 32, 16  # K != V: a transposed state would not fit
 TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
 SENTINEL = 1234.5  # unused pool slots hold this; it must survive bit-exact
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads_and_interpreter():
-    """One intra-op thread (tiny tensors); TRITON_INTERPRET=1 while this module's tests run (Triton consults it
-    at launch too), and only then."""
-    with triton_cpu.interpreted_one_thread():
-        yield
-
-
-@pytest.fixture
-def triton_ops(monkeypatch):
-    triton_cpu.route_ops_to_triton(monkeypatch)
 
 
 def rel_rmse(out, ref):

@@ -18,6 +18,7 @@ as the tensor cores do, so the split layout's TF32 wy products are checked at th
 from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from .triton_fixtures import interpreted_module  # noqa: F401  (pytest fixture)
 
 
 import pytest
@@ -39,12 +40,6 @@ H, K, V = 2, 32, 16
 GRAD_TOL = {torch.float32: dict(dq=1e-5, dk=1e-5, dv=1e-5, dgk=1e-5, dh0=1e-5),
             torch.bfloat16: dict(dq=8e-3, dk=8e-3, dv=8e-3, dgk=2e-2, dh0=8e-3)}
 NAMES = ["dq", "dk", "dv", "dgk", "dh0"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _interpreter():
-    with triton_cpu.interpreted_one_thread():
-        yield
 
 
 def gen(seed):

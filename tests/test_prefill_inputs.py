@@ -12,6 +12,7 @@ CPU through Triton's interpreter (tests/triton_cpu.py), tiny sizes.
 from __future__ import annotations
 
 from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from .triton_fixtures import interpreted_module, triton_ops  # noqa: F401  (pytest fixtures)
 
 import gc
 
@@ -35,17 +36,6 @@ H, K, V = 2, 32, 16
 # On a GPU tl.exp is ex2.approx(x log2e) (relative error about |x| 2^-24 + 2 ulp; torch's expf: 2 ulp), and the
 # projection has a = -60: a few 1e-6. The interpreter computes with numpy's exp.
 GATE_RTOL = 1e-5 if triton_cpu.ON_GPU else 2e-6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads_and_interpreter():
-    with triton_cpu.interpreted_one_thread():
-        yield
-
-
-@pytest.fixture
-def triton_ops(monkeypatch):
-    triton_cpu.route_ops_to_triton(monkeypatch)
 
 
 REAL_CHUNK_INDEX = gchunk.chunk_index

@@ -29,6 +29,8 @@ synchronisation: the launch is CUDA-graph safe (the grid depends only on N and t
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -112,17 +114,16 @@ def _gdn_decode_persistent_kernel(
         tl.store(p_h, b_h.to(pool.dtype.element_ty), mask=(o_k < K)[:, None] & m_v[None, :] & ok)
 
 
-_SMS: dict[int, int] = {}
+@functools.lru_cache(maxsize=None)
+def _cuda_multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def _multiprocessors(device: torch.device) -> int:
     """SM count, cached (a device query per decode call would be host time on every layer)."""
     if device.type != "cuda" or interpreting():
         return 4
-    i = device.index if device.index is not None else torch.cuda.current_device()
-    if i not in _SMS:
-        _SMS[i] = torch.cuda.get_device_properties(i).multi_processor_count
-    return _SMS[i]
+    return _cuda_multiprocessors(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def default_decode_config(K: int, V: int, state_dtype: torch.dtype) -> dict:
