@@ -88,6 +88,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from .gla import chunk as lc
     from .gla import chunk_bwd as lb
     from .gla import fused_recurrent as lr
+    from .short_conv import decode as sc
 
     H, K, V = dims
     BKc, BVc = min(64, max(16, next_pow2(K))), min(64, max(16, next_pow2(V)))  # 64-wide tiles of the chunk kernels
@@ -117,7 +118,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                        s_vh=typed(V), s_on=typed(H * V), s_oh=typed(V), s_gn=typed(H), s_gh="i64", s_bn=typed(H),
                        s_bh="i64", s_slot=typed(H * K * V))
             dflt = gd.default_decode_config(K, V, torch.bfloat16 if state == "bf16" else torch.float32)
-            for stages in (1, 2):  # 2: the loop pipelined through shared memory (cp.async)
+            for stages in sorted({1, 2, dflt["stages"]}):  # > 1: the loop pipelined through shared memory (cp.async)
                 yield (f"gdn decode persistent {dt} state={state} stages={stages} {tag}",
                        gd._gdn_decode_persistent_kernel, sig,
                        dict(H=H, K=K, V=V, NV=-(-V // dflt["BV"]), BK=next_pow2(K), BV=dflt["BV"], FUSED_GATE=True,
@@ -129,6 +130,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
             yield (f"gla fused_recurrent {dt} state={state} {tag}", lr._gla_fused_recurrent_fwd_kernel, sig,
                    dict(H=H, K=K, V=V, BK=next_pow2(K), BV=BV, IS_VARLEN=True, USE_H0=True, STORE_HT=True,
                         INDEXED=True, HAS_H0_MASK=True, FUSED_GATE=True), nw, 1)
+        # the short conv's decode step: x a column slice of the projection, the pool a strided view (vLLM's page)
+        sig = dict(x=f"*{dt}", s_xn="i64", w=f"*{dt}", s_wc="i64", s_ww="i64", pool=f"*{dt}", s_ps=typed(H * K * V),
+                   s_pc="i64", s_pw="i64", idx="*i32", y=f"*{dt}", s_yn=typed(3 * H * K), C="i32")
+        for silu in (True, False):
+            yield (f"short conv decode {dt} silu={silu} {tag}", sc._short_conv_decode_kernel, sig,
+                   dict(W=4, BC=512, SILU=silu), 4, 1)
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", a=f"*{dt}", b=f"*{dt}", A_log="*fp32", dt_bias="*fp32",
                    qt=f"*{dt}", kt=f"*{dt}", vt=f"*{dt}", g="*fp32", beta="*fp32", TT="i32",
                    **{s: "i32" for s in "s_qt s_qh s_kt s_kh s_vt s_vh s_at s_ah s_bt s_bh".split()})

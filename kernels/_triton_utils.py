@@ -60,17 +60,17 @@ def cuda_head_dims() -> frozenset:
     return CUDA_VALIDATED_HEAD_DIMS | extra
 
 
-def use_triton(*tensors: torch.Tensor) -> bool:
+def use_triton(*tensors: torch.Tensor, head_dims: bool = True) -> bool:
     """True when these tensors should run through the Triton kernels (CUDA + triton importable, or the test-only
     interpreter routing). tensors = (q, k, v, ...): K is q's last dim, V v's. float64 always runs the references:
-    the kernels accumulate in float32."""
+    the kernels accumulate in float32. head_dims=False: a kernel with no head dims (the short conv), no guard."""
     t = tensors[0]
     mode = os.environ.get("HYBRIDSERVE_KERNELS", "auto")
     if mode == "reference":  # user switch: PyTorch references everywhere
         return False
     # CUDA: only head dims validated on the GPU (see CUDA_VALIDATED_HEAD_DIMS); the others run the references, and
     # HYBRIDSERVE_KERNELS=triton lifts this guard (to probe other dims: benchmarks/probe_kernels_gpu.py).
-    if (mode != "triton" and t.is_cuda and not interpreting()
+    if (head_dims and mode != "triton" and t.is_cuda and not interpreting()
             and (t.shape[-1], tensors[2].shape[-1]) not in cuda_head_dims()):
         return False
     if any(x is not None and x.dtype == torch.float64 for x in tensors):

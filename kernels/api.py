@@ -106,3 +106,10 @@ def gla_prefill_varlen(q, k, v, gk, cu_seqlens, state_pool, state_indices, has_i
     return _pool("gla_chunk_pool", dispatch)(
         q, k, v, gk, state_pool, state_indices, cu_seqlens, has_initial_state, _scale(q, scale),
         gate_logit_normalizer)
+
+
+def short_conv_decode_(x, weight, state_pool, state_indices, silu=False, dispatch=True):
+    """One decode step of the depthwise causal short conv: x [N, C], weight [C, W] (or [C, 1, W]), conv-state pool
+    [slots, C, W - 1] updated in place through state_indices [N] (index < 0: padding, untouched); SiLU applied to
+    the output when `silu`. Returns y [N, C]. The Triton path is one launch and CUDA-graph safe."""
+    return _pool("short_conv_decode_pool", dispatch)(x, weight, state_pool, state_indices, silu)

@@ -21,6 +21,8 @@ plain bodies are in DIRECT, for callers already inside an opaque op):
       prologue kernel on the Triton path: serving's prefill then needs no activation launch of its own).
     gla_recurrent_pool / gla_chunk_pool(q, k, v, gk, state_pool, state_indices, cu_seqlens?, has_initial_state?,
                                         scale, gate_logit_normalizer?) -> o
+    short_conv_decode_pool(x, weight, state_pool, state_indices, silu) -> y
+      the short conv's one-token step over a conv-state pool [slots, C, W - 1] (short_conv/), SiLU fused for GDN.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch.library import custom_op
 from ._triton_utils import use_triton
 from .gated_delta_rule.naive import naive_chunk_gated_delta_rule, naive_recurrent_gated_delta_rule
 from .gla.naive import naive_chunk_gla, naive_recurrent_gla
+from .short_conv.naive import naive_short_conv_decode_
 
 NS = "hybridserve"
 
@@ -463,3 +466,19 @@ def gla_chunk_pool(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, state_pool: Tens
 def _gla_pool_fake(q, k, v, gk, state_pool, state_indices, cu_seqlens, has_initial_state, scale,
                    gate_logit_normalizer):
     return q.new_empty(v.shape, dtype=q.dtype)
+
+
+@_pool_op("short_conv_decode_pool")
+def short_conv_decode_pool(x: Tensor, weight: Tensor, state_pool: Tensor, state_indices: Tensor,
+                           silu: bool) -> Tensor:
+    """The short conv's decode step over a conv-state pool [slots, C, W - 1] (short_conv/naive.py has the math)."""
+    if use_triton(x, state_pool, head_dims=False):
+        from .short_conv.decode import short_conv_decode
+
+        return short_conv_decode(x, weight, state_pool, state_indices, silu)
+    return naive_short_conv_decode_(x, weight, state_pool, state_indices, silu)
+
+
+@short_conv_decode_pool.register_fake
+def _short_conv_decode_fake(x, weight, state_pool, state_indices, silu):
+    return x.new_empty(x.shape)

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hybridserve.kernels import gdn_decode_, gdn_prefill_varlen, gla_decode_, gla_prefill_varlen
+from hybridserve.kernels import short_conv_decode_ as fused_conv_decode_
+from hybridserve.kernels._triton_utils import use_triton
 
 from .short_conv import ConvPlan, SlotWrites, conv_plan, short_conv_decode_, slot_writes, varlen_short_conv_
 
@@ -62,7 +64,7 @@ class StepPlan(NamedTuple):
     prefill_slots: Tensor  # [num_prefills]
     prefill_cu: Tensor  # [num_prefills + 1], from 0 (the prefill tokens' own offsets)
     has_initial: Optional[Tensor]  # [num_prefills] int32: the request already has tokens in its state
-    decode_writes: Optional[SlotWrites]  # short conv only
+    decode_writes: Optional[SlotWrites]  # short conv on its PyTorch path only (the Triton kernel skips padding itself)
     conv: Optional[ConvPlan]  # short conv with prefills only
 
 
@@ -82,7 +84,7 @@ def plan_step(num_decodes: int, num_decode_tokens: int, num_prefills: int, num_p
         has_initial = (seq_lens[n_dec: n_dec + n_pre] > starts[1:] - starts[:-1]).to(torch.int32)
     conv = decode_writes = None
     if conv_width is not None:
-        if n_dec:
+        if n_dec and not use_triton(decode_slots, head_dims=False):
             decode_writes = slot_writes(decode_slots)
         if n_pre:
             conv = conv_plan(prefill_cu, prefill_slots, num_prefill_tokens, conv_width)
@@ -104,8 +106,8 @@ def _heads(shape: LayerShape, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, 
 def _qkv(shape: LayerShape, qkv: Tensor, conv: Optional[Tensor], activate: bool = True
          ) -> tuple[Tensor, Tensor, Tensor]:
     """Conv output (or the raw projection) -> q, k, v heads. GDN applies SiLU to all three; once on the whole
-    [n, q+k+v] block, in place when it is the conv's fresh output. activate=False: the heads stay pre-activation
-    (GDN's prefill op applies the SiLU inside its prologue kernel)."""
+    [n, q+k+v] block, in place when it is the conv's fresh output. activate=False: no activation here (GDN's
+    prefill op applies the SiLU inside its prologue kernel; the Triton conv decode step already applied it)."""
     x = conv if conv is not None else qkv
     if shape.mixer == "gdn" and activate:
         x = F.silu(x, inplace=conv is not None)
@@ -134,8 +136,13 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
     conv = conv_weight is not None
     if nd:
         x = qkv[:nd]
-        y = short_conv_decode_(x, conv_weight, conv_state, plan.decode_slots, plan.decode_writes) if conv else None
-        q, k, v = _qkv(shape, x, y)
+        y, activate = None, True
+        if conv and use_triton(x, conv_state, head_dims=False):  # one launch, GDN's SiLU included
+            y = fused_conv_decode_(x, conv_weight, conv_state, plan.decode_slots, silu=gdn, dispatch=False)
+            activate = False
+        elif conv:
+            y = short_conv_decode_(x, conv_weight, conv_state, plan.decode_slots, plan.decode_writes)
+        q, k, v = _qkv(shape, x, y, activate=activate)
         if gdn:
             out[:nd] = gdn_decode_(q, k, v, a[:nd], b[:nd], A_log, dt_bias, recurrent, plan.decode_slots, shape.scale,
                                    use_qk_l2norm=True, dispatch=False)

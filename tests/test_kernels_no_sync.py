@@ -115,10 +115,13 @@ def test_serving_layer_core_makes_no_host_sync_calls(triton_ops, no_host_sync, m
 
     launched = []  # the Triton launchers really ran (a reference path would have tripped the guard anyway)
     family = "gated_delta_rule" if mixer == "gdn" else "gla"
-    for module, fn in (("chunk", f"chunk_{mixer}_fwd"), ("fused_recurrent", f"fused_recurrent_{mixer}_fwd")):
-        mod = importlib.import_module(f"hybridserve.kernels.{family}.{module}")
+    kernels = [(f"{family}.chunk", f"chunk_{mixer}_fwd"), (f"{family}.fused_recurrent", f"fused_recurrent_{mixer}_fwd")]
+    if conv:
+        kernels.append(("short_conv.decode", "short_conv_decode"))
+    for module, fn in kernels:
+        mod = importlib.import_module(f"hybridserve.kernels.{module}")
         monkeypatch.setattr(mod, fn, lambda *a, _real=getattr(mod, fn), _fn=fn, **kw: launched.append(_fn) or
                             _real(*a, **kw))
     assert warm_up(shape, projected, gk, torch.float32, conv_weight=conv_weight, **gdn)
     assert no_host_sync == []
-    assert {f"chunk_{mixer}_fwd", f"fused_recurrent_{mixer}_fwd"} <= set(launched)
+    assert {fn for _, fn in kernels} <= set(launched)

@@ -55,8 +55,22 @@ def test_direct_call_equals_the_op(name):
         assert torch.equal(direct[untouched], x["pool"][untouched])
 
 
+def test_short_conv_direct_call_equals_the_op():
+    g = torch.Generator().manual_seed(9)
+    x, weight, pool = torch.randn(N, 12, generator=g), torch.randn(12, 1, 4, generator=g), torch.randn(SLOTS, 12, 3)
+    slots = torch.tensor([3, -1, 0], dtype=torch.int32)
+    via_op, direct = pool.clone(), pool.clone()
+    y_op = kernels.short_conv_decode_(x, weight, via_op, slots, silu=True)
+    y_direct = kernels.short_conv_decode_(x, weight, direct, slots, silu=True, dispatch=False)
+    assert torch.equal(y_op, y_direct) and torch.equal(via_op, direct)
+    assert not torch.equal(direct[3], pool[3]) and not torch.equal(direct[0], pool[0])
+    for untouched in (1, 2, 4):
+        assert torch.equal(direct[untouched], pool[untouched])
+
+
 def test_direct_holds_the_registered_bodies():
-    assert sorted(ops.DIRECT) == ["gdn_chunk_pool", "gdn_recurrent_pool", "gla_chunk_pool", "gla_recurrent_pool"]
+    assert sorted(ops.DIRECT) == ["gdn_chunk_pool", "gdn_recurrent_pool", "gla_chunk_pool", "gla_recurrent_pool",
+                                  "short_conv_decode_pool"]
     for name in ops.DIRECT:
         assert hasattr(torch.ops.hybridserve, name)
 

@@ -127,10 +127,12 @@ def _multiprocessors(device: torch.device) -> int:
 
 
 def default_decode_config(K: int, V: int, state_dtype: torch.dtype) -> dict:
-    """The best measured config (H200 sweep, session 10, K = V = 128; docs/benchmarks/kernels.md): float32
-    40.4 / 278.9 us at batch 64 / 512, bf16 28.3 / 190.0 us (the one-tile kernel: 41.3 / 277.4 and 25.8 / 180.8)."""
+    """The best measured config (H200 sweeps, K = V = 128; docs/benchmarks/kernels.md): float32 40.4 / 278.9 us at
+    batch 64 / 512 (session 10; the one-tile kernel: 41.3 / 277.4); bf16 at batch 512 167.6 us with the loop
+    pipelined through shared memory, 3 stages, 2 warps, 4 programs per SM (session 11; the one-tile kernel 181.3 us;
+    at batch 64 no persistent config beat the one-tile kernel's 25.7 us)."""
     if state_dtype in (torch.bfloat16, torch.float16):
-        return dict(BV=min(next_pow2(V), 64), num_warps=4, per_sm=8, prefetch=False, stages=1)
+        return dict(BV=min(next_pow2(V), 64), num_warps=2, per_sm=4, prefetch=False, stages=3)
     return dict(BV=min(next_pow2(V), 64), num_warps=4, per_sm=2, prefetch=True, stages=1)
 
 

@@ -1,0 +1,154 @@
+"""kernels/short_conv: the Triton decode step of the short causal conv against its float64 reference (naive.py), on
+CPU through Triton's interpreter (or on a GPU), and against the serving layer's graph-safe PyTorch path
+(serve/short_conv.py) that it replaces on the Triton path.
+
+Covered: float32 and bf16 inputs, float32 and bf16 conv-state pools, widths 2 and 4, GDN's fused SiLU on and off, a
+channel count that is not a power of two (masked tail block), x as a strided column slice of a wider projection (as
+serving passes it), a pool whose slot dimension is strided (vLLM's per-layer view of its page buffer), padding slots
+(index -1: nothing read or written) and unused slots left bit-exact; the custom op's schema and fake tensor."""
+
+from __future__ import annotations
+
+from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from .triton_fixtures import interpreted_module, triton_ops  # noqa: F401  (pytest fixtures)
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hybridserve import kernels
+from hybridserve.kernels.short_conv.naive import naive_short_conv_decode_
+from hybridserve.serve.short_conv import short_conv_decode_ as serving_pytorch_decode_
+
+pytest.importorskip("triton")
+
+triton_cpu.import_kernel_modules()
+from hybridserve.kernels.short_conv.decode import short_conv_decode  # noqa: E402
+
+DEV = "cuda" if triton_cpu.ON_GPU else "cpu"
+C, SLOTS = 40, 9
+TOL = {torch.float32: 1e-5, torch.bfloat16: 5e-3}
+
+
+def rel_rmse(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double()
+    return ((out - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-30)).item()
+
+
+def make(dtype, pool_dtype, width, seed=0):
+    """x as columns 8..8+C of a wider projection (row stride > C); the pool as every other slot of a buffer twice
+    as large (strided slot dimension)."""
+    g = torch.Generator().manual_seed(seed)
+    projection = torch.randn(6, C + 24, generator=g, dtype=torch.float64).to(dtype).to(DEV)
+    x = projection[:, 8: 8 + C]
+    weight = (torch.randn(C, 1, width, generator=g, dtype=torch.float64) / width).to(dtype).to(DEV)
+    buffer = torch.randn(2 * SLOTS, C, width - 1, generator=g, dtype=torch.float64).to(pool_dtype).to(DEV)
+    pool = buffer[::2]
+    slots = torch.tensor([4, -1, 0, 7, -1, 2], dtype=torch.int32, device=DEV)
+    return x, weight, buffer, pool, slots
+
+
+@pytest.mark.parametrize("silu", [True, False])
+@pytest.mark.parametrize("width", [4, 2])
+@pytest.mark.parametrize("dtype,pool_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
+                                              (torch.float32, torch.bfloat16)])
+def test_triton_decode_matches_float64_reference(dtype, pool_dtype, width, silu):
+    x, weight, buffer, pool, slots = make(dtype, pool_dtype, width)
+    before = buffer.clone()
+    ref_pool = pool.clone()  # the reference writes in the pool's dtype too
+    y_ref = naive_short_conv_decode_(x.double(), weight.double(), ref_pool, slots, silu=silu)
+    y = short_conv_decode(x, weight, pool, slots, silu=silu)
+    assert y.dtype == dtype and y.shape == (6, C)
+    real = slots >= 0
+    assert rel_rmse(y[real], y_ref[real]) <= TOL[dtype]
+    assert torch.isfinite(y).all()
+    # The new states are data moves (the shift) and x cast to the pool's dtype: exact.
+    assert torch.equal(pool, ref_pool)
+    # Nothing else in the buffer moved: the padding rows' would-be slot, the unused slots, the interleaved rows.
+    touched = torch.zeros(2 * SLOTS, dtype=torch.bool)
+    touched[2 * slots[real].long().cpu()] = True
+    assert torch.equal(buffer[~touched.to(DEV)], before[~touched.to(DEV)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_decode_matches_the_serving_pytorch_path(dtype):
+    """The kernel replaces serve/short_conv.py's decode + F.silu on the Triton path: same outputs (up to the
+    PyTorch path's rounding of the window product in x's dtype) and bit-identical states."""
+    x, weight, _, pool, slots = make(dtype, dtype, 4, seed=3)
+    pool_pt = pool.clone()
+    y_pt = F.silu(serving_pytorch_decode_(x, weight, pool_pt, slots))
+    y = short_conv_decode(x, weight, pool, slots, silu=True)
+    real = slots >= 0
+    assert rel_rmse(y[real], y_pt[real]) <= (1e-5 if dtype == torch.float32 else 1e-2)
+    assert torch.equal(pool, pool_pt)
+
+
+def test_the_op_dispatches_and_has_a_schema(triton_ops):
+    """The public op routes CPU tensors to the kernel under the interpreter routing (and to the reference without
+    it); opcheck validates schema, mutation and fake implementation on the reference path."""
+    x, weight, _, pool, slots = make(torch.float32, torch.float32, 4, seed=5)
+    pool_ref = pool.clone()
+    y = kernels.short_conv_decode_(x, weight, pool, slots, silu=True)
+    y_ref = naive_short_conv_decode_(x, weight, pool_ref, slots, silu=True)
+    assert rel_rmse(y[slots >= 0], y_ref[slots >= 0]) <= 1e-5 and torch.equal(pool, pool_ref)
+
+
+def test_opcheck_and_fake_tensor():
+    x, weight, _, pool, slots = make(torch.float32, torch.float32, 4, seed=7)
+    if DEV == "cpu":
+        torch.library.opcheck(torch.ops.hybridserve.short_conv_decode_pool.default,
+                              (x.contiguous(), weight, pool.contiguous(), slots, True))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        y = torch.ops.hybridserve.short_conv_decode_pool(torch.empty(3, C), torch.empty(C, 4),
+                                                         torch.empty(SLOTS, C, 3), torch.empty(3, dtype=torch.int32),
+                                                         False)
+        assert y.shape == (3, C)
+
+
+def test_shapes_that_do_not_fit_are_refused():
+    x, weight, _, pool, slots = make(torch.float32, torch.float32, 4)
+    with pytest.raises(ValueError, match="do not fit"):
+        short_conv_decode(x, weight[:, :, :3], pool, slots)
+
+
+def _decode_step(seed=11):
+    """One decode step of a GDN serving layer with a short conv (serve/linear_core.py), padding slot included."""
+    from hybridserve.serve.linear_core import LayerShape, plan_step
+
+    H, K = 2, 32
+    shape = LayerShape("gdn", H=H, Hkv=H, K=K, V=K, output_gate=False, gla_normalizer=None)
+    g = torch.Generator().manual_seed(seed)
+    n, slots_total = 5, 8
+    projected = torch.randn(n, sum(shape.in_sizes), generator=g).to(DEV)
+    conv_weight = (torch.randn(sum(shape.qkv_sizes), 1, 4, generator=g) / 2).to(DEV)
+    conv_state = torch.randn(slots_total, sum(shape.qkv_sizes), 3, generator=g).to(DEV)
+    recurrent = (torch.randn(slots_total, H, K, K, generator=g) / 8).to(DEV)
+    slots = torch.tensor([3, 0, -1, 6, 1], dtype=torch.int32, device=DEV)
+    qsl = torch.arange(n + 1, dtype=torch.int32, device=DEV)
+    plan = plan_step(n, n, 0, 0, qsl, torch.full((n,), 9, dtype=torch.int32, device=DEV), slots, conv_width=4)
+    gates = dict(A_log=torch.zeros(H, device=DEV), dt_bias=torch.zeros(H, device=DEV))
+    return shape, projected, plan, recurrent, conv_state, conv_weight, gates
+
+
+def _run_step(step):
+    from hybridserve.serve.linear_core import linear_attention_core
+
+    shape, projected, plan, recurrent, conv_state, conv_weight, gates = step
+    recurrent, conv_state = recurrent.clone(), conv_state.clone()
+    out = torch.zeros(projected.shape[0], shape.H * shape.V, device=DEV)
+    linear_attention_core(shape, projected, None, out, plan, recurrent, conv_state, conv_weight, **gates)
+    return out, recurrent, conv_state
+
+
+def test_serving_decode_step_triton_route_equals_the_reference_route(monkeypatch):
+    """serve/linear_core.py's decode with a short conv: the Triton route (conv kernel with GDN's SiLU fused, then the
+    recurrent kernel) gives the reference route's outputs and states; the padding row's slots stay untouched."""
+    step = _decode_step()
+    out_ref, rec_ref, conv_ref = _run_step(step)
+    triton_cpu.route_ops_to_triton(monkeypatch)
+    out, rec, conv = _run_step(step)
+    real = step[2].decode_slots >= 0
+    assert rel_rmse(out[real], out_ref[real]) <= 1e-5
+    assert rel_rmse(rec, rec_ref) <= 1e-5 and torch.equal(conv, conv_ref)
