@@ -452,12 +452,13 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="first compare one mixed step with the CPU references")
     ap.add_argument("--host-profile", action="store_true",
                     help="also profile each row's op calls on the host (cProfile) into host_profile.md")
-    ap.add_argument("--pytorch-conv-decode", action="store_true",
-                    help="decode's short conv through serve/short_conv.py's PyTorch path (the layout before the Triton "
-                         "kernel kernels/short_conv/decode.py), to time the two")
+    ap.add_argument("--pytorch-conv", action="store_true",
+                    help="the short conv (decode and prefill) through serve/short_conv.py's PyTorch path, as before the "
+                         "Triton kernels of kernels/short_conv/, to time the two (the eleventh session's run called "
+                         "this flag --pytorch-conv-decode, when only decode had a kernel)")
     ap.add_argument("--cpu-smoke", action="store_true")
     args = ap.parse_args(argv)
-    if args.pytorch_conv_decode:
+    if args.pytorch_conv:
         real_use_triton = core.use_triton
         core.use_triton = lambda *t, head_dims=True: head_dims and real_use_triton(*t)  # noqa: E731
     if args.cpu_smoke:

@@ -9,8 +9,8 @@ triton is importable (else the references); those ops are differentiable (Triton
 128, else recomputed through the chunked reference).
 
 Serving (vLLM) uses the state-pool functions: `gdn_decode_`, `gdn_recurrent_varlen_`, `gdn_prefill_varlen`,
-`gla_decode_`, `gla_recurrent_varlen_`, `gla_prefill_varlen`, and the short conv's decode step
-`short_conv_decode_`; they update a state pool [num_slots, H, K, V]
+`gla_decode_`, `gla_recurrent_varlen_`, `gla_prefill_varlen`, and the short conv's
+`short_conv_decode_` / `short_conv_varlen_`; they update a state pool [num_slots, H, K, V]
 in place through per-sequence slot indices (README.md in this folder documents the layouts).
 
 Importing this package never imports triton.
@@ -36,6 +36,7 @@ if __name__ == "hybridserve.kernels":
         gla_prefill_varlen,
         gla_recurrent_varlen_,
         short_conv_decode_,
+        short_conv_varlen_,
     )
 
     # The model-facing API (tests/test_kernels_reference.py pins it). The state-pool functions, PAD_SLOT_ID and the

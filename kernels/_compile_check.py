@@ -89,6 +89,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from .gla import chunk_bwd as lb
     from .gla import fused_recurrent as lr
     from .short_conv import decode as sc
+    from .short_conv import prefill as sp
 
     H, K, V = dims
     BKc, BVc = min(64, max(16, next_pow2(K))), min(64, max(16, next_pow2(V)))  # 64-wide tiles of the chunk kernels
@@ -136,6 +137,15 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         for silu in (True, False):
             yield (f"short conv decode {dt} silu={silu} {tag}", sc._short_conv_decode_kernel, sig,
                    dict(W=4, BC=512, SILU=silu), 4, 1)
+        sig = dict(x=f"*{dt}", s_xt="i64", w=f"*{dt}", s_wc="i64", s_ww="i64", pool=f"*{dt}", s_ps=typed(H * K * V),
+                   s_pc="i64", s_pw="i64", idx="*i32", cu="*i32", has_h0="*i32", token_seq="*i32", y=f"*{dt}",
+                   s_yt=typed(3 * H * K), T="i32", C="i32")
+        yield (f"short conv prefill {dt} {tag}", sp._short_conv_prefill_kernel, sig,
+               dict(W=4, BT=16, BC=128, HAS_H0_MASK=True, SILU=False), 4, 1)
+        sig = dict(x=f"*{dt}", s_xt="i64", pool=f"*{dt}", s_ps=typed(H * K * V), s_pc="i64", s_pw="i64", idx="*i32",
+                   cu="*i32", has_h0="*i32", C="i32")
+        yield (f"short conv prefill state {dt} {tag}", sp._short_conv_state_kernel, sig,
+               dict(W=4, BC=512, HAS_H0_MASK=True), 4, 1)
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", a=f"*{dt}", b=f"*{dt}", A_log="*fp32", dt_bias="*fp32",
                    qt=f"*{dt}", kt=f"*{dt}", vt=f"*{dt}", g="*fp32", beta="*fp32", TT="i32",
                    **{s: "i32" for s in "s_qt s_qh s_kt s_kh s_vt s_vh s_at s_ah s_bt s_bh".split()})

@@ -113,3 +113,14 @@ def short_conv_decode_(x, weight, state_pool, state_indices, silu=False, dispatc
     [slots, C, W - 1] updated in place through state_indices [N] (index < 0: padding, untouched); SiLU applied to
     the output when `silu`. Returns y [N, C]. The Triton path is one launch and CUDA-graph safe."""
     return _pool("short_conv_decode_pool", dispatch)(x, weight, state_pool, state_indices, silu)
+
+
+def short_conv_varlen_(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state=None, silu=False,
+                       token_seq=None, dispatch=True):
+    """The depthwise causal short conv over packed sequences (prefill): x [T, C], cu_seqlens [N + 1]; sequence n
+    continues from state_pool[state_indices[n]] where has_initial_state[n] (None: all), else from zeros, and its
+    last W - 1 inputs are written back there. token_seq: short_conv.naive.token_to_sequence(cu_seqlens, T), when
+    the caller builds it once for several layers. Returns y [T, C]. The Triton path is two launches, no host sync."""
+    return _pool("short_conv_varlen_pool", dispatch)(x, weight, state_pool, state_indices, cu_seqlens,
+                                                      has_initial_state, silu, token_seq)
+

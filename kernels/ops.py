@@ -22,7 +22,9 @@ plain bodies are in DIRECT, for callers already inside an opaque op):
     gla_recurrent_pool / gla_chunk_pool(q, k, v, gk, state_pool, state_indices, cu_seqlens?, has_initial_state?,
                                         scale, gate_logit_normalizer?) -> o
     short_conv_decode_pool(x, weight, state_pool, state_indices, silu) -> y
-      the short conv's one-token step over a conv-state pool [slots, C, W - 1] (short_conv/), SiLU fused for GDN.
+    short_conv_varlen_pool(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state?, silu, token_seq?) -> y
+      the short causal conv over a conv-state pool [slots, C, W - 1] (short_conv/): one token per sequence, or
+      packed sequences (token_seq: the [T] token -> sequence map, when the caller shares it between layers).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch.library import custom_op
 from ._triton_utils import use_triton
 from .gated_delta_rule.naive import naive_chunk_gated_delta_rule, naive_recurrent_gated_delta_rule
 from .gla.naive import naive_chunk_gla, naive_recurrent_gla
-from .short_conv.naive import naive_short_conv_decode_
+from .short_conv.naive import naive_short_conv_decode_, naive_short_conv_varlen_
 
 NS = "hybridserve"
 
@@ -482,3 +484,23 @@ def short_conv_decode_pool(x: Tensor, weight: Tensor, state_pool: Tensor, state_
 @short_conv_decode_pool.register_fake
 def _short_conv_decode_fake(x, weight, state_pool, state_indices, silu):
     return x.new_empty(x.shape)
+
+
+@_pool_op("short_conv_varlen_pool")
+def short_conv_varlen_pool(x: Tensor, weight: Tensor, state_pool: Tensor, state_indices: Tensor, cu_seqlens: Tensor,
+                           has_initial_state: Optional[Tensor], silu: bool,
+                           token_seq: Optional[Tensor] = None) -> Tensor:
+    """The short conv over packed sequences (prefill), continuing from and updating the conv-state pool."""
+    if use_triton(x, state_pool, head_dims=False):
+        from .short_conv.prefill import short_conv_prefill
+
+        return short_conv_prefill(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state, silu,
+                                  token_seq)
+    return naive_short_conv_varlen_(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state, silu)
+
+
+@short_conv_varlen_pool.register_fake
+def _short_conv_varlen_fake(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state, silu,
+                            token_seq=None):
+    return x.new_empty(x.shape)
+

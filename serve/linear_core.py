@@ -23,6 +23,8 @@ from torch import Tensor
 
 from hybridserve.kernels import gdn_decode_, gdn_prefill_varlen, gla_decode_, gla_prefill_varlen
 from hybridserve.kernels import short_conv_decode_ as fused_conv_decode_
+from hybridserve.kernels import short_conv_varlen_ as fused_conv_prefill_
+from hybridserve.kernels.short_conv.naive import token_to_sequence
 from hybridserve.kernels._triton_utils import use_triton
 
 from .short_conv import ConvPlan, SlotWrites, conv_plan, short_conv_decode_, slot_writes, varlen_short_conv_
@@ -65,7 +67,8 @@ class StepPlan(NamedTuple):
     prefill_cu: Tensor  # [num_prefills + 1], from 0 (the prefill tokens' own offsets)
     has_initial: Optional[Tensor]  # [num_prefills] int32: the request already has tokens in its state
     decode_writes: Optional[SlotWrites]  # short conv on its PyTorch path only (the Triton kernel skips padding itself)
-    conv: Optional[ConvPlan]  # short conv with prefills only
+    conv: Optional[ConvPlan]  # short conv with prefills, on its PyTorch path only
+    conv_token_seq: Optional[Tensor] = None  # short conv with prefills, Triton path: [prefill tokens] -> sequence
 
 
 def plan_step(num_decodes: int, num_decode_tokens: int, num_prefills: int, num_prefill_tokens: int,
@@ -82,14 +85,17 @@ def plan_step(num_decodes: int, num_decode_tokens: int, num_prefills: int, num_p
         # A later chunk of a chunked prefill, or a prefix-cache hit, continues the request's state; the others start
         # from zero, whatever their slot held before.
         has_initial = (seq_lens[n_dec: n_dec + n_pre] > starts[1:] - starts[:-1]).to(torch.int32)
-    conv = decode_writes = None
+    conv = decode_writes = token_seq = None
     if conv_width is not None:
-        if n_dec and not use_triton(decode_slots, head_dims=False):
+        triton = use_triton(slots, head_dims=False)  # the conv kernels need no index maps but the token map
+        if n_dec and not triton:
             decode_writes = slot_writes(decode_slots)
-        if n_pre:
+        if n_pre and triton:
+            token_seq = token_to_sequence(prefill_cu, num_prefill_tokens)
+        elif n_pre:
             conv = conv_plan(prefill_cu, prefill_slots, num_prefill_tokens, conv_width)
     return StepPlan(n_dec, nd, n_pre, num_prefill_tokens, decode_slots, prefill_slots, prefill_cu, has_initial,
-                    decode_writes, conv)
+                    decode_writes, conv, token_seq)
 
 
 def _heads(shape: LayerShape, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -151,8 +157,13 @@ def linear_attention_core(shape: LayerShape, projected: Tensor, gk: Optional[Ten
                                    gate_logit_normalizer=shape.gla_normalizer, dispatch=False)
     if n_pre:
         x = qkv[nd:]
-        y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
-                               plan.conv) if conv else None
+        y = None
+        if conv and use_triton(x, conv_state, head_dims=False):  # two launches, the plan's token map shared
+            y = fused_conv_prefill_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
+                                    token_seq=plan.conv_token_seq, dispatch=False)
+        elif conv:
+            y = varlen_short_conv_(x, conv_weight, conv_state, plan.prefill_slots, plan.prefill_cu, plan.has_initial,
+                                   plan.conv)
         q, k, v = _qkv(shape, x, y, activate=False)  # GDN: the prefill op applies the SiLU (qkv_silu)
         if gdn:
             out[nd:] = gdn_prefill_varlen(q, k, v, None, None, plan.prefill_cu, recurrent, plan.prefill_slots,

@@ -11,8 +11,8 @@ No vLLM here (the GPU micro-benchmark and the CPU tests import it directly). Lay
 Numerics are those of the model (`export/linear_attention.py` ShortConv): the conv runs in x's dtype (F.conv1d for
 prefill, the window product for one-token decode, as before), and the state is stored in the pool's dtype.
 
-On the Triton path the serving layer runs decode through `kernels/short_conv/decode.py` instead (one launch, GDN's
-SiLU fused); `short_conv_decode_` here is its graph-safe PyTorch path (CPU, or no Triton).
+On the Triton path the serving layer runs the kernels of `kernels/short_conv/` instead (decode: one launch, GDN's
+SiLU fused; prefill: two launches); the functions here are its graph-safe PyTorch path (CPU, or no Triton).
 
 Nothing here synchronises with the host (no `.item()` / `.tolist()`, no data-dependent shapes), so the decode
 update can be captured in a CUDA graph, and the prefill of a whole packed batch costs a fixed dozen launches

@@ -117,7 +117,7 @@ def test_serving_layer_core_makes_no_host_sync_calls(triton_ops, no_host_sync, m
     family = "gated_delta_rule" if mixer == "gdn" else "gla"
     kernels = [(f"{family}.chunk", f"chunk_{mixer}_fwd"), (f"{family}.fused_recurrent", f"fused_recurrent_{mixer}_fwd")]
     if conv:
-        kernels.append(("short_conv.decode", "short_conv_decode"))
+        kernels += [("short_conv.decode", "short_conv_decode"), ("short_conv.prefill", "short_conv_prefill")]
     for module, fn in kernels:
         mod = importlib.import_module(f"hybridserve.kernels.{module}")
         monkeypatch.setattr(mod, fn, lambda *a, _real=getattr(mod, fn), _fn=fn, **kw: launched.append(_fn) or

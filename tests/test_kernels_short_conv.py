@@ -1,11 +1,13 @@
-"""kernels/short_conv: the Triton decode step of the short causal conv against its float64 reference (naive.py), on
-CPU through Triton's interpreter (or on a GPU), and against the serving layer's graph-safe PyTorch path
-(serve/short_conv.py) that it replaces on the Triton path.
+"""kernels/short_conv: the Triton decode step and packed prefill of the short causal conv against their float64
+references (naive.py), on CPU through Triton's interpreter (or on a GPU), and against the serving layer's
+graph-safe PyTorch path (serve/short_conv.py) that they replace on the Triton path.
 
 Covered: float32 and bf16 inputs, float32 and bf16 conv-state pools, widths 2 and 4, GDN's fused SiLU on and off, a
 channel count that is not a power of two (masked tail block), x as a strided column slice of a wider projection (as
 serving passes it), a pool whose slot dimension is strided (vLLM's per-layer view of its page buffer), padding slots
-(index -1: nothing read or written) and unused slots left bit-exact; the custom op's schema and fake tensor."""
+(index -1: nothing read or written) and unused slots left bit-exact; the custom ops' schemas and fake tensors.
+Prefill also: sequences shorter than the conv's W - 1 stored inputs (and an empty one), sequences that start from
+zeros (has_initial_state 0), padding tokens after the last sequence."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from hybridserve import kernels
-from hybridserve.kernels.short_conv.naive import naive_short_conv_decode_
+from hybridserve.kernels.short_conv.naive import naive_short_conv_decode_, naive_short_conv_varlen_
 from hybridserve.serve.short_conv import short_conv_decode_ as serving_pytorch_decode_
+from hybridserve.serve.short_conv import varlen_short_conv_ as serving_pytorch_varlen_
 
 pytest.importorskip("triton")
 
 triton_cpu.import_kernel_modules()
 from hybridserve.kernels.short_conv.decode import short_conv_decode  # noqa: E402
+from hybridserve.kernels.short_conv.prefill import short_conv_prefill  # noqa: E402
 
 DEV = "cuda" if triton_cpu.ON_GPU else "cpu"
 C, SLOTS = 40, 9
@@ -113,42 +117,116 @@ def test_shapes_that_do_not_fit_are_refused():
         short_conv_decode(x, weight[:, :, :3], pool, slots)
 
 
-def _decode_step(seed=11):
-    """One decode step of a GDN serving layer with a short conv (serve/linear_core.py), padding slot included."""
-    from hybridserve.serve.linear_core import LayerShape, plan_step
+def _serving_step(prefill_lens=(), seed=11):
+    """One step of a GDN serving layer with a short conv (serve/linear_core.py): 5 decodes (a padding slot among
+    them), then prefills of `prefill_lens` tokens (the first continues its state, the others start from zeros)."""
+    from hybridserve.serve.linear_core import LayerShape
 
     H, K = 2, 32
     shape = LayerShape("gdn", H=H, Hkv=H, K=K, V=K, output_gate=False, gla_normalizer=None)
     g = torch.Generator().manual_seed(seed)
-    n, slots_total = 5, 8
+    nd, slots_total = 5, 12
+    lens = list(prefill_lens)
+    n = nd + sum(lens)
     projected = torch.randn(n, sum(shape.in_sizes), generator=g).to(DEV)
     conv_weight = (torch.randn(sum(shape.qkv_sizes), 1, 4, generator=g) / 2).to(DEV)
     conv_state = torch.randn(slots_total, sum(shape.qkv_sizes), 3, generator=g).to(DEV)
     recurrent = (torch.randn(slots_total, H, K, K, generator=g) / 8).to(DEV)
-    slots = torch.tensor([3, 0, -1, 6, 1], dtype=torch.int32, device=DEV)
-    qsl = torch.arange(n + 1, dtype=torch.int32, device=DEV)
-    plan = plan_step(n, n, 0, 0, qsl, torch.full((n,), 9, dtype=torch.int32, device=DEV), slots, conv_width=4)
+    slots = torch.tensor([3, 0, -1, 6, 1] + [8, 9, 10][: len(lens)], dtype=torch.int32, device=DEV)
+    qsl = torch.tensor([0, 1, 2, 3, 4, 5] + [nd + sum(lens[: i + 1]) for i in range(len(lens))], dtype=torch.int32,
+                       device=DEV)
+    seq_lens = torch.tensor([9] * nd + [lens[0] + 4] + lens[1:] if lens else [9] * nd, dtype=torch.int32, device=DEV)
     gates = dict(A_log=torch.zeros(H, device=DEV), dt_bias=torch.zeros(H, device=DEV))
-    return shape, projected, plan, recurrent, conv_state, conv_weight, gates
+    return shape, projected, (nd, len(lens), sum(lens), qsl, seq_lens, slots), recurrent, conv_state, conv_weight, gates
 
 
 def _run_step(step):
-    from hybridserve.serve.linear_core import linear_attention_core
+    """The step through linear_attention_core, its plan built under the current routing (as the layer builds it)."""
+    from hybridserve.serve.linear_core import linear_attention_core, plan_step
 
-    shape, projected, plan, recurrent, conv_state, conv_weight, gates = step
+    shape, projected, (nd, n_pre, pre_tokens, qsl, seq_lens, slots), recurrent, conv_state, conv_weight, gates = step
+    plan = plan_step(nd, nd, n_pre, pre_tokens, qsl, seq_lens, slots, conv_width=4)
     recurrent, conv_state = recurrent.clone(), conv_state.clone()
     out = torch.zeros(projected.shape[0], shape.H * shape.V, device=DEV)
     linear_attention_core(shape, projected, None, out, plan, recurrent, conv_state, conv_weight, **gates)
-    return out, recurrent, conv_state
+    return out, recurrent, conv_state, slots
 
 
-def test_serving_decode_step_triton_route_equals_the_reference_route(monkeypatch):
-    """serve/linear_core.py's decode with a short conv: the Triton route (conv kernel with GDN's SiLU fused, then the
-    recurrent kernel) gives the reference route's outputs and states; the padding row's slots stay untouched."""
-    step = _decode_step()
-    out_ref, rec_ref, conv_ref = _run_step(step)
+@pytest.mark.parametrize("prefill_lens", [(), (7, 2, 70)])
+def test_serving_step_triton_route_equals_the_reference_route(monkeypatch, prefill_lens):
+    """serve/linear_core.py, a decode step and a mixed step with a short conv: the Triton route (conv kernels, GDN's
+    SiLU fused into the decode one, then the recurrent and chunked kernels) gives the reference route's outputs
+    and states; the padding row's slot stays untouched."""
+    step = _serving_step(prefill_lens)
+    out_ref, rec_ref, conv_ref, slots = _run_step(step)
     triton_cpu.route_ops_to_triton(monkeypatch)
-    out, rec, conv = _run_step(step)
-    real = step[2].decode_slots >= 0
-    assert rel_rmse(out[real], out_ref[real]) <= 1e-5
+    out, rec, conv, _ = _run_step(step)
+    rows = torch.cat([slots[:5] >= 0, torch.ones(out.shape[0] - 5, dtype=torch.bool, device=DEV)])
+    assert rel_rmse(out[rows], out_ref[rows]) <= 1e-5
     assert rel_rmse(rec, rec_ref) <= 1e-5 and torch.equal(conv, conv_ref)
+
+
+# ---------------------------------------------------------------------------------------------------------- prefill
+LENS = [5, 1, 0, 37, 2, 9]  # shorter than W - 1, empty, across the 32-token blocks
+
+
+def make_prefill(dtype, pool_dtype, width, seed=0, pad_tokens=3):
+    g = torch.Generator().manual_seed(seed)
+    T = sum(LENS) + pad_tokens
+    projection = torch.randn(T, C + 24, generator=g, dtype=torch.float64).to(dtype).to(DEV)
+    x = projection[:, 8: 8 + C]
+    weight = (torch.randn(C, 1, width, generator=g, dtype=torch.float64) / width).to(dtype).to(DEV)
+    buffer = torch.randn(2 * SLOTS, C, width - 1, generator=g, dtype=torch.float64).to(pool_dtype).to(DEV)
+    slots = torch.tensor([4, 0, 6, -1, 7, 2], dtype=torch.int32, device=DEV)
+    cu = torch.tensor([0] + LENS, device=DEV).cumsum(0).to(torch.int32)
+    has = torch.tensor([1, 0, 1, 1, 1, 0], dtype=torch.int32, device=DEV)
+    return x, weight, buffer, buffer[::2], slots, cu, has
+
+
+@pytest.mark.parametrize("silu", [False, True])
+@pytest.mark.parametrize("width", [4, 2])
+@pytest.mark.parametrize("dtype,pool_dtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
+                                              (torch.float32, torch.bfloat16)])
+def test_triton_prefill_matches_float64_reference(dtype, pool_dtype, width, silu):
+    x, weight, buffer, pool, slots, cu, has = make_prefill(dtype, pool_dtype, width)
+    before = buffer.clone()
+    ref_pool = pool.clone()
+    y_ref = naive_short_conv_varlen_(x.double(), weight.double(), ref_pool, slots, cu, has, silu=silu)
+    y = short_conv_prefill(x, weight, pool, slots, cu, has, silu=silu)
+    real = int(cu[-1])
+    assert y.dtype == dtype and y.shape == x.shape
+    assert rel_rmse(y[:real], y_ref[:real]) <= TOL[dtype]
+    assert torch.equal(pool, ref_pool)  # stored inputs move or are cast once: exact
+    touched = torch.zeros(2 * SLOTS, dtype=torch.bool)
+    touched[2 * slots[slots >= 0].long().cpu()] = True
+    assert torch.equal(buffer[~touched.to(DEV)], before[~touched.to(DEV)])
+
+
+def test_triton_prefill_without_has_initial_continues_every_real_slot():
+    x, weight, _, pool, slots, cu, _ = make_prefill(torch.float32, torch.float32, 4, seed=2, pad_tokens=0)
+    ref_pool = pool.clone()
+    y_ref = naive_short_conv_varlen_(x.double(), weight.double(), ref_pool, slots, cu, None)
+    y = short_conv_prefill(x, weight, pool, slots, cu, None)
+    assert rel_rmse(y, y_ref) <= 1e-5 and torch.equal(pool, ref_pool)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_prefill_matches_the_serving_pytorch_path(dtype):
+    x, weight, _, pool, slots, cu, has = make_prefill(dtype, dtype, 4, seed=4)
+    pool_pt = pool.clone()
+    y_pt = serving_pytorch_varlen_(x, weight, pool_pt, slots, cu, has)
+    y = short_conv_prefill(x, weight, pool, slots, cu, has)
+    real = int(cu[-1])
+    assert rel_rmse(y[:real], y_pt[:real]) <= (1e-5 if dtype == torch.float32 else 1e-2)
+    assert torch.equal(pool, pool_pt)
+
+
+def test_prefill_op_dispatches_and_has_a_schema(triton_ops):
+    x, weight, _, pool, slots, cu, has = make_prefill(torch.float32, torch.float32, 4, seed=6, pad_tokens=0)
+    pool_ref = pool.clone()
+    y = kernels.short_conv_varlen_(x, weight, pool, slots, cu, has, silu=True)
+    y_ref = naive_short_conv_varlen_(x, weight, pool_ref, slots, cu, has, silu=True)
+    assert rel_rmse(y, y_ref) <= 1e-5 and torch.equal(pool, pool_ref)
+    if DEV == "cpu":
+        torch.library.opcheck(torch.ops.hybridserve.short_conv_varlen_pool.default,
+                              (x.contiguous(), weight, pool.contiguous(), slots, cu, has, False, None))

@@ -70,7 +70,7 @@ def test_short_conv_direct_call_equals_the_op():
 
 def test_direct_holds_the_registered_bodies():
     assert sorted(ops.DIRECT) == ["gdn_chunk_pool", "gdn_recurrent_pool", "gla_chunk_pool", "gla_recurrent_pool",
-                                  "short_conv_decode_pool"]
+                                  "short_conv_decode_pool", "short_conv_varlen_pool"]
     for name in ops.DIRECT:
         assert hasattr(torch.ops.hybridserve, name)
 

@@ -59,7 +59,7 @@ DEVICE = "cuda" if ON_GPU else "cpu"
 # Every module defining Triton kernels.
 KERNEL_MODULES = ("gated_delta_rule.chunk", "gated_delta_rule.chunk_bwd", "gated_delta_rule.chunk_bwd_split",
                   "gated_delta_rule.decode", "gated_delta_rule.fused_recurrent", "gated_delta_rule.prefill_inputs", "gla.chunk",
-                  "gla.chunk_bwd", "gla.fused_recurrent", "short_conv.decode")
+                  "gla.chunk_bwd", "gla.fused_recurrent", "short_conv.decode", "short_conv.prefill")
 
 
 def import_kernel_modules() -> None:
