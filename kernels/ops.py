@@ -111,6 +111,27 @@ def _gdn_fake(q, k, v, g, beta, scale, initial_state):
     return q.new_empty(v.shape, dtype=q.dtype), _state_like(q, v, q.shape[0])
 
 
+def _grads_like(grads, primals: list, inputs: tuple) -> list:
+    """Each gradient with its primal's dtype, shape and the strides of empty_like(primal), as the fake
+    implementations promise. The Triton backward already returns fresh tensors of the primal's dtype, contiguous,
+    which is what empty_like gives for contiguous primals and for strided views (not dense: empty_like makes those
+    contiguous), so they go out as they are; only a dense permuted primal, a dtype mismatch, or a gradient sharing
+    memory with an input (a custom op's output must not alias one) costs a copy. At 8 x 32K the copies had been
+    ~0.4 GB of traffic per call."""
+    storages = {x.untyped_storage().data_ptr() for x in inputs if isinstance(x, Tensor)}
+    out = []
+    for gr, p in zip(grads, primals):
+        if p is None:
+            out.append(grads[0].new_empty(0))
+        elif (gr.dtype == p.dtype and gr.shape == p.shape
+              and gr.stride() == torch.empty_like(p, device="meta").stride()  # what the fake promises
+              and gr.untyped_storage().data_ptr() not in storages):
+            out.append(gr)
+        else:
+            out.append(torch.empty_like(p).copy_(gr))
+    return out
+
+
 def _vjp_reference(fn, primals: list, cotangents: tuple) -> list:
     """Gradients of fn at primals by recomputing through a PyTorch reference (float32, or float64 for float64)."""
     wd = torch.float64 if any(p.dtype == torch.float64 for p in primals) else torch.float32
@@ -129,11 +150,8 @@ def gdn_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scal
 
         if chunk_bwd.supported(q, v):
             grads = chunk_bwd.chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht)
-            primals = [q, k, v, g, beta, initial_state]
-            out = [torch.empty_like(p).copy_(gr) for gr, p in zip(grads[:5], primals)]
-            out.append(torch.empty_like(initial_state).copy_(grads[5]) if initial_state is not None
-                       else q.new_empty(0))
-            return tuple(out)
+            inputs = (q, k, v, g, beta, initial_state, do, dht)
+            return tuple(_grads_like(grads, [q, k, v, g, beta, initial_state], inputs))
     if initial_state is None:
         def fn(q, k, v, g, beta):
             return naive_chunk_gated_delta_rule(q, k, v, g, beta, scale, None, True)
@@ -215,10 +233,8 @@ def gla_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, ini
 
         if chunk_bwd.supported(q, v):
             grads = chunk_bwd.chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht)
-            out = [torch.empty_like(p).copy_(gr) for gr, p in zip(grads[:4], (q, k, v, gk))]
-            out.append(torch.empty_like(initial_state).copy_(grads[4]) if initial_state is not None
-                       else q.new_empty(0))
-            return tuple(out)
+            inputs = (q, k, v, gk, initial_state, do, dht)
+            return tuple(_grads_like(grads, [q, k, v, gk, initial_state], inputs))
     if initial_state is None:
         def fn(q, k, v, gk):
             return naive_chunk_gla(q, k, v, gk, scale, None, True)
