@@ -123,4 +123,3 @@ def short_conv_varlen_(x, weight, state_pool, state_indices, cu_seqlens, has_ini
     the caller builds it once for several layers. Returns y [T, C]. The Triton path is two launches, no host sync."""
     return _pool("short_conv_varlen_pool", dispatch)(x, weight, state_pool, state_indices, cu_seqlens,
                                                       has_initial_state, silu, token_seq)
-

@@ -519,4 +519,3 @@ def short_conv_varlen_pool(x: Tensor, weight: Tensor, state_pool: Tensor, state_
 def _short_conv_varlen_fake(x, weight, state_pool, state_indices, cu_seqlens, has_initial_state, silu,
                             token_seq=None):
     return x.new_empty(x.shape)
-

@@ -2,8 +2,8 @@
 
 Decode, one token per sequence n with slot s = state_indices[n]: window = [state_pool[s] (the last W - 1 inputs,
 oldest first), x[n]], y[n] = sum over the window of window * weight, then SiLU when `silu` (GDN's activation of q,
-k, v); state_pool[s] becomes the window's last W - 1 inputs. A negative slot is padding: its pool row is neither read (the window
-starts from zeros) nor written, and its output is finite garbage for the caller to ignore.
+k, v); state_pool[s] becomes the window's last W - 1 inputs. A negative slot is padding: its pool row is neither
+read (the window starts from zeros) nor written, and its output is finite garbage for the caller to ignore.
 
 Prefill (packed sequences of any lengths): the same window slid over each sequence, continuing from its stored
 inputs or from zeros (`naive_short_conv_varlen_`).
