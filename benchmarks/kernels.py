@@ -430,6 +430,10 @@ def markdown(_unused=None):
     return "\n".join(out)
 
 
+# --sections names, in the order main() runs them
+SECTION_KEYS = ("ceilings", "gdn_decode", "gdn_prefill", "gla_decode", "chunk_phases", "gla_prefill", "sweeps")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true", help="run check_kernels_gpu.py first")
@@ -439,7 +443,15 @@ def main():
     ap.add_argument("--cpu-smoke", action="store_true")
     ap.add_argument("--budget-s", type=float, default=500.0,
                     help="start no new section after this many seconds (the device machine stops a command at 600 s)")
+    ap.add_argument("--sections", default=None,
+                    help="only these, comma-separated: " + ", ".join(SECTION_KEYS) + " (default: all)")
     args = ap.parse_args()
+    wanted = None
+    if args.sections:
+        wanted = [x.strip() for x in args.sections.split(",") if x.strip()]
+        unknown = sorted(set(wanted) - set(SECTION_KEYS))
+        if unknown:
+            sys.exit(f"--sections: unknown {', '.join(unknown)} (choose from {', '.join(SECTION_KEYS)})")
     if args.cpu_smoke:
         setup_cpu_smoke()
     import triton
@@ -509,6 +521,8 @@ def main():
     ]
     if not args.no_sweep:
         sections.append(("sweeps (decode BV x warps, chunk state BV)", do_sweeps))
+    if wanted is not None:
+        sections = [(name, fn) for (name, fn), key in zip(sections, SECTION_KEYS) if key in wanted]
     skipped = []
     for name, fn in sections:
         if time.time() - t0 > args.budget_s:
