@@ -9,7 +9,7 @@ Builds the cache specs vLLM would get from a SmolLM2-135M-shaped hybrid (9 heads
 `--requests` requests of `--prompt` tokens, feeding it one sampled token per running request per step as a model
 would. It times `schedule()` and `update_from_output()` over the steps where every request decodes. The scheduler is
 host code, so the numbers describe this machine's CPU; a GPU server pays the same per step, and at small models
-it is the step's critical path (docs/benchmarks/serving.md, run 5). `--schedulers` times vLLM's own `Scheduler` and
+it is the step's critical path (docs/benchmarks/serving-runs-1-5.md, run 5). `--schedulers` times vLLM's own `Scheduler` and
 hybridserve's (serve/scheduler.py: the same, with a short path for decode steps that change no block).
 """
 

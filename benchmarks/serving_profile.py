@@ -175,7 +175,7 @@ def main() -> None:
     os.environ.update(env or {})
     # Prefix caching off by default, as `hybridserve bench` runs every model (bench_worker.py). vLLM's own default
     # turns it on, and with it the hybrids' "align" state mode (a state block per block of tokens, copied at each
-    # boundary): the profiles of run 4 (docs/benchmarks/serving.md) ran that way, unlike the benchmark rows.
+    # boundary): the profiles of run 4 (docs/benchmarks/serving-runs-1-5.md) ran that way, unlike the benchmark rows.
     profiler = {"profiler": "torch", "torch_profiler_dir": str(trace_dir), "torch_profiler_with_stack": False}
     llm = LLM(model=str(model.parent / folder), dtype=a.dtype, max_model_len=a.max_model_len, enforce_eager=a.eager,
               seed=0, max_num_seqs=512, enable_prefix_caching=a.prefix_caching, profiler_config=profiler,

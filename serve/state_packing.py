@@ -5,7 +5,7 @@ or the larger's when it is under 1.5× the smaller (`_get_kv_cache_groups_unifor
 does per-request work for every group on every step (`allocate_slots`: blocks to allocate, skipped blocks to free).
 A hybrid with 4 softmax and 26 linear layers gets 8 groups; with 512 requests decoding, vLLM 0.32's `schedule()`
 takes 35.0 ms per step on our 2-core CI machine against 7.7 ms for the 30-layer teacher, and the 135M hybrids served
-slower than their teacher on an H200 (docs/benchmarks/serving.md, run 5; docs/benchmarks/scheduler-groups.md).
+slower than their teacher on an H200 (docs/benchmarks/serving-runs-1-5.md, run 5; docs/benchmarks/scheduler-groups.md).
 
 Packing: the linear layers are cut into runs of `pack` consecutive layers. The first layer of a run (its owner)
 declares the state of the whole run, shapes `(pack, *shape)`; the others declare none, and at run time read slice
