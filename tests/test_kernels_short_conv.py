@@ -230,3 +230,33 @@ def test_prefill_op_dispatches_and_has_a_schema(triton_ops):
     if DEV == "cpu":
         torch.library.opcheck(torch.ops.hybridserve.short_conv_varlen_pool.default,
                               (x.contiguous(), weight, pool.contiguous(), slots, cu, has, False, None))
+
+
+@pytest.mark.skipif(triton_cpu.ON_GPU, reason="counts the interpreter's launches")
+def test_launches_triton_vs_pytorch_path():
+    """What each conv path costs a layer in launches (PyTorch ops other than views and allocations, and Triton
+    launches), the per-step maps built beforehand as serving shares them: decode 1 vs the PyTorch path's gathers,
+    window product and scatter; prefill 2 vs its buffer scatters, conv and gathers."""
+    from hybridserve.kernels.short_conv.naive import token_to_sequence
+    from hybridserve.serve.short_conv import conv_plan, slot_writes
+
+    from .test_prefill_inputs import LaunchCounter
+
+    x, weight, _, pool, slots, cu, has = make_prefill(torch.bfloat16, torch.bfloat16, 4, pad_tokens=0)
+    token_seq, plan = token_to_sequence(cu, x.shape[0]), conv_plan(cu, slots, x.shape[0], 4)
+    with LaunchCounter() as triton_prefill:
+        short_conv_prefill(x, weight, pool, slots, cu, has, token_seq=token_seq)
+    with LaunchCounter() as pytorch_prefill:
+        serving_pytorch_varlen_(x, weight, pool, slots, cu, has, plan)
+    xd, wd, _, pd, sd = make(torch.bfloat16, torch.bfloat16, 4)
+    writes = slot_writes(sd)
+    with LaunchCounter() as triton_decode:
+        short_conv_decode(xd, wd, pd, sd, silu=True)
+    with LaunchCounter() as pytorch_decode:
+        F.silu(serving_pytorch_decode_(xd, wd, pd, sd, writes))
+    print(f"prefill: Triton {triton_prefill.triton} + {triton_prefill.torch_ops}, PyTorch {pytorch_prefill.torch_ops};"
+          f" decode: Triton {triton_decode.triton} + {triton_decode.torch_ops}, PyTorch {pytorch_decode.torch_ops}")
+    assert (triton_prefill.triton, triton_prefill.torch_ops) == (2, [])
+    assert (triton_decode.triton, triton_decode.torch_ops) == (1, [])
+    assert pytorch_prefill.triton == 0 and len(pytorch_prefill.torch_ops) >= 10
+    assert pytorch_decode.triton == 0 and len(pytorch_decode.torch_ops) >= 6

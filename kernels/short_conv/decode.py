@@ -1,5 +1,6 @@
 """The short causal conv's one-token decode step, Triton: one launch for what serve/short_conv.py's PyTorch path
-does in about nine (gather the states, concatenate, multiply, sum, pick the write rows, select, scatter, SiLU).
+does in eight (gather the states, concatenate, multiply, sum, pick the write rows, select, scatter, SiLU; counted in
+tests/test_kernels_short_conv.py).
 
 Serving runs this once per linear layer and decode step, so its launches are paid in every FULL decode graph
 replay (docs/benchmarks/kernels.md, eleventh session, times the two). Math and layouts: naive.py beside this file

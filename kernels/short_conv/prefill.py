@@ -1,6 +1,6 @@
 """The short causal conv over packed sequences (prefill), Triton: two launches for what serve/short_conv.py's PyTorch
-path does in about fourteen (buffer scatter, state gather and masking, a channels-first depthwise F.conv1d, tail
-gather, state scatter, output gather) plus its per-step index maps.
+path does in sixteen (buffer scatter, state gather and masking, a channels-first depthwise F.conv1d, tail gather,
+state scatter, output gather; counted in tests/test_kernels_short_conv.py) plus its per-step index maps.
 
 Math and layouts: naive.py beside this file (`naive_short_conv_varlen_`, the reference). Token t of sequence n at
 position p = t - cu[n] reads, for tap j of W, the input d = W - 1 - j steps back: x[t - d] when p >= d, else input
