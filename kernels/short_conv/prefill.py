@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from .._triton_utils import cdiv, next_pow2, on_tensor_device
+from .decode import conv_operands
 from .naive import token_to_sequence
 
 
@@ -90,15 +91,8 @@ def short_conv_prefill(x: torch.Tensor, weight: torch.Tensor, state_pool: torch.
     """x [T, C] (rows may be strided, channels contiguous); weight [C, W] or [C, 1, W]; state_pool [slots, C, W - 1]
     (any strides), updated in place; state_indices [N]; cu_seqlens [N + 1] from 0; has_initial_state [N] or None
     (all continue); token_seq: token_to_sequence(cu_seqlens, T) when the caller shares it. Returns y [T, C]."""
+    x, w, W, y = conv_operands("short_conv_prefill", x, weight, state_pool)
     T, C = x.shape
-    w = weight.reshape(weight.shape[0], weight.shape[-1])
-    W = w.shape[1]
-    if W < 2 or w.shape[0] != C or tuple(state_pool.shape[1:]) != (C, W - 1):
-        raise ValueError(f"short_conv_prefill: x {tuple(x.shape)}, weight {tuple(weight.shape)} and state pool "
-                         f"{tuple(state_pool.shape)} do not fit (expected weight [C, W >= 2], pool [slots, C, W - 1])")
-    if x.stride(1) != 1:
-        x = x.contiguous()
-    y = torch.empty(T, C, dtype=x.dtype, device=x.device)
     N = state_indices.shape[0]
     if T == 0 or N == 0:
         return y
