@@ -8,6 +8,7 @@ import glob
 import json
 import struct
 import sys
+import time
 
 import pytest
 import torch
@@ -105,18 +106,34 @@ def test_tensorboard_after_a_crash_and_resume_has_each_step_once(tmp_path):
     assert [v for _, v in resumed] == pytest.approx([v for _, v in uninterrupted], rel=1e-6)
 
 
-def _wandb_history(run_file) -> tuple[list[dict], dict]:
-    """History rows and config of a W&B offline run file (a LevelDB-style log of protobuf records)."""
+def _wandb_history(run_file, wait_s: float = 120.0) -> tuple[list[dict], dict]:
+    """History rows and config of a W&B offline run file (a LevelDB-style log of protobuf records).
+
+    `run.finish()` only informs W&B's service process that the run is over; that process writes the
+    file's buffered tail later (a CI run once read it while it held the header alone). So this waits,
+    up to `wait_s`, for the run's closing `exit` record before it trusts what it read.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows, config, complete = _parse_wandb_run(run_file)
+        if complete or time.monotonic() > deadline:
+            assert complete, f"W&B never wrote the exit record of {run_file}"
+            return rows, config
+        time.sleep(0.2)
+
+
+def _parse_wandb_run(run_file) -> tuple[list[dict], dict, bool]:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data, pos, block, pending, rows, config = open(run_file, "rb").read(), 7, 32768, b"", [], {}
+    complete = False
     assert data[:4] == b":W&B"
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or pos + 7 + length > len(data):  # the end, or a record still being written
             break
         pending, pos = pending + data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind in (1, 4):  # a FULL record or the LAST fragment of one
@@ -128,7 +145,8 @@ def _wandb_history(run_file) -> tuple[list[dict], dict]:
                              for item in record.history.item})
             elif record.WhichOneof("record_type") == "run":
                 config = {item.key: json.loads(item.value_json) for item in record.run.config.update}
-    return rows, config
+            complete = complete or record.WhichOneof("record_type") == "exit"
+    return rows, config, complete
 
 
 def test_wandb_offline_run_holds_the_metrics(tmp_path, monkeypatch):
