@@ -167,9 +167,10 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                    ht="*fp32", state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", chunk_off="*i32", T="i32",
                    NTs="i32", s_h0="i64", s_ht="i64")
         for bv in ([min(32, BVf)] if quick else sorted({min(b, BVf) for b in (16, 32, 64)})):
-            yield (f"gdn chunk state {dt} BV={bv} {tag}", gc._gdn_chunk_state_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=bv, IS_VARLEN=True, USE_H0=True, STORE_HT=True, INDEXED=True,
-                        HAS_H0_MASK=True, DOT_PREC=prec), 4, 1)
+            for stages in (1, 2) if quick else (1, 2, 3):  # > 1: the chunk loop pipelined (state_pass_stages)
+                yield (f"gdn chunk state {dt} BV={bv} stages={stages} {tag}", gc._gdn_chunk_state_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=bv, IS_VARLEN=True, USE_H0=True, STORE_HT=True,
+                            INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), 4, stages)
         yield (f"gdn chunk state {dt} dense {tag}", gc._gdn_chunk_state_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), IS_VARLEN=False, USE_H0=True, STORE_HT=True,
                     INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
@@ -189,8 +190,10 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec), 4, 2)
         sig = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dhbuf="*fp32",
                    dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32")
-        yield (f"gdn bwd dh {dt} {tag}", gb._gdn_bwd_dh_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), USE_DHT=True, STORE_DH0=True, DOT_PREC=prec), 4, 1)
+        for stages in (1,) if quick else (1, 2, 3):
+            yield (f"gdn bwd dh {dt} stages={stages} {tag}", gb._gdn_bwd_dh_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), USE_DHT=True, STORE_DH0=True, DOT_PREC=prec),
+                   4, stages)
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", do=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}",
                    dhbuf="*fp32", dv="*fp32", dq=f"*{dt}", dk="*fp32", dw="*fp32", dg="*fp32", ptmp=f"*{dt}",
                    scale="fp32", T="i32", NTs="i32", N="i32")
@@ -251,8 +254,15 @@ def compile_all(quick: bool = True, verbose: bool = False, dims=(16, 128, 128)):
         compiled, regs, spills = compile_one(kernel, sig, constexprs, nw, ns)
         smem = compiled.metadata.shared
         if verbose:
-            print(f"{name}: {regs} registers, {spills} bytes spilled, {smem} bytes shared", flush=True)
+            # cp.async: global -> shared copies in flight while the loop computes, i.e. Triton's pipeliner took the loop
+            print(f"{name}: {regs} registers, {spills} bytes spilled, {smem} bytes shared, "
+                  f"{async_copies(compiled)} cp.async", flush=True)
         yield name, regs, spills, smem
+
+
+def async_copies(compiled) -> int:
+    """Number of cp.async instructions in the PTX: 0 for a loop that waits for each load."""
+    return len(re.findall(r"\bcp\.async\.c[ag]\b", compiled.asm["ptx"]))
 
 
 if __name__ == "__main__":

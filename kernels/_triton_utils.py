@@ -12,6 +12,7 @@
   GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
 * `tuned_configs(kernel, configs)`: the configs an autotuned kernel registers: the first only under the interpreter,
   one pinned config with `HYBRIDSERVE_TRITON_CONFIG=kernel=i` (the GPU probes bisect a crash to one config).
+* `state_pass_stages()`: software-pipelining depth of the sequential chunk passes (`HYBRIDSERVE_STATE_STAGES`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,25 @@ def tuned_configs(kernel: str, configs: list) -> list:
             raise ValueError(f"HYBRIDSERVE_TRITON_CONFIG: {kernel} has {len(configs)} configs, not index {pin}")
         return [configs[pin]]
     return first_config_only(configs)
+
+
+# Pipelining depth of the four sequential chunk passes (GDN forward state, GDN backward dh, GLA state, GLA dh):
+# each program walks its sequence chunk after chunk. With 1 stage every step waits for its chunk's tiles to arrive
+# from global memory; with 2-3 stages Triton's pipeliner fetches the next chunks' tiles (cp.async into shared
+# memory) while this one computes -- compiled for sm_90a, 22-90 cp.async per kernel, no extra registers or spills
+# (docs/benchmarks/kernels.md, twelfth session). 1 stays the default until benchmarks/state_pass_gpu.py has timed
+# and checked the others on the GPU.
+DEFAULT_STATE_STAGES = 1
+
+
+def state_pass_stages() -> int:
+    """HYBRIDSERVE_STATE_STAGES (1-4) or DEFAULT_STATE_STAGES: the num_stages of the sequential chunk passes."""
+    raw = os.environ.get("HYBRIDSERVE_STATE_STAGES", "").strip()
+    if not raw:
+        return DEFAULT_STATE_STAGES
+    if not (raw.isdigit() and 1 <= int(raw) <= 4):
+        raise ValueError(f"HYBRIDSERVE_STATE_STAGES={raw!r}: expected 1, 2, 3 or 4")
+    return int(raw)
 
 
 def next_pow2(n: int) -> int:

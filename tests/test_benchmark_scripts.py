@@ -194,3 +194,22 @@ def test_decode_sweep_plumbing_on_cpu(tmp_path):
     assert not [x for x in rows if "error" in x]
     table = (tmp_path / "decode_sweep.md").read_text()
     assert "| bfloat16 | 3 | new (defaults) |" in table and "old (one tile per program" in table
+
+
+def test_state_pass_plumbing_on_cpu(tmp_path):
+    """state_pass_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing): its
+    checks run and pass (pipelined configs against the 1-stage kernel and the float32 reference, the packed pool
+    path bit for bit), and every step reaches the JSON and the tables the next GPU session reads."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "state_pass_gpu.py"), "--cpu-smoke", "--quick",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    rows = json.loads((tmp_path / "state_pass.json").read_text())["rows"]
+    checks = [x for x in rows if x["kind"].startswith("check")]
+    assert len(checks) == 2 + 4 and all(x["ok"] for x in checks)  # 1-2 stages; 2 pool dtypes x stages 2, 3
+    assert all(x["max_diff_vs_1_stage"] == 0 for x in checks if x["kind"] == "check_state")
+    assert {(x["kind"], x["stages"]) for x in rows if x["kind"] in ("fwd_state", "bwd_dh")} == {
+        (kind, s) for kind in ("fwd_state", "bwd_dh") for s in (1, 2)}
+    assert {x["impl"] for x in rows if x["kind"] == "gdn_op"} == {"ours, 1 stage", "ours, 2 stages", "ours, 3 stages"}
+    assert not [x for x in rows if any(isinstance(v, str) and "Error" in v for v in x.values())]
+    table = (tmp_path / "state_pass.md").read_text()
+    assert "## GDN backward: the dh pass alone (ms)" in table and "| 16 | 4 | 2 |" in table  # smoke tiles: BV 16

@@ -19,6 +19,7 @@ from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything i
 from .triton_fixtures import interpreted_module, triton_ops  # noqa: F401  (pytest fixtures)
 
 import os
+import re
 import subprocess
 import sys
 
@@ -551,3 +552,7 @@ def test_kernels_compile_for_hopper():
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
     assert len(lines) >= 10 and all("registers" in line for line in lines), r.stdout
+    # the chunk state pass with 2 stages: Triton's pipeliner prefetches the next chunks (cp.async), with 1 it does not
+    copies = {stages: int(re.search(r"(\d+) cp\.async", line).group(1)) for line in lines
+              for stages in (1, 2) if line.startswith("gdn chunk state") and f"stages={stages} " in line}
+    assert copies[1] == 0 and copies[2] > 0, copies

@@ -287,6 +287,55 @@ def test_pinned_autotune_configs(monkeypatch):
     assert _triton_utils.tuned_configs("_k", configs) == ["a"]  # the interpreter never autotunes
 
 
+def test_state_pass_stages_setting(monkeypatch):
+    monkeypatch.delenv("HYBRIDSERVE_STATE_STAGES", raising=False)
+    assert _triton_utils.state_pass_stages() == _triton_utils.DEFAULT_STATE_STAGES
+    monkeypatch.setenv("HYBRIDSERVE_STATE_STAGES", "3")
+    assert _triton_utils.state_pass_stages() == 3
+    for bad in ("0", "5", "two", "-1"):
+        monkeypatch.setenv("HYBRIDSERVE_STATE_STAGES", bad)
+        with pytest.raises(ValueError, match="HYBRIDSERVE_STATE_STAGES"):
+            _triton_utils.state_pass_stages()
+
+
+def test_sequential_passes_launch_with_the_stages(monkeypatch):
+    """The four sequential chunk passes (GDN state and dh, GLA state and dh) launch with HYBRIDSERVE_STATE_STAGES,
+    an explicit argument wins, and the results do not change (the interpreter ignores num_stages: on the GPU
+    benchmarks/state_pass_gpu.py checks the pipelined kernels against the 1-stage ones)."""
+    from hybridserve.kernels.gated_delta_rule import chunk as gdn_chunk
+    from hybridserve.kernels.gla import chunk as gla_chunk
+    from hybridserve.kernels.gla import chunk_bwd as gla_bwd
+
+    seen = []
+    for name, kernel in [("gdn state", gdn_chunk._gdn_chunk_state_kernel), ("gdn dh", gdn_bwd._gdn_bwd_dh_kernel),
+                         ("gla state", gla_chunk._gla_chunk_state_kernel), ("gla dh", gla_bwd._gla_bwd_dh_kernel)]:
+        def spy(*args, _run=kernel.run, _name=name, **kwargs):
+            seen.append((_name, kwargs.get("num_stages")))
+            return _run(*args, **kwargs)
+        monkeypatch.setattr(kernel, "run", spy)
+
+    def run_all():
+        (q, k, v, g, beta, h0, do, dht), _ = gdn_case(1, 70, 32, 32, torch.float32, True, seed=3)
+        gq, gk_, gv, gk, gdo = gla_inputs((1, 70), 4, torch.float32)
+        return [gdn_chunk.chunk_gdn_fwd(q, k, v, g, beta),
+                *gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht),
+                gla_chunk.chunk_gla_fwd(gq, gk_, gv, gk), *chunk_gla_bwd(gq, gk_, gv, gk, 0.5, None, gdo, None)]
+
+    monkeypatch.setenv("HYBRIDSERVE_STATE_STAGES", "1")
+    one = run_all()
+    assert sorted(set(seen)) == [("gdn dh", 1), ("gdn state", 1), ("gla dh", 1), ("gla state", 1)]
+    seen.clear()
+    monkeypatch.setenv("HYBRIDSERVE_STATE_STAGES", "3")
+    three = run_all()
+    assert sorted(set(seen)) == [("gdn dh", 3), ("gdn state", 3), ("gla dh", 3), ("gla state", 3)]
+    for a, b in zip(one, three):
+        assert (a is None and b is None) or torch.equal(a, b)
+    seen.clear()
+    (q, k, v, g, beta, *_), _ = gdn_case(1, 70, 32, 32, torch.float32, False, seed=3)
+    gdn_chunk.chunk_gdn_fwd(q, k, v, g, beta, num_stages_state=2)
+    assert seen == [("gdn state", 2)]
+
+
 def test_cuda_head_dims_opt_in(monkeypatch):
     """Auto-dispatch on CUDA takes the GPU-validated head dims plus the ones named in HYBRIDSERVE_TRITON_HEAD_DIMS."""
     monkeypatch.delenv("HYBRIDSERVE_TRITON_HEAD_DIMS", raising=False)

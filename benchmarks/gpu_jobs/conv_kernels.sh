@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU job the eleventh session left for the next one (run through benchmarks/gpu_start.sh; ~25 min of device
-# time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what finished).
+# The GPU job the eleventh and twelfth sessions left for the next one (run through benchmarks/gpu_start.sh; ~30 min
+# of device time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what
+# finished).
 #  1. the short conv kernels (kernels/short_conv/) on the GPU: serving layer rows with --check, both conv paths;
+#     the sequential chunk passes with pipelined loads (state_pass_gpu.py: checked, then BV x warps x stages);
 #     then the GDN chunk forward timed kernel by kernel at 1x4K, 8x32K, 1x32K (kernels.py --sections);
 #  2. serving correctness in vLLM with them (serve_check_gpu.py, the conv variant: margins vs transformers);
 #  3. run 9's 32K decode row on the Llama-3B shape (the >= 3x target's second shape, never measured directly);
@@ -17,6 +19,8 @@ timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-triton --c
 step "serve layer, PyTorch conv"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-pytorch --pytorch-conv --conv-only --decode 64,512 \
   --prefill 1x128,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-pytorch.log 2>&1; echo "rc=$?"
+step "sequential chunk passes, pipelined (HYBRIDSERVE_STATE_STAGES)"
+timeout 450 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass --budget-s 400 > $R/kern/state-pass.log 2>&1; echo "rc=$?"
 step "chunk forward, kernel by kernel (the 0.77x-fla miss's breakdown)"
 timeout 200 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases > $R/kern/phases.log 2>&1; echo "rc=$?"
 step "serve check"

@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 
 CHUNK = 64
 
@@ -387,11 +387,13 @@ def token_major(q, k, v, g, beta):
 @on_tensor_device
 def chunk_gdn_fwd(
     q, k, v, g, beta, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BV_state=None, num_warps_state=4, _phases=None,
+    cu_seqlens=None, BV_state=None, num_warps_state=4, num_stages_state=None, _phases=None,
 ):
     """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
 
-    q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. `_phases` (a list, for
+    q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. BV_state, num_warps_state,
+    num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_block_v,
+    4, state_pass_stages()). `_phases` (a list, for
     profiling): receives ("prep" | "state" | "out", launch) pairs that re-run each of the three kernels on the
     same buffers, so a benchmark can time them one by one."""
     H, K = q.shape[-2:]
@@ -453,6 +455,8 @@ def chunk_gdn_fwd(
     BV = max(16, min(BV, next_pow2(V)))
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
+    stages = num_stages_state or state_pass_stages()
+
     def state():
         _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
             kt, w, u, gcum, hbuf, vnew, h0, ht,
@@ -463,7 +467,7 @@ def chunk_gdn_fwd(
             H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=varlen,
             USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
             HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
-            num_warps=num_warps_state, num_stages=1,
+            num_warps=num_warps_state, num_stages=stages,
         )
     phases.append(("state", state))
 

@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel,
                     blocked_inverse, default_state_block_v)
 from .chunk_bwd_split import dqkw_split, wy_split
@@ -317,11 +317,13 @@ def bwd_variant(K: int | None = None, V: int | None = None) -> str:
 
 
 @on_tensor_device
-def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, _phases=None):
+def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, warps_dh=None,
+                  stages_dh=None, _phases=None):
     """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen).
 
     variant: "fused" | "split" (default: bwd_variant(K, V)). BV_dh: V block of the sequential passes (the state
-    recompute and the dh reverse pass; default as the forward's). `_phases` (a list, for profiling, as
+    recompute and the dh reverse pass; default as the forward's); warps_dh, stages_dh: their warps (4) and pipelining
+    depth (state_pass_stages()). `_phases` (a list, for profiling, as
     chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
     kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned
     gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
@@ -361,11 +363,12 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
     h0 = initial_state.contiguous() if initial_state is not None else gcum
     BVs = max(16, min(BV_dh or default_state_block_v(B, H, V), next_pow2(V)))
+    warps_s, stages_s = warps_dh or 4, stages_dh or state_pass_stages()
     phases.append(("state", lambda: _gdn_chunk_state_kernel[(cdiv(V, BVs), B * H)](
         kt, w, u, gcum, hbuf, vnew, h0, gcum, gcum, gcum, gcum, gcum, T, NTs,
         K * V * H if initial_state is not None else 0, 0, H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs,
         IS_VARLEN=False, USE_H0=initial_state is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False,
-        DOT_PREC=prec, num_warps=4, num_stages=1,
+        DOT_PREC=prec, num_warps=warps_s, num_stages=stages_s,
     )))
     # kernel 1: intra-chunk part of dV'
     dvn = torch.empty(TT, H, V, dtype=f32, device=dev)
@@ -381,7 +384,7 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     phases.append(("dh", lambda: _gdn_bwd_dh_kernel[(cdiv(V, BVs), B * H)](
         qt, kt, w, dot_, gcum, dvn, dhbuf, dht_, dh0 if dh0 is not None else gcum, scale, T, NTs,
         H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
-        DOT_PREC=prec, num_warps=4, num_stages=1,
+        DOT_PREC=prec, num_warps=warps_s, num_stages=stages_s,
     )))
     # kernel 3: dq, dk (O, S' parts), dw, dG (O, S' parts)
     dk = torch.empty(TT, H, K, dtype=dtype, device=dev)

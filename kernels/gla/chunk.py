@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_index
 
 SUB = 16
@@ -216,9 +216,10 @@ def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
 @on_tensor_device
 def chunk_gla_fwd(
     q, k, v, gk, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None,
+    cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None, num_stages_state=None,
 ):
-    """Chunked GLA forward; returns o shaped like v in q's dtype. gk: per-key-channel log decay [.., H, K]."""
+    """Chunked GLA forward; returns o shaped like v in q's dtype. gk: per-key-channel log decay [.., H, K].
+    The *_state arguments set the sequential state pass's tile, warps and pipelining depth (state_pass_stages())."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -280,7 +281,7 @@ def chunk_gla_fwd(
         H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
-        num_warps=num_warps_state, num_stages=1,
+        num_warps=num_warps_state, num_stages=num_stages_state or state_pass_stages(),
     )
     if NT == 0:
         return o.reshape(*v.shape[:-1], V)
