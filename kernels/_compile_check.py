@@ -83,6 +83,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from .gated_delta_rule import chunk as gc
     from .gated_delta_rule import chunk_bwd as gb
     from .gated_delta_rule import decode as gd
+    from .gated_delta_rule import fused_chunk as gf
     from .gated_delta_rule import fused_recurrent as gr
     from .gated_delta_rule import prefill_inputs as gp
     from .gla import chunk as lc
@@ -174,6 +175,14 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         yield (f"gdn chunk state {dt} dense {tag}", gc._gdn_chunk_state_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), IS_VARLEN=False, USE_H0=True, STORE_HT=True,
                     INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
+        # the one-launch kernel for short inputs (fused_chunk.py): its default tiles, then the larger chunks
+        sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", o=f"*{dt}", h0="*fp32", ht="*fp32",
+                   state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
+        fcfg = gf.default_fused_config(1, H, V)
+        for bt, bv in [(fcfg["BT"], fcfg["BV"])] + ([] if quick else [(16, 32), (32, 32), (64, 16), (64, 32)]):
+            yield (f"gdn fused chunk {dt} BT={bt} BV={min(bv, BVf)} {tag}", gf._gdn_fused_chunk_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True, STORE_HT=True,
+                        INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), fcfg["num_warps"], fcfg["num_stages"])
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32",
                    **common)
         for cfg in gc._out_configs():

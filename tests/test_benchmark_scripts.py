@@ -213,3 +213,20 @@ def test_state_pass_plumbing_on_cpu(tmp_path):
     assert not [x for x in rows if any(isinstance(v, str) and "Error" in v for v in x.values())]
     table = (tmp_path / "state_pass.md").read_text()
     assert "## GDN backward: the dh pass alone (ms)" in table and "| 16 | 4 | 2 |" in table  # smoke tiles: BV 16
+
+
+def test_short_prefill_plumbing_on_cpu(tmp_path):
+    """short_prefill_gpu.py at toy size through the Triton interpreter (timings mean nothing): the fused kernel's
+    checks run and pass at every chunk size and on the packed pool path, and each step reaches the JSON and tables."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "short_prefill_gpu.py"), "--cpu-smoke",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    rows = json.loads((tmp_path / "short_prefill.json").read_text())["rows"]
+    checks = [x for x in rows if x["kind"] == "check"]
+    assert len(checks) == 2 * 3 + 2 and all(x["ok"] for x in checks)
+    assert {(x["shape"], x["impl"]) for x in rows if x["kind"] == "size"} == {
+        (s, i) for s in ("1x16", "1x40", "2x20 packed") for i in ("three kernels", "fused")}
+    assert {x["impl"] for x in rows if x["kind"] == "serving_op"} == {"three kernels", "fused"}
+    timed = [x for x in rows if x["kind"] in ("size", "serving_op", "sweep")]
+    assert timed and all(isinstance(x["graph_ms"], float) for x in timed)  # a string would be a caught error
+    assert "## The serving op (prologue + forward + pool)" in (tmp_path / "short_prefill.md").read_text()

@@ -34,9 +34,10 @@ from hybridserve.kernels.gla.naive import naive_chunk_gla, naive_recurrent_gla
 pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3.7.1); a bare machine skips
 
 triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
-from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd, token_major  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.decode import gdn_decode_pool  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.fused_chunk import fused_chunk_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk import chunk_gla_fwd  # noqa: E402
 from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd  # noqa: E402
@@ -238,11 +239,18 @@ def test_gdn_decode_persistent(state_dtype, prefetch, per_sm, BV, stages):
 
 
 # ---------------------------------------------------------------------------------------------------- GDN chunk
-@pytest.mark.parametrize("blocked", [True, False])
+def route_short_inputs(monkeypatch, fused: bool):
+    """fused: every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS)."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if fused else "0")
+
+
+@pytest.mark.parametrize("path", ["blocked", "rows", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_dense(dtype, blocked, monkeypatch):
-    """Both ways to X = (I + A)^{-1}: 16 x 16 block forward substitution (default) and row by row."""
-    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "1" if blocked else "0")
+def test_gdn_chunk_dense(dtype, path, monkeypatch):
+    """Both ways to X = (I + A)^{-1} of the three-kernel path: 16 x 16 block forward substitution (default) and row
+    by row; and the one-launch kernel for short inputs."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "0" if path == "rows" else "1")
+    route_short_inputs(monkeypatch, path == "fused")
     q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
     h0 = torch.randn(2, H, K, V, generator=gen(12)).to(DEV)
     ht = torch.empty(2, H, K, V, device=DEV)
@@ -283,8 +291,10 @@ def test_gdn_chunk_backward(dtype):
         check(got, leaf.grad, GRAD_TOL[dtype][name], name + " (no states)")
 
 
-def test_gdn_chunk_strong_decay_no_initial_state():
+@pytest.mark.parametrize("fused", [False, True])
+def test_gdn_chunk_strong_decay_no_initial_state(fused, monkeypatch):
     """Decays down to e^-20 per token: e^G underflows inside a chunk; nothing may overflow."""
+    route_short_inputs(monkeypatch, fused)
     q, k, v, _, beta = gdn_inputs((1, 70), 13, torch.float32)
     g = (-20 * torch.rand(1, 70, H, generator=gen(14))).to(DEV)
     ht = torch.empty(1, H, K, V, device=DEV)
@@ -294,8 +304,10 @@ def test_gdn_chunk_strong_decay_no_initial_state():
     check(ht, ref_s, 1e-5, "final state")
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_varlen_pool(state_dtype):
+def test_gdn_chunk_varlen_pool(state_dtype, fused, monkeypatch):
+    route_short_inputs(monkeypatch, fused)
     lens = [1, 64, 70, 5, 9]
     slots = [4, 1, 6, -1, 0]
     has = [1, 0, 1, 1, 1]
@@ -326,6 +338,48 @@ def test_gdn_chunk_varlen_pool(state_dtype):
     check(pool[used], exp[used], TOL[dtype], "pool")
     untouched = [i for i in range(7) if i not in used]
     assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
+
+
+@pytest.mark.parametrize("BT,BV", [(16, 16), (32, 32), (64, 16)])
+def test_gdn_fused_chunk_tiles(BT, BV):
+    """The one-launch kernel at each chunk size it accepts and two V splits, float32 (1e-5 vs float64): the chunk
+    size changes only where rounding happens, never the math."""
+    q, k, v, g, beta = gdn_inputs((2, 77), 31, torch.float32)
+    h0 = torch.randn(2, H, K, V, generator=gen(32)).to(DEV)
+    ht = torch.empty(2, H, K, V, device=DEV)
+    o = fused_chunk_gdn_fwd(*token_major(q, k, v, g, beta), 0.6, 2, 77, h0, None, None, ht, None, BT=BT, BV=BV)
+    ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.6, *f64(h0), True)
+    check(o.view(v.shape), ref_o, 1e-5, "o")
+    check(ht, ref_s, 1e-5, "final state")
+    with pytest.raises(ValueError, match="BT must be"):
+        fused_chunk_gdn_fwd(*token_major(q, k, v, g, beta), 0.6, 2, 77, BT=8)
+
+
+def test_gdn_fused_chunk_dispatch(monkeypatch):
+    """chunk_gdn_fwd sends inputs of at most HYBRIDSERVE_GDN_FUSED_MAX_TOKENS tokens (counted on the host) to the
+    one-launch kernel, larger ones and `_phases` profiling to the three kernels; 0 (the default) sends none."""
+    from hybridserve.kernels.gated_delta_rule import chunk as chunk_mod
+
+    calls = []
+    real = chunk_mod.fused_chunk_gdn_fwd
+    monkeypatch.setattr(chunk_mod, "fused_chunk_gdn_fwd",
+                        lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw))
+    q, k, v, g, beta = gdn_inputs((1, 40), 33, torch.float32)
+    monkeypatch.delenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", raising=False)
+    chunk_gdn_fwd(q, k, v, g, beta)
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "39")
+    chunk_gdn_fwd(q, k, v, g, beta)
+    assert calls == []
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "40")
+    fused = chunk_gdn_fwd(q, k, v, g, beta)
+    assert calls == [40]
+    chunk_gdn_fwd(q, k, v, g, beta, _phases=[])
+    assert calls == [40]
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "0")
+    check(fused, chunk_gdn_fwd(q, k, v, g, beta).double(), 1e-5, "fused vs three kernels")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "lots")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_FUSED_MAX_TOKENS"):
+        chunk_gdn_fwd(q, k, v, g, beta)
 
 
 # ------------------------------------------------------------------------------------------------------ GLA

@@ -295,7 +295,8 @@ class LaunchCounter(TorchDispatchMode):
 @pytest.mark.skipif(triton_cpu.ON_GPU, reason="counts the interpreter's launches")
 def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
     """One layer's gdn_chunk_pool: the prologue path is 4 Triton launches and nothing else once the chunk map is
-    cached (bf16 projections, int32 cu_seqlens, as in serving); the PyTorch path adds its elementwise ops."""
+    cached (bf16 projections, int32 cu_seqlens, as in serving); the PyTorch path adds its elementwise ops; a short
+    input on the one-launch chunk kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS) is 2, and needs no chunk map."""
     q, k, v, a, b, A_log, dt_bias = projection(40, torch.bfloat16, 9)
     cu = torch.tensor([0, 15, 40], dtype=torch.int32, device=DEV)
     pool = torch.zeros(3, H, K, V, device=DEV)
@@ -315,5 +316,8 @@ def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
           f"{len(old_next.torch_ops)} + {old_next.triton} (next layers); prologue path: {len(new.torch_ops)} + "
           f"{new.triton}; PyTorch ops of the first layer: {old_first.torch_ops}")
     assert new.triton == 4 and new.torch_ops == []
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "64")  # 40 tokens: the one-launch chunk kernel
+    fused = layer()
+    assert fused.triton == 2 and fused.torch_ops == []  # the prologue, then everything else
     assert old_next.triton == 3 and len(old_next.torch_ops) >= 20  # gates, L2 norm, the copy of v
     assert len(old_first.torch_ops) - len(old_next.torch_ops) >= 9  # the chunk map (cached from then on)

@@ -2,34 +2,45 @@
 # The GPU job the eleventh and twelfth sessions left for the next one (run through benchmarks/gpu_start.sh; ~30 min
 # of device time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what
 # finished).
-#  1. the short conv kernels (kernels/short_conv/) on the GPU: serving layer rows with --check, both conv paths;
-#     the sequential chunk passes with pipelined loads (state_pass_gpu.py: checked, then BV x warps x stages);
-#     then the GDN chunk forward timed kernel by kernel at 1x4K, 8x32K, 1x32K (kernels.py --sections);
-#  2. serving correctness in vLLM with them (serve_check_gpu.py, the conv variant: margins vs transformers);
-#  3. run 9's 32K decode row on the Llama-3B shape (the >= 3x target's second shape, never measured directly);
-#  4. the same row on the Qwen shape again (a second run of run 9's 3.34x; these hybrids have no short conv).
+#  1. the short conv kernels (kernels/short_conv/) on the GPU: serving layer rows with --check (Triton conv);
+#  2. the sequential chunk passes with pipelined loads (state_pass_gpu.py: checked, then BV x warps x stages);
+#  3. the one-launch chunk kernel for short prefills (short_prefill_gpu.py: checked, configs, sizes, serving op);
+#  4. run 9's 32K decode row on the Llama-3B shape (the >= 3x target's second shape, never measured directly);
+#  5. serving correctness in vLLM with the conv kernels (serve_check_gpu.py, the conv variant: margins vs
+#     transformers);
+#  6. the GDN chunk forward timed kernel by kernel at 1x4K, 8x32K, 1x32K (kernels.py --sections);
+#  7. the serving layer rows with the PyTorch conv (the before of step 1);
+#  8. the 32K row on the Qwen shape again (a second run of run 9's 3.34x; these hybrids have no short conv).
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
 R=/tmp/hsb; mkdir -p $R/kern
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
 step() { echo "== $1 $(date +%T)"; }
+PREFILL=1x128,1x1024,1x4096,8x1024,256+15x1024
 step "serve layer, Triton conv"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-triton --check --conv-only --decode 64,512 \
-  --prefill 1x128,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-triton.log 2>&1; echo "rc=$?"
-step "serve layer, PyTorch conv"
-timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-pytorch --pytorch-conv --conv-only --decode 64,512 \
-  --prefill 1x128,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-pytorch.log 2>&1; echo "rc=$?"
+  --prefill $PREFILL > $R/kern/layer-triton.log 2>&1; echo "rc=$?"
 step "sequential chunk passes, pipelined (HYBRIDSERVE_STATE_STAGES)"
-timeout 450 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass --budget-s 400 > $R/kern/state-pass.log 2>&1; echo "rc=$?"
-step "chunk forward, kernel by kernel (the 0.77x-fla miss's breakdown)"
-timeout 200 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases > $R/kern/phases.log 2>&1; echo "rc=$?"
-step "serve check"
-timeout 240 python3 benchmarks/serve_check_gpu.py --out $R/check --variants llama_gdn_conv > $R/check.log 2>&1; echo "rc=$?"
+timeout 450 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass --budget-s 400 > $R/kern/state-pass.log 2>&1
+echo "rc=$?"
+step "short prefill: one launch vs three (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS)"
+timeout 330 python3 benchmarks/short_prefill_gpu.py --out $R/kern/short-prefill --budget-s 280 \
+  > $R/kern/short-prefill.log 2>&1; echo "rc=$?"
 step "build llama"
 python3 benchmarks/serving_gpu.py build $R/models llama_3b > $R/build-llama.log 2>&1; echo "rc=$?"
 step "32K decode, Llama shape"
 python3 benchmarks/serving_gpu.py run $R/models $R/res_llama llama_3b_hybrid_bf16state llama_3b \
   --rows 32768:2048:max --max-model-len 34816 --repeats 1 --model-timeout 600 > $R/run-llama.log 2>&1; echo "rc=$?"
+step "serve check"
+timeout 240 python3 benchmarks/serve_check_gpu.py --out $R/check --variants llama_gdn_conv > $R/check.log 2>&1
+echo "rc=$?"
+step "chunk forward, kernel by kernel (the 0.77x-fla miss's breakdown)"
+timeout 200 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases \
+  > $R/kern/phases.log 2>&1
+echo "rc=$?"
+step "serve layer, PyTorch conv"
+timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-pytorch --pytorch-conv --conv-only \
+  --decode 64,512 --prefill $PREFILL > $R/kern/layer-pytorch.log 2>&1; echo "rc=$?"
 step "build qwen"
 python3 benchmarks/serving_gpu.py build $R/models qwen2_1p5b > $R/build-qwen.log 2>&1; echo "rc=$?"
 step "32K decode, Qwen shape"

@@ -32,6 +32,7 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .fused_chunk import fused_chunk_gdn_fwd, fused_chunk_max_tokens
 
 CHUNK = 64
 
@@ -393,9 +394,10 @@ def chunk_gdn_fwd(
 
     q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. BV_state, num_warps_state,
     num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_block_v,
-    4, state_pass_stages()). `_phases` (a list, for
-    profiling): receives ("prep" | "state" | "out", launch) pairs that re-run each of the three kernels on the
-    same buffers, so a benchmark can time them one by one."""
+    4, state_pass_stages()). Inputs of at most fused_chunk_max_tokens() tokens (default: none) run fused_chunk.py's
+    one-launch kernel instead of the three below. `_phases` (a list, for profiling): receives ("prep" | "state" |
+    "out", launch) pairs that re-run each of the three kernels on the same buffers, so a benchmark can time them
+    one by one."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -407,13 +409,10 @@ def chunk_gdn_fwd(
     BT = CHUNK
     if cu_seqlens is not None:
         N = cu_seqlens.shape[0] - 1
-        chunk_seq, chunk_off, NT = chunk_map(cu_seqlens, TT, BT)
         T, NTs = 0, 0
     else:
         N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
         NTs = cdiv(T, BT)
-        NT = N * NTs
-        chunk_seq = chunk_off = None
     scale = K**-0.5 if scale is None else float(scale)
     indexed = state_indices is not None
     if not indexed:
@@ -423,6 +422,15 @@ def chunk_gdn_fwd(
     for s in (initial_state, final_state):
         if s is not None and (tuple(s.shape[1:]) != (H, K, V) or s.stride()[1:] != (K * V, V, 1)):
             raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
+    if 0 < TT <= fused_chunk_max_tokens() and _phases is None:  # short: one launch, no chunk map, no scratch
+        o = fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state, state_indices, has_initial_state,
+                                final_state, cu_seqlens)
+        return o.reshape(*v.shape[:-1], V)
+    if cu_seqlens is not None:
+        chunk_seq, chunk_off, NT = chunk_map(cu_seqlens, TT, BT)
+    else:
+        NT = N * NTs
+        chunk_seq = chunk_off = None
     prec = _dot_prec(dtype)
     gcum = torch.empty(TT, H, dtype=torch.float32, device=dev)
     Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
