@@ -48,18 +48,6 @@ import check_kernels_gpu as chk  # noqa: E402
 import kernels as kb  # noqa: E402  (bench, _try, row, RESULTS, FLOP convention, CPU smoke)
 
 
-def load_fla_unguarded():
-    fla = chk.load_fla()
-    if fla is not None:
-        try:  # fla 0.6.0 refuses its gated backward on Hopper with triton < 3.7.1 (fla #640): time it anyway
-            import fla.ops.common.chunk_o as _co
-
-            _co.TRITON_ABOVE_3_7_1 = True
-        except Exception:
-            pass
-    return fla
-
-
 def fwdbwd(kind, impls, make_inputs, grid, flops_fwd=None, ref_max_tokens=4096):
     """Forward and forward + backward of each impl at each (B, T) (do_bench medians, L2 flushed). An impl may be
     (fn, {environment variable: value}), set while it runs (e.g. HYBRIDSERVE_GDN_BWD=split)."""
@@ -495,7 +483,7 @@ def main():
         return
 
     kernels = chk.load_kernels()
-    fla = load_fla_unguarded()
+    fla = chk.load_fla(unguarded=True)
     kb.DEADLINE[0] = time.time() + args.budget_s
     info = dict(device=torch.cuda.get_device_name() if kb.DEV == "cuda" else "CPU (interpreter; numbers meaningless)",
                 torch=torch.__version__, triton=triton.__version__, fla=fla is not None)

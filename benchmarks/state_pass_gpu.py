@@ -120,8 +120,6 @@ def sweep_forward_state(grid, quick):
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=5)
         for bv, w, s in configs(quick):
-            if B * kb.H * (kb.V // bv) > 4096:  # (no such shape here; keeps the grid honest for larger B)
-                continue
             phases = []
             chunk_gdn_fwd(q, k, v, g, beta, BV_state=bv, num_warps_state=w, num_stages_state=s, _phases=phases)
             launch = dict(phases)["state"]
@@ -255,7 +253,7 @@ def main():
     import triton
 
     chk.load_kernels()
-    fla = None if SMOKE else chk.load_fla()
+    fla = None if SMOKE else chk.load_fla(unguarded=True)  # its backward timed despite its triton guard (fla #640)
     gpu = "CPU smoke (interpreter)" if SMOKE else torch.cuda.get_device_name(0)
     INFO.update(gpu=gpu, torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
                 fla=getattr(sys.modules.get("fla"), "__version__", None), command="python " + " ".join(sys.argv))
