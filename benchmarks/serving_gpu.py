@@ -127,13 +127,15 @@ def _model_variant(name: str) -> tuple[str, dict | None, dict | None]:
 
 
 def run(root: Path, results: Path, names: list[str], rows: str, gpu_mem: float, max_model_len: int,
-        repeats: int = 3, model_timeout: float = 560) -> None:
+        repeats: int = 3, model_timeout: float = 560, prefix_caching: bool = False) -> None:
     from hybridserve.serve.bench import BenchModel, _config, engine_settings, machine, parse_rows, run_model
 
     results.mkdir(parents=True, exist_ok=True)
     parsed = parse_rows(rows)
     engine = engine_settings(parsed, {n: _config(str(root / _model_variant(n)[0])) for n in names}, max_model_len=max_model_len,
                              dtype="bfloat16", gpu_memory_utilization=gpu_mem, max_num_seqs=512, repeats=repeats)
+    if prefix_caching:  # the hybrids' "align" mode: states cached at block boundaries (random prompts: no hits)
+        engine["prefix_caching"] = True
     (results / "machine.json").write_text(json.dumps({**machine(), "rows": parsed, "engine": engine}, indent=2))
     for name in names:
         folder, extra, env = _model_variant(name)
@@ -177,8 +179,11 @@ if __name__ == "__main__":
         parser.add_argument("--repeats", type=int, default=3, help="timed runs of every row (median reported)")
         parser.add_argument("--model-timeout", type=float, default=560,
                             help="seconds per model (start-up included) before it is stopped; its finished rows stay")
+        parser.add_argument("--prefix-caching", action="store_true",
+                            help="serve with prefix caching on (the hybrids' align mode): what it costs without hits")
         a = parser.parse_args(args)
-        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len, a.repeats, a.model_timeout)
+        run(a.root, a.results, a.names, a.rows, a.gpu_mem, a.max_model_len, a.repeats, a.model_timeout,
+            a.prefix_caching)
     elif cmd == "report":
         report(Path(args[0]), Path(args[1]), args[2], args[3], args[4:])
     else:

@@ -10,7 +10,8 @@
 #     transformers);
 #  6. the GDN chunk forward timed kernel by kernel at 1x4K, 8x32K, 1x32K (kernels.py --sections);
 #  7. the serving layer rows with the PyTorch conv (the before of step 1);
-#  8. the 32K row on the Qwen shape again (a second run of run 9's 3.34x; these hybrids have no short conv).
+#  8. the 32K row on the Qwen shape again (a second run of run 9's 3.34x; these hybrids have no short conv);
+#  9. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
 R=/tmp/hsb; mkdir -p $R/kern
@@ -46,4 +47,10 @@ python3 benchmarks/serving_gpu.py build $R/models qwen2_1p5b > $R/build-qwen.log
 step "32K decode, Qwen shape"
 python3 benchmarks/serving_gpu.py run $R/models $R/res qwen2_1p5b_hybrid_bf16state qwen2_1p5b \
   --rows 32768:2048:max --max-model-len 34816 --repeats 1 --model-timeout 600 > $R/run-long.log 2>&1; echo "rc=$?"
+step "align mode cost, Qwen hybrid"
+for pc in off on; do
+  python3 benchmarks/serving_gpu.py run $R/models $R/res_align_$pc qwen2_1p5b_hybrid_bf16state \
+    --rows 1024:256:512,8192:256:128 --repeats 1 --model-timeout 300 $([ $pc = on ] && echo --prefix-caching) \
+    > $R/run-align-$pc.log 2>&1; echo "rc=$?"
+done
 echo ALLDONE
