@@ -190,10 +190,11 @@ def test_decode_sweep_plumbing_on_cpu(tmp_path):
     assert r.stdout.count("agree with float64") == 2, r.stdout
     rows = json.loads((tmp_path / "decode_sweep.json").read_text())["rows"]
     assert {(x["kernel"], x["state"]) for x in rows if "us" in x} == {
-        (k, s) for k in ("old", "new") for s in ("float32", "bfloat16")}
+        (k, s) for k in ("old", "new", "copy") for s in ("float32", "bfloat16")}
     assert not [x for x in rows if "error" in x]
     table = (tmp_path / "decode_sweep.md").read_text()
     assert "| bfloat16 | 3 | new (defaults) |" in table and "old (one tile per program" in table
+    assert "| float32 | 3 | copy of the same bytes |" in table
 
 
 def test_state_pass_plumbing_on_cpu(tmp_path):
