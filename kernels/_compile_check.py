@@ -179,7 +179,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", o=f"*{dt}", h0="*fp32", ht="*fp32",
                    state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
         fcfg = gf.default_fused_config(1, H, V)
-        for bt, bv in [(fcfg["BT"], fcfg["BV"])] + ([] if quick else [(16, 32), (32, 32), (64, 16), (64, 32)]):
+        for bt, bv in [(fcfg["BT"], fcfg["BV"])] + ([] if quick else [(16, 32), (32, 16), (32, 32)]):
             yield (f"gdn fused chunk {dt} BT={bt} BV={min(bv, BVf)} {tag}", gf._gdn_fused_chunk_kernel, sig,
                    dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True, STORE_HT=True,
                         INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), fcfg["num_warps"], fcfg["num_stages"])

@@ -224,7 +224,7 @@ def test_short_prefill_plumbing_on_cpu(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     rows = json.loads((tmp_path / "short_prefill.json").read_text())["rows"]
     checks = [x for x in rows if x["kind"] == "check"]
-    assert len(checks) == 2 * 3 + 2 and all(x["ok"] for x in checks)
+    assert len(checks) == 2 * 2 + 2 and all(x["ok"] for x in checks)
     assert {(x["shape"], x["impl"]) for x in rows if x["kind"] == "size"} == {
         (s, i) for s in ("1x16", "1x40", "2x20 packed") for i in ("three kernels", "fused")}
     assert {x["impl"] for x in rows if x["kind"] == "serving_op"} == {"three kernels", "fused"}

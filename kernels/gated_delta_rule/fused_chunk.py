@@ -12,7 +12,7 @@ block of V columns) walks its sequence chunk by chunk and does everything in reg
     W = X diag(beta e^G) K,   U = X diag(beta) V,   V' = U - W H
     O = scale (diag(e^G) Q H + ((Q K^T) * e^{G_t - G_i} [i <= t]) V'),   H <- e^{G_last} H + (K * e^{G_last - G})^T V'
 
-Chunks are small (BT = 16 by default: the inverse is 15 dependent steps on a 16 x 16 tile, every product a
+Chunks are small (BT = 16 by default, or 32: the inverse is 15 dependent steps on a 16 x 16 tile, every product a
 tensor-core tile) because nothing runs in parallel across a sequence's chunks: this kernel is for inputs short
 enough that the walk is cheap, and chunk.py stays the path for long ones (`fused_chunk_max_tokens`). W and X do
 not depend on the V block, so programs of the same head recompute them: cheap at these sizes, and it keeps the
@@ -149,8 +149,8 @@ def fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state=None, sta
     V = vt.shape[-1]
     cfg = default_fused_config(N, H, V)
     BT, BV = BT or cfg["BT"], max(16, min(BV or cfg["BV"], next_pow2(V)))
-    if BT not in (16, 32, 64):
-        raise ValueError(f"BT must be 16, 32 or 64, got {BT}")
+    if BT not in (16, 32):  # 64 spills at 255 registers and its unrolled 63-step inverse compiles slowly
+        raise ValueError(f"BT must be 16 or 32, got {BT}")
     o = torch.empty(TT, H, V, dtype=qt.dtype, device=qt.device)
     if N == 0:
         return o
