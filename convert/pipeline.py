@@ -14,7 +14,6 @@ last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..export.checkpoint import load_hybrid, save_hybrid
+from ..files import write_json_atomic
 from ..export.configuration_hybrid import layer_types_for
 from . import distributed as dist
 from .config import ConfigError, RunConfig, load_saved
@@ -35,12 +35,6 @@ def _amp_dtype(config: RunConfig, device: torch.device) -> torch.dtype:
     if config.dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, config.dtype)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
@@ -70,7 +64,7 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
     except OSError as e:
         raise ConfigError(f"cannot write to the output folder {run_dir}: {e.strerror or e}") from None
     if dist.is_main():
-        _write_json(saved, config.to_dict())
+        write_json_atomic(saved, config.to_dict(), default=str)
     dist.barrier()
 
 
@@ -193,7 +187,7 @@ def run_convert(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
                "final_stage": final_stage, "final": str(final)}
     main = dist.is_main()
     if main:
-        _write_json(run_dir / "summary.json", summary)
+        write_json_atomic(run_dir / "summary.json", summary, default=str)
     dist.shutdown()
     return summary if main else None
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..files import write_json_atomic
 from .backends import Backend, load_backend
 from .common import EvalError, Sample
 from .scoring import score_generation, token_recall
@@ -108,19 +107,6 @@ def _labels(models: Sequence[str | Backend]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         labels.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return labels
-
-
-def write_json_atomic(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def unit_path(out_dir: Path, label: str, task: str, length: int) -> Path:
@@ -280,14 +266,14 @@ def run_eval(models: Sequence[str | Backend], settings: EvalSettings, out_dir: s
                 result = run_unit(backend, settings, task, length, lambda n: bar.advance(overall, n))
                 data = {"format": RESULT_FORMAT, "model": label, "model_spec": spec,
                         "key": settings.unit_key(task, length), **result}
-                write_json_atomic(unit_path(out_dir, label, task, length), data)
+                write_json_atomic(unit_path(out_dir, label, task, length), data, indent=1)
                 done[(label, task, length)] = data
             if isinstance(model, str):
                 del backend
                 gc.collect()
 
     summary = summarize(labels, [ModelRef(m, lb).spec_text for m, lb in zip(models, labels)], settings, done)
-    write_json_atomic(out_dir / "results.json", summary)
+    write_json_atomic(out_dir / "results.json", summary, indent=1)
     from .report import markdown_report, plot_scores
 
     (out_dir / "results.md").write_text(markdown_report(summary), encoding="utf-8")

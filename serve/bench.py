@@ -26,7 +26,7 @@ GPU_ROWS = "1024:256:512,8192:256:128,32768:128:32,128:1024:512"
 CPU_ROWS = "64:16:4,256:16:2"
 
 
-from .bench_worker import write_json_atomic
+from ..files import write_json_atomic
 from .server import python_command
 
 

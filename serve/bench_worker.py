@@ -21,11 +21,12 @@ between runs (docs/benchmarks/select.md, run of the eighth session), so a single
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import sys
 import time
+
+from ..files import write_json_atomic
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -136,14 +137,6 @@ def run(spec: dict, out: str | None = None) -> dict:
         if out is not None:  # after every row: a worker stopped later (time limit, OOM) keeps what it measured
             write_json_atomic(out, result)
     return result
-
-
-def write_json_atomic(path, data: dict) -> None:
-    """Replace `path` with `data` as JSON atomically (a reader never sees half a file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def median_run(runs: list[dict]) -> dict:
