@@ -176,13 +176,22 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), IS_VARLEN=False, USE_H0=True, STORE_HT=True,
                     INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
         # the one-launch kernel for short inputs (fused_chunk.py): its default tiles, then the larger chunks
-        sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", o=f"*{dt}", h0="*fp32", ht="*fp32",
-                   state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
+        # (raw: serving's call, the projection's columns and raw gates; else the prepared token-major inputs)
         fcfg = gf.default_fused_config(1, H, V)
-        for bt, bv in [(fcfg["BT"], fcfg["BV"])] + ([] if quick else [(16, 32), (32, 16), (32, 32)]):
-            yield (f"gdn fused chunk {dt} BT={bt} BV={min(bv, BVf)} {tag}", gf._gdn_fused_chunk_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True, STORE_HT=True,
-                        INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), fcfg["num_warps"], fcfg["num_stages"])
+        for raw in (True, False):
+            C = typed(3 * H * K + 2 * H) if raw else None  # the projection's row stride
+            sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", g=f"*{dt}" if raw else "*fp32", beta=f"*{dt}",
+                       A_log="*fp32", dt_bias="*fp32", o=f"*{dt}", h0="*fp32", ht="*fp32", state_idx="*i32",
+                       has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32",
+                       s_qt=C or typed(H * K), s_qh=typed(K), s_kt=C or typed(H * K), s_kh=typed(K),
+                       s_vt=C or typed(H * V), s_vh=typed(V), s_gt=C or typed(H), s_gh="i64", s_bt=C or typed(H),
+                       s_bh="i64", s_h0=typed(H * K * V), s_ht=typed(H * K * V))
+            tiles = [(fcfg["BT"], fcfg["BV"])] + ([] if quick or not raw else [(16, 32), (32, 16), (32, 32)])
+            for bt, bv in tiles:
+                yield (f"gdn fused chunk {dt} raw={raw} BT={bt} BV={min(bv, BVf)} {tag}", gf._gdn_fused_chunk_kernel,
+                       sig, dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True,
+                                 STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, RAW=raw,
+                                 QK_L2NORM=raw, SILU=raw), fcfg["num_warps"], fcfg["num_stages"])
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32",
                    **common)
         for cfg in gc._out_configs():

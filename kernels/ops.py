@@ -410,7 +410,21 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
                    qkv_silu: bool = False) -> Tensor:
     if use_triton(q, k, v, state_pool):
         from .gated_delta_rule.chunk import chunk_gdn_fwd
+        from .gated_delta_rule.fused_chunk import fused_chunk_gdn_fwd, fused_chunk_max_tokens
 
+        H, K = q.shape[-2:]
+        TT = q.numel() // (H * K)
+        if g is None and prefill_prologue() and 0 < TT <= fused_chunk_max_tokens():
+            # short: prologue and forward in one launch, reading the raw projection in place
+            from .gated_delta_rule.prefill_inputs import _rows_view
+
+            N, T = ((cu_seqlens.shape[0] - 1, 0) if cu_seqlens is not None else
+                    (q.shape[0], q.shape[1]) if q.dim() == 4 else (1, TT))
+            o = fused_chunk_gdn_fwd(
+                _rows_view(q, TT), _rows_view(k, TT), _rows_view(v, TT), a.reshape(TT, H), b.reshape(TT, H), scale, N,
+                T, state_pool, state_indices, has_initial_state, state_pool, cu_seqlens, A_log=A_log.reshape(H),
+                dt_bias=dt_bias.reshape(H), use_qk_l2norm=use_qk_l2norm, silu=qkv_silu)
+            return o.view(v.shape)
         if g is None and prefill_prologue():  # SiLU + gates + L2 norm + contiguous copies in one launch
             from .gated_delta_rule.prefill_inputs import gdn_prefill_inputs
 

@@ -351,8 +351,15 @@ def test_gdn_fused_chunk_tiles(BT, BV):
     ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.6, *f64(h0), True)
     check(o.view(v.shape), ref_o, 1e-5, "o")
     check(ht, ref_s, 1e-5, "final state")
+    prepared = token_major(q, k, v, g, beta)
     with pytest.raises(ValueError, match="BT must be"):
-        fused_chunk_gdn_fwd(*token_major(q, k, v, g, beta), 0.6, 2, 77, BT=64)
+        fused_chunk_gdn_fwd(*prepared, 0.6, 2, 77, BT=64)
+    with pytest.raises(ValueError, match="states must be"):
+        fused_chunk_gdn_fwd(*prepared, 0.6, 2, 77, h0[:, :, :, :8])
+    with pytest.raises(ValueError, match="dense states need 2 rows"):
+        fused_chunk_gdn_fwd(*prepared, 0.6, 2, 77, h0[:1])
+    with pytest.raises(ValueError, match="A_log and dt_bias"):
+        fused_chunk_gdn_fwd(*prepared, 0.6, 2, 77, A_log=torch.zeros(H, device=DEV))
 
 
 def test_gdn_fused_chunk_dispatch(monkeypatch):

@@ -241,8 +241,9 @@ def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeyp
     monkeypatch.setattr(gp, "gdn_prefill_inputs", counted("prologue", gp.gdn_prefill_inputs))
     monkeypatch.setattr(ops, "_gdn_pool_inputs", counted("pytorch", ops._gdn_pool_inputs))
     results = {}
-    for switch in ("1", "0"):
-        monkeypatch.setenv("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", switch)
+    for switch in ("1", "0", "fused"):  # prologue kernel, PyTorch preparation, one launch (fused_chunk.py, raw inputs)
+        monkeypatch.setenv("HYBRIDSERVE_GDN_PREFILL_PROLOGUE", "0" if switch == "0" else "1")
+        monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000" if switch == "fused" else "0")
         p = pool.clone()
         o = kernels.gdn_prefill_varlen(q, k, v, None, None, cu, p, idx, has_t, 0.4, use_qk_l2norm=True, a=a, b=b,
                                        A_log=A_log, dt_bias=dt_bias, qkv_silu=silu)
@@ -253,8 +254,9 @@ def test_gdn_chunk_pool_prologue_on_and_off(triton_ops, fresh_chunk_map, monkeyp
         untouched = [i for i in range(6) if i not in used]
         assert torch.equal(p[untouched], pool[untouched])
         results[switch] = (o, p)
-    assert spy == {"prologue": 1, "pytorch": 1}, spy
+    assert spy == {"prologue": 1, "pytorch": 1}, spy  # the fused kernel prepares its inputs itself
     assert rel_rmse(results["1"][0], results["0"][0]) <= tol / 10
+    assert rel_rmse(results["fused"][0], results["1"][0]) <= tol  # chunks of 16 round elsewhere than chunks of 64
     assert len(fresh_chunk_map) == 1, "the second call must reuse the chunk map of the same cu_seqlens"
 
 
@@ -296,7 +298,7 @@ class LaunchCounter(TorchDispatchMode):
 def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
     """One layer's gdn_chunk_pool: the prologue path is 4 Triton launches and nothing else once the chunk map is
     cached (bf16 projections, int32 cu_seqlens, as in serving); the PyTorch path adds its elementwise ops; a short
-    input on the one-launch chunk kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS) is 2, and needs no chunk map."""
+    input on the one-launch chunk kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS) is 1, prologue included, no chunk map."""
     q, k, v, a, b, A_log, dt_bias = projection(40, torch.bfloat16, 9)
     cu = torch.tensor([0, 15, 40], dtype=torch.int32, device=DEV)
     pool = torch.zeros(3, H, K, V, device=DEV)
@@ -318,6 +320,6 @@ def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
     assert new.triton == 4 and new.torch_ops == []
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "64")  # 40 tokens: the one-launch chunk kernel
     fused = layer()
-    assert fused.triton == 2 and fused.torch_ops == []  # the prologue, then everything else
+    assert fused.triton == 1 and fused.torch_ops == []  # the prologue's work included
     assert old_next.triton == 3 and len(old_next.torch_ops) >= 20  # gates, L2 norm, the copy of v
     assert len(old_first.torch_ops) - len(old_next.torch_ops) >= 9  # the chunk map (cached from then on)

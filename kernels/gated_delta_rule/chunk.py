@@ -32,7 +32,7 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
-from .fused_chunk import fused_chunk_gdn_fwd, fused_chunk_max_tokens
+from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens
 
 CHUNK = 64
 
@@ -415,13 +415,7 @@ def chunk_gdn_fwd(
         NTs = cdiv(T, BT)
     scale = K**-0.5 if scale is None else float(scale)
     indexed = state_indices is not None
-    if not indexed:
-        for s in (initial_state, final_state):
-            if s is not None and s.shape[0] != N:
-                raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
-    for s in (initial_state, final_state):
-        if s is not None and (tuple(s.shape[1:]) != (H, K, V) or s.stride()[1:] != (K * V, V, 1)):
-            raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
+    check_states(initial_state, final_state, indexed, N, H, K, V)
     if 0 < TT <= fused_chunk_max_tokens() and _phases is None:  # short: one launch, no chunk map, no scratch
         o = fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state, state_indices, has_initial_state,
                                 final_state, cu_seqlens)

@@ -19,7 +19,9 @@ not depend on the V block, so programs of the same head recompute them: cheap at
 programs independent. Rounding follows chunk.py: W, U, V' and the state enter the products in the input dtype
 (chunk.py stores them so), accumulation is float32. States as in fused_recurrent.py (dense or pool rows through
 state_indices, negative = padding: neither read nor written; has_initial_state masks the read). No host
-synchronisation: graph-capture safe.
+synchronisation: graph-capture safe. For the serving op (`ops.gdn_chunk_pool`) the kernel also does the prologue's
+work (RAW: prefill_inputs.py's SiLU, q/k L2 norm and gates, same rounding points) on the raw projection's columns,
+read through their strides: the whole GDN part of a short prefill is one launch.
 """
 
 from __future__ import annotations
@@ -32,15 +34,33 @@ import triton.language as tl
 
 from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device
+from .prefill_inputs import _softplus
+
+
+@triton.jit
+def _activate(x, NORM: tl.constexpr, SILU: tl.constexpr):
+    """prefill_inputs._rows's math on a loaded tile: SiLU rounded to the input dtype, then the L2 norm of each row
+    (float32, rounded to the input dtype)."""
+    if SILU:
+        xf = x.to(tl.float32)
+        x = (xf * tl.sigmoid(xf)).to(x.dtype)
+    if NORM:
+        xf = x.to(tl.float32)
+        x = (xf * tl.math.rsqrt(tl.sum(xf * xf, axis=1) + 1e-6)[:, None]).to(x.dtype)  # masked columns add 0
+    return x
 
 
 @triton.jit
 def _gdn_fused_chunk_kernel(
-    q, k, v, g, beta, o, h0, ht, state_idx, has_h0, cu_seqlens,
-    scale, T, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    q, k, v, g, beta, A_log, dt_bias, o, h0, ht, state_idx, has_h0, cu_seqlens,
+    scale, T, s_qt, s_qh, s_kt, s_kh, s_vt, s_vh, s_gt, s_gh, s_bt, s_bh, s_h0, s_ht,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, USE_H0: tl.constexpr,
     STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr, DOT_PREC: tl.constexpr,
+    RAW: tl.constexpr, QK_L2NORM: tl.constexpr, SILU: tl.constexpr,
 ):
+    """RAW: q, k, v, g, beta are the raw projections (g holds a, beta holds b), prepared here exactly as
+    prefill_inputs.py's prologue would (SiLU, L2 norm of q and k, the gates): the serving op's one launch."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -57,16 +77,21 @@ def _gdn_fused_chunk_kernel(
     p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
     b_h, slot, ok = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
                                        HAS_H0_MASK)
+    if RAW:
+        neg_A = -tl.exp(tl.load(A_log + i_h).to(tl.float32))
+        b_dt = tl.load(dt_bias + i_h).to(tl.float32)
 
-    # scalar int64 bases, int32 tile offsets (as chunk.py)
-    q += (bos * H + i_h) * K
-    k += (bos * H + i_h) * K
-    v += (bos * H + i_h) * V
+    # scalar int64 bases, tile offsets through the token strides (token-major inputs: H*K, H*V, H)
+    q += bos * s_qt + i_h * s_qh
+    k += bos * s_kt + i_h * s_kh
+    v += bos * s_vt + i_h * s_vh
     o += (bos * H + i_h) * V
-    g += bos * H + i_h
-    beta += bos * H + i_h
-    p_k = o_t[:, None] * (H * K) + o_k[None, :]
-    p_v = o_t[:, None] * (H * V) + o_v[None, :]
+    g += bos * s_gt + i_h * s_gh
+    beta += bos * s_bt + i_h * s_bh
+    p_q = o_t[:, None] * s_qt + o_k[None, :]
+    p_k = o_t[:, None] * s_kt + o_k[None, :]
+    p_v = o_t[:, None] * s_vt + o_v[None, :]
+    p_o = o_t[:, None] * (H * V) + o_v[None, :]
     r = o_t[:, None]
     c = o_t[None, :]
     seq_len = eos - bos
@@ -76,11 +101,19 @@ def _gdn_fused_chunk_kernel(
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
         # rows past the sequence load as zeros: beta = 0 and k = 0 leave them out of every sum below
-        b_g = tl.cumsum(tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32), axis=0)
-        b_beta = tl.load(beta + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+        b_gl = tl.load(g + o_t * s_gt, mask=m_t, other=0.0).to(tl.float32)
+        b_beta = tl.load(beta + o_t * s_bt, mask=m_t, other=0.0).to(tl.float32)
         b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
-        b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
-        b_v = tl.load(v + p_v, mask=m_tv, other=0.0).to(tl.float32)
+        b_q = tl.load(q + p_q, mask=m_tk, other=0.0)
+        b_v = tl.load(v + p_v, mask=m_tv, other=0.0)
+        if RAW:  # the prologue's math and rounding points (prefill_inputs.py)
+            b_gl = tl.where(m_t, neg_A * _softplus(b_gl + b_dt), 0.0)
+            b_beta = tl.where(m_t, tl.sigmoid(b_beta), 0.0)
+            b_q = _activate(b_q, QK_L2NORM, SILU)
+            b_k = _activate(b_k, QK_L2NORM, SILU)
+            b_v = _activate(b_v, False, SILU)
+        b_g = tl.cumsum(b_gl, axis=0)
+        b_v = b_v.to(tl.float32)
 
         # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m; X = (I + A)^{-1} row by row:
         # X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :]
@@ -105,19 +138,30 @@ def _gdn_fused_chunk_kernel(
         b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
         b_s = tl.where(lower, b_s * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
         b_o = (b_o + tl.dot(b_s.to(dt), b_vn.to(dt), input_precision=DOT_PREC)) * scale
-        tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
+        tl.store(o + p_o, b_o.to(o.dtype.element_ty), mask=m_tv)
 
         g_last = tl.sum(tl.where(o_t == tl.minimum(BT, n_in) - 1, b_g, 0.0), axis=0)
         b_vs = (b_vn * tl.exp(g_last - b_g)[:, None]).to(dt)
         b_h = b_h * tl.exp(g_last) + tl.dot(tl.trans(b_k), b_vs, input_precision=DOT_PREC)
-        q += BT * H * K
-        k += BT * H * K
-        v += BT * H * V
+        q += BT * s_qt
+        k += BT * s_kt
+        v += BT * s_vt
         o += BT * H * V
-        g += BT * H
-        beta += BT * H
+        g += BT * s_gt
+        beta += BT * s_bt
 
     store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
+
+
+def check_states(initial_state, final_state, indexed: bool, N: int, H: int, K: int, V: int) -> None:
+    """The state tensors both chunked forwards accept: [slots, H, K, V], contiguous inside a slot; N rows if dense."""
+    for s in (initial_state, final_state):
+        if s is None:
+            continue
+        if not indexed and s.shape[0] != N:
+            raise ValueError(f"dense states need {N} rows, got {s.shape[0]}")
+        if tuple(s.shape[1:]) != (H, K, V) or s.stride()[1:] != (K * V, V, 1):
+            raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
 
 
 def fused_chunk_max_tokens() -> int:
@@ -139,36 +183,52 @@ def default_fused_config(N: int, H: int, V: int) -> dict:
 
 
 @on_tensor_device
-def fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state=None, state_indices=None,
-                        has_initial_state=None, final_state=None, cu_seqlens=None, BT=None, BV=None, num_warps=None,
-                        num_stages=None):
-    """Launch the kernel on token-major inputs (chunk.py's `token_major`: q, k [TT, H, K], v [TT, H, V] in q's
-    dtype, g float32 [TT, H], beta [TT, H]) of N sequences: packed through cu_seqlens, or N rows of T tokens.
-    Returns o [TT, H, V] in q's dtype. States as chunk_gdn_fwd (its caller checks their shapes)."""
-    TT, H, K = qt.shape
-    V = vt.shape[-1]
+def fused_chunk_gdn_fwd(q, k, v, g, beta, scale, N, T, initial_state=None, state_indices=None, has_initial_state=None,
+                        final_state=None, cu_seqlens=None, *, A_log=None, dt_bias=None, use_qk_l2norm=False,
+                        silu=False, BT=None, BV=None, num_warps=None, num_stages=None):
+    """Launch the kernel on N sequences (packed through cu_seqlens, or N rows of T tokens); returns o [TT, H, V]
+    in q's dtype. States as chunk_gdn_fwd.
+
+    Prepared inputs (chunk.py's `token_major`): q, k [TT, H, K], v [TT, H, V] in q's dtype, g float32 [TT, H],
+    beta [TT, H]. Raw inputs (A_log and dt_bias given: the serving op's one launch): q, k, v the projection's
+    columns and g, beta its raw a, b, prepared in the kernel as prefill_inputs.py does (silu, use_qk_l2norm, the
+    gates). Either way any token and head strides, last dim contiguous."""
+    TT, H, K = q.shape
+    V = v.shape[-1]
+    raw = A_log is not None
+    if raw and dt_bias is None:
+        raise ValueError("raw inputs need A_log and dt_bias")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.dim() != 3 or x.shape[0] != TT or x.shape[1] != H or x.stride(-1) != 1:
+            raise ValueError(f"{name} must be a [TT, H, D] view with a contiguous last dim, got {tuple(x.shape)}")
+    for name, x in (("g", g), ("beta", beta)):
+        if tuple(x.shape) != (TT, H):
+            raise ValueError(f"{name} must be [{TT}, {H}], got {tuple(x.shape)}")
+    check_states(initial_state, final_state, state_indices is not None, N, H, K, V)
     cfg = default_fused_config(N, H, V)
     BT, BV = BT or cfg["BT"], max(16, min(BV or cfg["BV"], next_pow2(V)))
     if BT not in (16, 32):  # 64 spills at 255 registers and its unrolled 63-step inverse compiles slowly
         raise ValueError(f"BT must be 16 or 32, got {BT}")
-    o = torch.empty(TT, H, V, dtype=qt.dtype, device=qt.device)
+    o = torch.empty(TT, H, V, dtype=q.dtype, device=q.device)
     if N == 0:
         return o
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
-    dummy = gt
+    dummy = o
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
     _gdn_fused_chunk_kernel[(cdiv(V, BV), N * H)](
-        qt, kt, vt, gt, bt, o, h0, ht,
+        q, k, v, g, beta, A_log if raw else dummy, dt_bias if raw else dummy, o, h0, ht,
         state_indices if state_indices is not None else dummy,
         has_initial_state if has_initial_state is not None else dummy,
         cu_seqlens if cu_seqlens is not None else dummy,
-        scale, T, h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
+        scale, T, q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+        g.stride(0), g.stride(1), beta.stride(0), beta.stride(1),
+        h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
         H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=cu_seqlens is not None,
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=state_indices is not None,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None,
-        DOT_PREC="ieee" if qt.dtype == torch.float32 else "tf32",
-        num_warps=num_warps or cfg["num_warps"], num_stages=num_stages or cfg["num_stages"],
+        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", RAW=raw, QK_L2NORM=bool(use_qk_l2norm),
+        SILU=bool(silu), num_warps=num_warps or cfg["num_warps"], num_stages=num_stages or cfg["num_stages"],
     )
     return o
