@@ -3,8 +3,9 @@
 * The prologue against the PyTorch path it replaces (`ops.gdn_gates`, `ops._l2norm`), on strided q, k, v, a, b views
   of one [TT, C] projection as serve/linear_core.py passes them; float32 and bf16, ragged token tails.
 * chunk_gdn_fwd takes the prepared tensors without a copy, and reuses its chunk map for the same cu_seqlens tensor.
-* gdn_chunk_pool on the Triton path, prologue on and off (HYBRIDSERVE_GDN_PREFILL_PROLOGUE), against the float64
-  reference; and the host-side launches of both paths, counted.
+* gdn_chunk_pool on the Triton path, prologue on and off (HYBRIDSERVE_GDN_PREFILL_PROLOGUE) and folded into the
+  one-launch chunk kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS), against the float64 reference; and the host-side
+  launches of these paths, counted. GLA's chunked forward shares the same chunk-map cache.
 
 CPU through Triton's interpreter (tests/triton_cpu.py), tiny sizes.
 """
@@ -323,3 +324,23 @@ def test_launches_per_layer(triton_ops, fresh_chunk_map, monkeypatch):
     assert fused.triton == 1 and fused.torch_ops == []  # the prologue's work included
     assert old_next.triton == 3 and len(old_next.torch_ops) >= 20  # gates, L2 norm, the copy of v
     assert len(old_first.torch_ops) - len(old_next.torch_ops) >= 9  # the chunk map (cached from then on)
+
+
+def test_gla_chunk_forward_shares_the_chunk_map(fresh_chunk_map):
+    """GLA's chunked forward (gla_chunk_pool's Triton path) takes the step's cached chunk map as GDN's does: the
+    second layer of a step with the same cu_seqlens builds none (it rebuilt it, ~10 launches, every call before)."""
+    from hybridserve.kernels.gla.chunk import chunk_gla_fwd
+
+    gn = gen(40)
+    TT = 90
+    q, k = torch.randn(TT, H, K, generator=gn), torch.randn(TT, H, K, generator=gn) * K**-0.5
+    v = torch.randn(TT, H, V, generator=gn)
+    gk = F.logsigmoid(torch.randn(TT, H, K, generator=gn) * 3 + 2) / 16
+    cu = torch.tensor([0, 3, 73, 90], dtype=torch.int32)
+    q, k, v, gk, cu = (x.to(DEV) for x in (q, k, v, gk, cu))
+    first = chunk_gla_fwd(q, k, v, gk, cu_seqlens=cu)
+    second = chunk_gla_fwd(q, k, v, gk, cu_seqlens=cu)
+    assert len(fresh_chunk_map) == 1
+    assert torch.equal(first, second)
+    chunk_gla_fwd(q, k, v, gk, cu_seqlens=cu.clone())  # another tensor: a new map
+    assert len(fresh_chunk_map) == 2

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
-from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_index
+from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 
 SUB = 16
 
@@ -234,7 +234,7 @@ def chunk_gla_fwd(
     BT = CHUNK
     if cu_seqlens is not None:
         N = cu_seqlens.shape[0] - 1
-        chunk_seq, chunk_off, NT = chunk_index(cu_seqlens, TT, BT)
+        chunk_seq, chunk_off, NT = chunk_map(cu_seqlens, TT, BT)  # shared by the step's layers, as GDN's
         T, NTs = 0, 0
     else:
         N, T = q.shape[:2] if q.dim() == 4 else (1, TT)

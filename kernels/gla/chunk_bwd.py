@@ -30,7 +30,7 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages
-from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_index
+from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 from .chunk import (SUB, _gla_chunk_cumsum_kernel, _gla_chunk_intra_kernel, _gla_chunk_state_kernel,
                     default_state_blocks)
 
@@ -292,7 +292,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     BT = CHUNK
     if cu_seqlens is not None:
         N = cu_seqlens.shape[0] - 1
-        chunk_seq, chunk_off, NT = chunk_index(cu_seqlens, TT, BT)
+        chunk_seq, chunk_off, NT = chunk_map(cu_seqlens, TT, BT)
         T, NTs = 0, 0
     else:
         N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
