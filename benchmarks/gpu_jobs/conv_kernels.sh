@@ -5,6 +5,7 @@
 #  1. the short conv kernels (kernels/short_conv/) on the GPU: serving layer rows with --check (Triton conv);
 #  2. the sequential chunk passes with pipelined loads (state_pass_gpu.py: checked, then BV x warps x stages);
 #  3. the one-launch chunk kernel for short prefills (short_prefill_gpu.py: checked, configs, sizes, serving op);
+#  3a. the serving layer again with both switched on (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS, HYBRIDSERVE_STATE_STAGES);
 #  3b. the decode kernels against a copy of the same bytes (decode_sweep_gpu.py: the ceiling at B = 64, ~20 us);
 #  4. run 9's 32K decode row on the Llama-3B shape (the >= 3x target's second shape, never measured directly);
 #  5. serving correctness in vLLM with the conv kernels (serve_check_gpu.py, the conv variant: margins vs
@@ -28,6 +29,10 @@ echo "rc=$?"
 step "short prefill: one launch vs three (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS)"
 timeout 330 python3 benchmarks/short_prefill_gpu.py --out $R/kern/short-prefill --budget-s 280 \
   > $R/kern/short-prefill.log 2>&1; echo "rc=$?"
+step "serve layer, Triton conv, one-launch short prefill + pipelined state pass (the after of step 1)"
+HYBRIDSERVE_GDN_FUSED_MAX_TOKENS=2048 HYBRIDSERVE_STATE_STAGES=2 timeout 150 python3 benchmarks/serve_layer_gpu.py \
+  --out $R/kern/layer-fused --check --conv-only --decode 64 --prefill $PREFILL > $R/kern/layer-fused.log 2>&1
+echo "rc=$?"
 step "decode vs a copy of the same bytes"
 timeout 150 python3 benchmarks/decode_sweep_gpu.py --quick --stages-grid --out $R/kern/decode-sweep \
   > $R/kern/decode-sweep.log 2>&1; echo "rc=$?"
