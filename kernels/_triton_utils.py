@@ -44,7 +44,7 @@ def triton_on_cpu() -> bool:
 # (K, V) head dims whose Triton kernels passed benchmarks/probe_kernels_gpu.py and check_kernels_gpu.py on the GPU
 # image (H200, torch 2.11, triton 3.6). K = V = 64 (SmolLM2) joined after the probes named the culprit of its crash (a
 # ptxas 12.8 miscompile of one autotune config of the GDN output kernel, now dropped): 12/12 probes and 39/39
-# real-size checks pass (docs/benchmarks/kernels.md, "K = 64").
+# real-size checks pass (docs/benchmarks/kernels-sessions-3-7.md, "K = 64").
 CUDA_VALIDATED_HEAD_DIMS = frozenset({(128, 128), (64, 64)})
 
 

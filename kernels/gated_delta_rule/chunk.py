@@ -250,7 +250,8 @@ def _gdn_chunk_state_kernel(
 def _out_configs():
     # No (BV 32, 4 warps, 2 stages): at K = 64 ptxas 12.8 (triton 3.6's bundled one) miscompiles it on sm_90 -- wrong
     # outputs (rel error 1.1) or an illegal memory access while the autotuner times it; ptxas 13.0 compiles it
-    # correctly. Found on an H200 by benchmarks/probe_kernels_gpu.py --bisect (docs/benchmarks/kernels.md).
+    # correctly. Found on an H200 by benchmarks/probe_kernels_gpu.py --bisect
+    # (docs/benchmarks/kernels-sessions-3-7.md, "K = 64").
     return tuned_configs("_gdn_chunk_out_kernel", [
         triton.Config({"BV": bv}, num_warps=w, num_stages=s)
         for bv, w, s in [(64, 4, 2), (64, 8, 2), (128, 8, 2), (32, 2, 3), (64, 4, 3)]])
