@@ -8,12 +8,12 @@ launches, not faster ones. Steps (H = 16, K = V = 128, bf16):
  1. correctness: the fused kernel at each chunk size (BT 16 / 32) against the float32 reference at 1 x 64,
     1 x 512, 2 x 1000 (rel. RMSE <= 1e-2, as check_kernels_gpu.py) and the packed pool path (a padding slot, a
     has-initial-state mask, one-token sequences) against the three-kernel path;
- 2. config sweep at 1 x 128 and 1 x 1024: BT x BV x warps x stages, GPU time (CUDA-graph replays);
- 3. per size, single sequences of 16 ... 4096 tokens and packed 4 x 128, 16 x 64: `eager` (wall per call when calls
+ 2. per size, single sequences of 16 ... 4096 tokens and packed 4 x 128, 16 x 64: `eager` (wall per call when calls
     run back to back: what vLLM's eager prefill pays) and `graph` (GPU time per call), three kernels vs fused (its
     default config), fla's chunk op beside them when importable;
- 4. the serving op (`gdn_prefill_varlen`: prologue + forward into a state pool) at 1 x 128 and 1 x 1024, with and
-    without the fused kernel.
+ 3. the serving op (`gdn_prefill_varlen`: prologue + forward into a state pool) at 1 x 128 and 1 x 1024, with and
+    without the fused kernel (which then folds the prologue in);
+ 4. config sweep at 1 x 128 and 1 x 1024: BT x BV x warps x stages, GPU time (CUDA-graph replays).
 
     python benchmarks/short_prefill_gpu.py --out DIR [--quick] [--budget-s 300]
     python benchmarks/short_prefill_gpu.py --cpu-smoke   # interpreter, toy sizes: the plumbing only
@@ -225,8 +225,9 @@ def main():
                 torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
                 fla=getattr(sys.modules.get("fla"), "__version__", None), command="python " + " ".join(sys.argv))
     t0 = time.time()
-    for name, fn in (("check", step_check), ("sweep", lambda: step_sweep(args.quick)),
-                     ("sizes", lambda: step_sizes(fla)), ("serving op", step_serving_op)):
+    # the decision (sizes, serving op) before the config sweep: a budget cut loses the sweep first
+    for name, fn in (("check", step_check), ("sizes", lambda: step_sizes(fla)), ("serving op", step_serving_op),
+                     ("sweep", lambda: step_sweep(args.quick))):
         if time.time() - t0 > args.budget_s:
             print(f"[{time.time() - t0:.0f} s] budget spent: skipping {name}", flush=True)
             continue

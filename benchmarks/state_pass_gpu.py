@@ -6,15 +6,16 @@ session they ran with num_stages = 1: every chunk step waited for its tiles (W, 
 global memory. With 2-3 stages Triton's pipeliner prefetches the next chunks' tiles through shared memory (cp.async,
 seen in the sm_90a PTX; `python -m hybridserve.kernels._compile_check`). This script decides whether to switch:
 
+ Steps in this order (a budget cut loses the last ones first):
  1. correctness first: every (BV, warps, stages) of the GDN state pass against the 1-stage kernel of the same BV
     and warps (max |diff|: the arithmetic is the same, so it should be 0) and against the float32 chunked reference
     (rel. RMSE <= 1e-2, as check_kernels_gpu.py); the packed serving path (varlen, state pool with a padding slot
     and a has-initial-state mask) with 2 and 3 stages against 1 stage, bit for bit, padding slot untouched;
- 2. the GDN forward's state pass alone (`_phases`), B x T in {1x4K, 4x8K, 1x32K, 8x32K}, H = 16, K = V = 128,
-    bf16, for BV x warps x stages;
- 3. the GDN backward's dh pass alone, the same grid;
- 4. the public ops whole (forward; forward + backward through autograd) with HYBRIDSERVE_STATE_STAGES = 1, 2, 3,
-    next to fla-core's when importable; and the GLA forward.
+ 2. the public ops whole (forward; forward + backward through autograd) with HYBRIDSERVE_STATE_STAGES = 1, 2, 3,
+    next to fla-core's when importable; and the GLA forward; B x T in {1x4K, 4x8K, 1x32K, 8x32K}, H = 16,
+    K = V = 128, bf16;
+ 3. the GDN forward's state pass alone (`_phases`), the same grid, for BV x warps x stages;
+ 4. the GDN backward's dh pass alone, the same grid.
 
     python benchmarks/state_pass_gpu.py --out DIR [--quick] [--budget-s 300]
     python benchmarks/state_pass_gpu.py --cpu-smoke   # interpreter, toy sizes: the plumbing only, no timings
@@ -261,10 +262,11 @@ def main():
     if SMOKE:
         grid = [(1, 70)]
     t0 = time.time()
+    # the decision (the ops whole at 1-3 stages) before the sweeps that explain it: a budget cut loses sweeps first
     steps = [("check", lambda: (check_state_pass(args.quick), check_serving_path())),
+             ("whole ops", lambda: whole_ops(grid, fla)),
              ("forward state pass", lambda: sweep_forward_state(grid, args.quick)),
-             ("backward dh pass", lambda: sweep_backward_dh(grid, args.quick)),
-             ("whole ops", lambda: whole_ops(grid, fla))]
+             ("backward dh pass", lambda: sweep_backward_dh(grid, args.quick))]
     for name, fn in steps:
         if time.time() - t0 > args.budget_s:
             print(f"[{time.time() - t0:.0f} s] budget spent: skipping {name}", flush=True)
