@@ -59,8 +59,9 @@ def load_kernels():
         import hybridserve.kernels as kernels  # noqa: F401
 
         return kernels
-    except ModuleNotFoundError:
-        pass
+    except ModuleNotFoundError as e:
+        if e.name != "hybridserve":  # installed but incomplete (a package missing from the wheel): say so
+            raise
     pkg = sys.modules.setdefault("hybridserve", types.ModuleType("hybridserve"))
     pkg.__path__ = getattr(pkg, "__path__", [])
     spec = importlib.util.spec_from_file_location(

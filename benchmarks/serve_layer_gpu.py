@@ -54,8 +54,9 @@ def load_core():
     them. Neither module imports vLLM."""
     try:
         return importlib.import_module("hybridserve.serve.linear_core")
-    except ModuleNotFoundError:
-        pass
+    except ModuleNotFoundError as e:
+        if e.name != "hybridserve":  # installed but incomplete (a package missing from the wheel): say so
+            raise
     pkg = types.ModuleType("hybridserve")
     pkg.__path__ = [str(ROOT)]
     sys.modules["hybridserve"] = pkg
