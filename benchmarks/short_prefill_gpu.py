@@ -23,8 +23,6 @@ Writes DIR/short_prefill.json and DIR/short_prefill.md (GPU, versions, command);
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -34,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_kernels_gpu as chk  # noqa: E402
+import gpu_steps  # noqa: E402
 import kernels as kb  # noqa: E402  (benchmarks/kernels.py: timers, CPU smoke set-up)
 
 ROWS: list[dict] = []
@@ -42,8 +41,7 @@ SMOKE = False
 
 
 def add(**r):
-    ROWS.append(r)
-    print("  " + json.dumps(r, default=str), flush=True)
+    gpu_steps.add(ROWS, **r)
 
 
 def eager_ms(fn, calls=50):
@@ -199,41 +197,20 @@ def markdown():
     return "\n".join(out) + "\n"
 
 
-def write(out):
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        Path(out, "short_prefill.json").write_text(json.dumps(dict(info=INFO, rows=ROWS), indent=1, default=str))
-        Path(out, "short_prefill.md").write_text(markdown())
-
-
 def main():
     global SMOKE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.environ.get("OUT"))
-    ap.add_argument("--quick", action="store_true", help="three fused configs in the sweep")
-    ap.add_argument("--cpu-smoke", action="store_true")
-    ap.add_argument("--budget-s", type=float, default=300.0, help="start no new step after this many seconds")
-    args = ap.parse_args()
+    args = gpu_steps.parser(__doc__, "three fused configs in the sweep", 300.0).parse_args()
     if args.cpu_smoke:
         SMOKE = True
         kb.setup_cpu_smoke()
-    import triton
-
     chk.load_kernels()
     fla = None if SMOKE else chk.load_fla()
-    INFO.update(gpu="CPU smoke (interpreter; numbers meaningless)" if SMOKE else torch.cuda.get_device_name(0),
-                torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
-                fla=getattr(sys.modules.get("fla"), "__version__", None), command="python " + " ".join(sys.argv))
-    t0 = time.time()
+    INFO.update(gpu_steps.header(SMOKE))
     # the decision (sizes, serving op) before the config sweep: a budget cut loses the sweep first
-    for name, fn in (("check", step_check), ("sizes", lambda: step_sizes(fla)), ("serving op", step_serving_op),
-                     ("sweep", lambda: step_sweep(args.quick))):
-        if time.time() - t0 > args.budget_s:
-            print(f"[{time.time() - t0:.0f} s] budget spent: skipping {name}", flush=True)
-            continue
-        kb._try(name, fn)
-        print(f"[{time.time() - t0:.0f} s] {name} done", flush=True)
-        write(args.out)
+    steps = [("check", step_check), ("sizes", lambda: step_sizes(fla)), ("serving op", step_serving_op),
+             ("sweep", lambda: step_sweep(args.quick))]
+    gpu_steps.run_steps(steps, args.budget_s,
+                        lambda: gpu_steps.write(args.out, "short_prefill", INFO, ROWS, markdown()))
     os.environ.pop("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", None)
     print(markdown())
     if not all(r["ok"] for r in ROWS if r["kind"] == "check"):

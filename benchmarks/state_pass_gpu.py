@@ -26,21 +26,20 @@ Timing: triton.testing.do_bench medians (L2 flushed before every run).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_kernels_gpu as chk  # noqa: E402
+import gpu_steps  # noqa: E402
 import kernels as kb  # noqa: E402  (benchmarks/kernels.py: bench, FLOP convention, rows)
 
 ROWS: list[dict] = []
 INFO: dict = {}
+SMOKE = False
 
 
 def stages_env(stages):
@@ -56,8 +55,7 @@ def timed(label, fn, **kw):
 
 
 def add(**r):
-    ROWS.append(r)
-    print("  " + json.dumps(r), flush=True)
+    gpu_steps.add(ROWS, **r)
 
 
 def configs(quick):
@@ -186,11 +184,8 @@ def whole_ops(grid, fla):
     stages_env(None)
 
 
-def fmt(x):
-    return kb.fmt(x)
-
-
 def markdown():
+    fmt = kb.fmt
     out = [f"# The sequential chunk passes, pipelined: {INFO.get('gpu')}", "",
            " | ".join(f"{k} {v}" for k, v in INFO.items() if k != "gpu"), ""]
     checks = [r for r in ROWS if r["kind"].startswith("check")]
@@ -229,51 +224,25 @@ def markdown():
     return "\n".join(out) + "\n"
 
 
-def write(out):
-    if not out:
-        return
-    Path(out).mkdir(parents=True, exist_ok=True)
-    Path(out, "state_pass.json").write_text(json.dumps(dict(info=INFO, rows=ROWS), indent=1, default=str))
-    Path(out, "state_pass.md").write_text(markdown())
-
-
-SMOKE = False
-
-
 def main():
     global SMOKE
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.environ.get("OUT"))
-    ap.add_argument("--quick", action="store_true", help="BV 32, 4 warps, 1-2 stages; two shapes")
-    ap.add_argument("--cpu-smoke", action="store_true")
-    ap.add_argument("--budget-s", type=float, default=420.0, help="start no new step after this many seconds")
-    args = ap.parse_args()
+    args = gpu_steps.parser(__doc__, "BV 32, 4 warps, 1-2 stages; two shapes", 420.0).parse_args()
     if args.cpu_smoke:
         SMOKE = True
         kb.setup_cpu_smoke()
-    import triton
-
     chk.load_kernels()
     fla = None if SMOKE else chk.load_fla(unguarded=True)  # its backward timed despite its triton guard (fla #640)
-    gpu = "CPU smoke (interpreter)" if SMOKE else torch.cuda.get_device_name(0)
-    INFO.update(gpu=gpu, torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda,
-                fla=getattr(sys.modules.get("fla"), "__version__", None), command="python " + " ".join(sys.argv))
+    INFO.update(gpu_steps.header(SMOKE))
     grid = [(1, 4096), (4, 8192)] if args.quick else [(1, 4096), (4, 8192), (1, 32768), (8, 32768)]
     if SMOKE:
         grid = [(1, 70)]
-    t0 = time.time()
     # the decision (the ops whole at 1-3 stages) before the sweeps that explain it: a budget cut loses sweeps first
     steps = [("check", lambda: (check_state_pass(args.quick), check_serving_path())),
              ("whole ops", lambda: whole_ops(grid, fla)),
              ("forward state pass", lambda: sweep_forward_state(grid, args.quick)),
              ("backward dh pass", lambda: sweep_backward_dh(grid, args.quick))]
-    for name, fn in steps:
-        if time.time() - t0 > args.budget_s:
-            print(f"[{time.time() - t0:.0f} s] budget spent: skipping {name}", flush=True)
-            continue
-        kb._try(name, fn)
-        print(f"[{time.time() - t0:.0f} s] {name} done", flush=True)
-        write(args.out)
+    gpu_steps.run_steps(steps, args.budget_s,
+                        lambda: gpu_steps.write(args.out, "state_pass", INFO, ROWS, markdown()))
     print(markdown())
     if not all(r["ok"] for r in ROWS if r["kind"].startswith("check")):
         sys.exit(1)
