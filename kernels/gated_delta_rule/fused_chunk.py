@@ -34,20 +34,7 @@ import triton.language as tl
 
 from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device
-from .prefill_inputs import _softplus
-
-
-@triton.jit
-def _activate(x, NORM: tl.constexpr, SILU: tl.constexpr):
-    """prefill_inputs._rows's math on a loaded tile: SiLU rounded to the input dtype, then the L2 norm of each row
-    (float32, rounded to the input dtype)."""
-    if SILU:
-        xf = x.to(tl.float32)
-        x = (xf * tl.sigmoid(xf)).to(x.dtype)
-    if NORM:
-        xf = x.to(tl.float32)
-        x = (xf * tl.math.rsqrt(tl.sum(xf * xf, axis=1) + 1e-6)[:, None]).to(x.dtype)  # masked columns add 0
-    return x
+from .prefill_inputs import _activate, _softplus
 
 
 @triton.jit
@@ -109,9 +96,9 @@ def _gdn_fused_chunk_kernel(
         if RAW:  # the prologue's math and rounding points (prefill_inputs.py)
             b_gl = tl.where(m_t, neg_A * _softplus(b_gl + b_dt), 0.0)
             b_beta = tl.where(m_t, tl.sigmoid(b_beta), 0.0)
-            b_q = _activate(b_q, QK_L2NORM, SILU)
-            b_k = _activate(b_k, QK_L2NORM, SILU)
-            b_v = _activate(b_v, False, SILU)
+            b_q = _activate(b_q, QK_L2NORM, SILU).to(dt)  # rounded where the prologue stores them
+            b_k = _activate(b_k, QK_L2NORM, SILU).to(dt)
+            b_v = _activate(b_v, False, SILU).to(dt)
         b_g = tl.cumsum(b_gl, axis=0)
         b_v = b_v.to(tl.float32)
 

@@ -44,16 +44,22 @@ def _softplus(x):
 
 
 @triton.jit
-def _rows(src, s_t, dst, D: tl.constexpr, o_t, o_d, m, NORM: tl.constexpr, SILU: tl.constexpr):
-    """BT rows of one head: strided source rows -> contiguous [TT, H, D] destination rows, through SiLU if SILU
-    (rounded to the input dtype, as F.silu returns it), then L2-normalised if NORM."""
-    x = tl.load(src + o_t[:, None] * s_t + o_d[None, :], mask=m, other=0.0)
+def _activate(x, NORM: tl.constexpr, SILU: tl.constexpr):
+    """A loaded tile of rows through SiLU if SILU (rounded to the input dtype, as F.silu returns it), then
+    L2-normalised along each row if NORM (float32, left for the caller to round). Also fused_chunk.py's."""
     if SILU:
         xf = x.to(tl.float32)
         x = (xf * tl.sigmoid(xf)).to(x.dtype)
     if NORM:
         xf = x.to(tl.float32)
         x = xf * tl.math.rsqrt(tl.sum(xf * xf, axis=1) + 1e-6)[:, None]  # masked columns add 0
+    return x
+
+
+@triton.jit
+def _rows(src, s_t, dst, D: tl.constexpr, o_t, o_d, m, NORM: tl.constexpr, SILU: tl.constexpr):
+    """BT rows of one head: strided source rows -> contiguous [TT, H, D] destination rows, through _activate."""
+    x = _activate(tl.load(src + o_t[:, None] * s_t + o_d[None, :], mask=m, other=0.0), NORM, SILU)
     tl.store(dst + o_t[:, None] * D + o_d[None, :], x.to(dst.dtype.element_ty), mask=m)
 
 
