@@ -410,7 +410,7 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
                    qkv_silu: bool = False) -> Tensor:
     if use_triton(q, k, v, state_pool):
         from .gated_delta_rule.chunk import chunk_gdn_fwd
-        from .gated_delta_rule.fused_chunk import fused_chunk_gdn_fwd, fused_chunk_max_tokens
+        from .gated_delta_rule.fused_chunk import fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
         H, K = q.shape[-2:]
         TT = q.numel() // (H * K)
@@ -418,8 +418,7 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
             # short: prologue and forward in one launch, reading the raw projection in place
             from .gated_delta_rule.prefill_inputs import _rows_view
 
-            N, T = ((cu_seqlens.shape[0] - 1, 0) if cu_seqlens is not None else
-                    (q.shape[0], q.shape[1]) if q.dim() == 4 else (1, TT))
+            N, T = sequences(q, TT, cu_seqlens)
             o = fused_chunk_gdn_fwd(
                 _rows_view(q, TT), _rows_view(k, TT), _rows_view(v, TT), a.reshape(TT, H), b.reshape(TT, H), scale, N,
                 T, state_pool, state_indices, has_initial_state, state_pool, cu_seqlens, A_log=A_log.reshape(H),

@@ -32,7 +32,7 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
-from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens
+from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
 
@@ -408,12 +408,8 @@ def chunk_gdn_fwd(
     dev = q.device
     qt, kt, vt, gt, bt = token_major(q, k, v, g, beta)
     BT = CHUNK
-    if cu_seqlens is not None:
-        N = cu_seqlens.shape[0] - 1
-        T, NTs = 0, 0
-    else:
-        N, T = q.shape[:2] if q.dim() == 4 else (1, TT)
-        NTs = cdiv(T, BT)
+    N, T = sequences(q, TT, cu_seqlens)
+    NTs = cdiv(T, BT)  # (0 when packed)
     scale = K**-0.5 if scale is None else float(scale)
     indexed = state_indices is not None
     check_states(initial_state, final_state, indexed, N, H, K, V)

@@ -140,6 +140,13 @@ def _gdn_fused_chunk_kernel(
     store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
 
+def sequences(q, TT: int, cu_seqlens) -> tuple[int, int]:
+    """(N sequences, T tokens each; 0 when packed): packed through cu_seqlens, [B, T, H, K] rows, or one [TT, H, K]."""
+    if cu_seqlens is not None:
+        return cu_seqlens.shape[0] - 1, 0
+    return (q.shape[0], q.shape[1]) if q.dim() == 4 else (1, TT)
+
+
 def check_states(initial_state, final_state, indexed: bool, N: int, H: int, K: int, V: int) -> None:
     """The state tensors both chunked forwards accept: [slots, H, K, V], contiguous inside a slot; N rows if dense."""
     for s in (initial_state, final_state):
