@@ -12,7 +12,8 @@
   GPU driver that is not there; with one config Triton's autotuner does not benchmark at all.
 * `tuned_configs(kernel, configs)`: the configs an autotuned kernel registers: the first only under the interpreter,
   one pinned config with `HYBRIDSERVE_TRITON_CONFIG=kernel=i` (the GPU probes bisect a crash to one config).
-* `state_pass_stages()`: software-pipelining depth of the sequential chunk passes (`HYBRIDSERVE_STATE_STAGES`).
+* `state_pass_stages(default, K, V)`: software-pipelining depth of a sequential chunk pass: `HYBRIDSERVE_STATE_STAGES`,
+  or the default its launcher measured (at the head dims measured; 1 elsewhere).
 """
 
 from __future__ import annotations
@@ -124,17 +125,25 @@ def tuned_configs(kernel: str, configs: list) -> list:
 # Pipelining depth of the four sequential chunk passes (GDN forward state, GDN backward dh, GLA state, GLA dh):
 # each program walks its sequence chunk after chunk. With 1 stage every step waits for its chunk's tiles to arrive
 # from global memory; with 2-3 stages Triton's pipeliner fetches the next chunks' tiles (cp.async into shared
-# memory) while this one computes -- compiled for sm_90a, 22-90 cp.async per kernel, no extra registers or spills
-# (docs/benchmarks/kernels.md, twelfth session). 1 stays the default until benchmarks/state_pass_gpu.py has timed
-# and checked the others on the GPU.
-DEFAULT_STATE_STAGES = 1
+# memory) while this one computes -- compiled for sm_90a, 22-90 cp.async per kernel, no extra registers or spills.
+# Each launcher passes the depth its pass measured fastest at its tile on the H200 (docs/benchmarks/kernels.md,
+# thirteenth session: 2-3x faster than 1 stage for one sequence). HYBRIDSERVE_STATE_STAGES overrides them all.
+# TUNED_HEAD_DIMS: the (K, V) at which those defaults, and the one-launch short prefill's (fused_chunk.py), were
+# checked and timed on the GPU. Other head dims keep what was validated before (1 stage, no one-launch route) until
+# checked there: at K = 64 ptxas has miscompiled a pipelined tile of the chunk out kernel before.
+TUNED_HEAD_DIMS = frozenset({(128, 128)})
 
 
-def state_pass_stages() -> int:
-    """HYBRIDSERVE_STATE_STAGES (1-4) or DEFAULT_STATE_STAGES: the num_stages of the sequential chunk passes."""
+def tuned_head_dims(K: int, V: int) -> bool:
+    return (K, V) in TUNED_HEAD_DIMS
+
+
+def state_pass_stages(default: int, K: int, V: int) -> int:
+    """HYBRIDSERVE_STATE_STAGES (1-4), else `default` at the TUNED_HEAD_DIMS and 1 elsewhere: the num_stages of a
+    sequential chunk pass with head dims K, V."""
     raw = os.environ.get("HYBRIDSERVE_STATE_STAGES", "").strip()
     if not raw:
-        return DEFAULT_STATE_STAGES
+        return default if tuned_head_dims(K, V) else 1
     if not (raw.isdigit() and 1 <= int(raw) <= 4):
         raise ValueError(f"HYBRIDSERVE_STATE_STAGES={raw!r}: expected 1, 2, 3 or 4")
     return int(raw)

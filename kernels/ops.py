@@ -414,7 +414,7 @@ def gdn_chunk_pool(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: O
 
         H, K = q.shape[-2:]
         TT = q.numel() // (H * K)
-        if g is None and prefill_prologue() and 0 < TT <= fused_chunk_max_tokens():
+        if g is None and prefill_prologue() and 0 < TT <= fused_chunk_max_tokens(K, v.shape[-1]):
             # short: prologue and forward in one launch, reading the raw projection in place
             from .gated_delta_rule.prefill_inputs import _rows_view
 

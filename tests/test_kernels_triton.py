@@ -359,7 +359,9 @@ def test_gdn_fused_chunk_tiles(BT, BV):
 
 def test_gdn_fused_chunk_dispatch(monkeypatch):
     """chunk_gdn_fwd sends inputs of at most HYBRIDSERVE_GDN_FUSED_MAX_TOKENS tokens (counted on the host) to the
-    one-launch kernel, larger ones and `_phases` profiling to the three kernels; 0 (the default) sends none."""
+    one-launch kernel, larger ones and `_phases` profiling to the three kernels; 0 sends none; unset, the default
+    (512 tokens) applies at the head dims it was timed at only."""
+    from hybridserve.kernels import _triton_utils
     from hybridserve.kernels.gated_delta_rule import chunk as chunk_mod
 
     calls = []
@@ -368,7 +370,12 @@ def test_gdn_fused_chunk_dispatch(monkeypatch):
                         lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw))
     q, k, v, g, beta = gdn_inputs((1, 40), 33, torch.float32)
     monkeypatch.delenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", raising=False)
+    chunk_gdn_fwd(q, k, v, g, beta)  # head dims never timed on the GPU: no one-launch route by default
+    assert calls == []
+    monkeypatch.setattr(_triton_utils, "TUNED_HEAD_DIMS", frozenset({(q.shape[-1], v.shape[-1])}))
     chunk_gdn_fwd(q, k, v, g, beta)
+    assert calls == [40]
+    calls.clear()
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "39")
     chunk_gdn_fwd(q, k, v, g, beta)
     assert calls == []

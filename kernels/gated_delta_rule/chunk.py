@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -361,12 +361,25 @@ def blocked_inverse() -> bool:
     return os.environ.get("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "1") != "0"
 
 
-def default_state_block_v(N: int, H: int, V: int) -> int:
-    """The state pass is sequential over chunks: split V finer when few (sequence, head) pairs fill the GPU."""
-    BV = min(32, next_pow2(V))  # 64 spills registers at K = 128 (sm_90a, 4 or 8 warps)
-    while BV > 16 and N * H * cdiv(V, BV) < 256:
+# The state pass is sequential over chunks: its parallelism is sequences x heads x V blocks programs. Measured on
+# the H200 (H = 16, K = V = 128, bf16; benchmarks/state_pass_gpu.py, docs/benchmarks/kernels.md thirteenth session),
+# the fastest tile of the pass alone: one sequence (16 pairs) BV 16 with 3 stages (1 x 32K: 0.48 ms, 1 stage 1.40);
+# 4 x 8K and 8 x 32K (64 and 128 pairs) BV 64 with 3 stages (8 x 32K: 1.68 ms; the old BV 32, 1 stage: 3.58). So:
+# the widest V block that still gives about one program per SM, 3 stages. (BV 64 at 4 warps compiles to 250
+# registers without spills and 137 KB of shared memory at 3 stages: one program per SM, which this pass favours.)
+# Head dims not measured keep the tile validated before: BV <= 32 with 1 stage (_triton_utils.tuned_head_dims).
+STATE_PASS_PROGRAMS = 128
+
+
+def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
+    """(BV, num_stages) of the forward's state pass, also the backward's recompute of it."""
+    if not tuned_head_dims(K, V):
+        BV, programs = min(32, next_pow2(V)), 256
+    else:
+        BV, programs = min(64, next_pow2(V)), STATE_PASS_PROGRAMS
+    while BV > 16 and N * H * cdiv(V, BV) < programs:
         BV //= 2
-    return BV
+    return BV, state_pass_stages(3, K, V)
 
 
 def token_major(q, k, v, g, beta):
@@ -394,8 +407,8 @@ def chunk_gdn_fwd(
     """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
 
     q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. BV_state, num_warps_state,
-    num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_block_v,
-    4, state_pass_stages()). Inputs of at most fused_chunk_max_tokens() tokens (default: none) run fused_chunk.py's
+    num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_tile,
+    4). Inputs of at most fused_chunk_max_tokens(K, V) tokens (default: 512 at K = V = 128) run fused_chunk.py's
     one-launch kernel instead of the three below. `_phases` (a list, for profiling): receives ("prep" | "state" |
     "out", launch) pairs that re-run each of the three kernels on the same buffers, so a benchmark can time them
     one by one."""
@@ -413,7 +426,7 @@ def chunk_gdn_fwd(
     scale = K**-0.5 if scale is None else float(scale)
     indexed = state_indices is not None
     check_states(initial_state, final_state, indexed, N, H, K, V)
-    if 0 < TT <= fused_chunk_max_tokens() and _phases is None:  # short: one launch, no chunk map, no scratch
+    if 0 < TT <= fused_chunk_max_tokens(K, V) and _phases is None:  # short: one launch, no chunk map, no scratch
         o = fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state, state_indices, has_initial_state,
                                 final_state, cu_seqlens)
         return o.reshape(*v.shape[:-1], V)
@@ -450,11 +463,11 @@ def chunk_gdn_fwd(
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
-    BV = BV_state or default_state_block_v(N, H, V)
-    BV = max(16, min(BV, next_pow2(V)))
+    BV, stages = default_state_tile(N, H, K, V)
+    BV = max(16, min(BV_state or BV, next_pow2(V)))
+    stages = num_stages_state or stages
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
-    stages = num_stages_state or state_pass_stages()
 
     def state():
         _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](

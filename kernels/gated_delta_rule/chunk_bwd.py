@@ -36,7 +36,7 @@ import triton.language as tl
 from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel,
-                    blocked_inverse, default_state_block_v)
+                    blocked_inverse, default_state_tile)
 from .chunk_bwd_split import dqkw_split, wy_split
 
 
@@ -316,16 +316,27 @@ def bwd_variant(K: int | None = None, V: int | None = None) -> str:
     return v
 
 
+def default_dh_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
+    """(BV, num_stages) of the dh reverse pass. It carries more per program than the forward's state pass (the dh
+    and dV' tiles: 247-255 registers at K = 128), and measured on the H200 (docs/benchmarks/kernels.md, thirteenth
+    session) fastest at BV 16 with 3 stages for one sequence (1 x 32K: 1.47 ms, 1 stage 2.06) and at BV 32 with 2
+    stages for 4 x 8K (0.59 ms); 3 stages at BV 32 cost 1.5x there (shared memory: 156 KB, one program per SM)."""
+    BV = min(32, next_pow2(V))
+    while BV > 16 and N * H * cdiv(V, BV) < 256:
+        BV //= 2
+    return BV, state_pass_stages(3 if BV <= 16 else 2, K, V)
+
+
 @on_tensor_device
 def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, warps_dh=None,
                   stages_dh=None, _phases=None):
     """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen).
 
     variant: "fused" | "split" (default: bwd_variant(K, V)). BV_dh: V block of the sequential passes (the state
-    recompute and the dh reverse pass; default as the forward's); warps_dh, stages_dh: their warps (4) and pipelining
-    depth (state_pass_stages()). `_phases` (a list, for profiling, as chunk_gdn_fwd's): receives ("prep" | "state" |
-    "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each kernel on the same buffers so a benchmark can
-    time them one by one. Re-running them overwrites the returned gradients (the dh pass accumulates into dV' in
+    recompute and the dh reverse pass; default: the forward's default_state_tile and default_dh_tile); warps_dh,
+    stages_dh: their warps (4) and pipelining depth (default: those tiles'). `_phases` (a list, for profiling, as
+    chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
+    kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned gradients (the dh pass accumulates into dV' in
     place, so its values drift; the timing does not)."""
     variant = variant or bwd_variant(q.shape[-1], v.shape[-1])
     if variant not in VARIANTS:
@@ -362,8 +373,9 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
     h0 = initial_state.contiguous() if initial_state is not None else gcum
-    BVs = max(16, min(BV_dh or default_state_block_v(B, H, V), next_pow2(V)))
-    warps_s, stages_s = warps_dh or 4, stages_dh or state_pass_stages()
+    BVs, stages_s = default_state_tile(B, H, K, V)
+    BVs = max(16, min(BV_dh or BVs, next_pow2(V)))
+    warps_s, stages_s = warps_dh or 4, stages_dh or stages_s
     phases.append(("state", lambda: _gdn_chunk_state_kernel[(cdiv(V, BVs), B * H)](
         kt, w, u, gcum, hbuf, vnew, h0, gcum, gcum, gcum, gcum, gcum, T, NTs,
         K * V * H if initial_state is not None else 0, 0, H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs,
@@ -381,10 +393,13 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     dhbuf = torch.empty(NT, H, K, V, dtype=dtype if split else f32, device=dev)
     dh0 = torch.empty(B, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
     dht_ = dht.float().contiguous() if dht is not None else gcum
-    phases.append(("dh", lambda: _gdn_bwd_dh_kernel[(cdiv(V, BVs), B * H)](
+    BVd, stages_d = default_dh_tile(B, H, K, V)
+    BVd = max(16, min(BV_dh or BVd, next_pow2(V)))
+    stages_d = stages_dh or stages_d
+    phases.append(("dh", lambda: _gdn_bwd_dh_kernel[(cdiv(V, BVd), B * H)](
         qt, kt, w, dot_, gcum, dvn, dhbuf, dht_, dh0 if dh0 is not None else gcum, scale, T, NTs,
-        H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVs, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
-        DOT_PREC=prec, num_warps=warps_s, num_stages=stages_s,
+        H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BVd, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
+        DOT_PREC=prec, num_warps=warps_dh or 4, num_stages=stages_d,
     )))
     # kernel 3: dq, dk (O, S' parts), dw, dG (O, S' parts)
     dk = torch.empty(TT, H, K, dtype=dtype, device=dev)

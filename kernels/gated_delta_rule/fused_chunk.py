@@ -14,9 +14,9 @@ block of V columns) walks its sequence chunk by chunk and does everything in reg
 
 Chunks are small (BT = 16 by default, or 32: the inverse is 15 dependent steps on a 16 x 16 tile, every product a
 tensor-core tile) because nothing runs in parallel across a sequence's chunks: this kernel is for inputs short
-enough that the walk is cheap, and chunk.py stays the path for long ones (`fused_chunk_max_tokens`). W and X do
-not depend on the V block, so programs of the same head recompute them: cheap at these sizes, and it keeps the
-programs independent. Rounding follows chunk.py: W, U, V' and the state enter the products in the input dtype
+enough that the walk is cheap, and chunk.py stays the path for long ones (`fused_chunk_max_tokens`: over 512
+tokens). W and X do not depend on the V block, so programs of the same head recompute them: cheap at these sizes,
+and it keeps the programs independent. Rounding follows chunk.py: W, U, V' and the state enter the products in the input dtype
 (chunk.py stores them so), accumulation is float32. States as in fused_recurrent.py (dense or pool rows through
 state_indices, negative = padding: neither read nor written; has_initial_state masks the read). No host
 synchronisation: graph-capture safe. For the serving op (`ops.gdn_chunk_pool`) the kernel also does the prologue's
@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import load_initial_state, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_head_dims
 from .prefill_inputs import _activate, _softplus
 
 
@@ -158,11 +158,20 @@ def check_states(initial_state, final_state, indexed: bool, N: int, H: int, K: i
             raise ValueError(f"states must be [slots, {H}, {K}, {V}], contiguous inside a slot")
 
 
-def fused_chunk_max_tokens() -> int:
+# Measured on the H200 (K = V = 128, bf16; benchmarks/short_prefill_gpu.py, docs/benchmarks/kernels.md thirteenth
+# session), one sequence: this kernel takes 0.13-0.15 ms a call back to back up to 512 tokens against 0.36 ms for
+# chunk.py's three launches (host-bound), and 0.23 vs 0.19 ms at 1,024. Its GPU time grows with the walk (0.12 ms at
+# 512 tokens against 0.04 ms), so past 512 the three kernels win as soon as the GPU is the bottleneck.
+FUSED_MAX_TOKENS = 512
+
+
+def fused_chunk_max_tokens(K: int, V: int) -> int:
     """Inputs of at most this many tokens in all take the one-launch kernel (chunk_gdn_fwd dispatches on the host's
-    token count: no synchronisation). HYBRIDSERVE_GDN_FUSED_MAX_TOKENS; 0 (the default) keeps chunk.py for every
-    size until benchmarks/short_prefill_gpu.py has checked and timed this kernel on the GPU."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "0").strip()
+    token count: no synchronisation). HYBRIDSERVE_GDN_FUSED_MAX_TOKENS (0 = never), else FUSED_MAX_TOKENS at the
+    head dims it was timed at (_triton_utils.TUNED_HEAD_DIMS) and 0 elsewhere."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "").strip()
+    if not raw:
+        return FUSED_MAX_TOKENS if tuned_head_dims(K, V) else 0
     if not raw.isdigit():
         raise ValueError(f"HYBRIDSERVE_GDN_FUSED_MAX_TOKENS={raw!r}: expected a token count (0 = off)")
     return int(raw)

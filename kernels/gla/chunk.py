@@ -205,6 +205,13 @@ def _gla_chunk_out_kernel(
     tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
 
 
+# Pipelining depth of the state pass: 3 stages measured fastest at its default tile on the H200 for every shape of
+# the grid (1 x 4K 0.45 ms vs 0.51 with 1 stage, 1 x 32K 2.88 vs 3.86, 8 x 32K 17.2 vs 18.1: the forward whole;
+# docs/benchmarks/kernels.md, thirteenth session). The backward's dh pass has not been timed pipelined: it keeps 1.
+GLA_STATE_STAGES = 3
+GLA_DH_STAGES = 1
+
+
 def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     BK = min(64, max(16, next_pow2(K)))
     BV = min(64, max(16, next_pow2(V)))
@@ -219,7 +226,7 @@ def chunk_gla_fwd(
     cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None, num_stages_state=None,
 ):
     """Chunked GLA forward; returns o shaped like v in q's dtype. gk: per-key-channel log decay [.., H, K].
-    The *_state arguments set the sequential state pass's tile, warps and pipelining depth (state_pass_stages())."""
+    The *_state arguments set the sequential state pass's tile, warps and pipelining depth (GLA_STATE_STAGES)."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -281,7 +288,7 @@ def chunk_gla_fwd(
         H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
-        num_warps=num_warps_state, num_stages=num_stages_state or state_pass_stages(),
+        num_warps=num_warps_state, num_stages=num_stages_state or state_pass_stages(GLA_STATE_STAGES, K, V),
     )
     if NT == 0:
         return o.reshape(*v.shape[:-1], V)

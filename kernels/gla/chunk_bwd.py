@@ -31,8 +31,8 @@ import triton.language as tl
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
-from .chunk import (SUB, _gla_chunk_cumsum_kernel, _gla_chunk_intra_kernel, _gla_chunk_state_kernel,
-                    default_state_blocks)
+from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, SUB, _gla_chunk_cumsum_kernel, _gla_chunk_intra_kernel,
+                    _gla_chunk_state_kernel, default_state_blocks)
 
 
 @triton.jit
@@ -319,7 +319,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     dBK, dBV = default_state_blocks(N, H, K, V)
     BKs, BVs = max(16, min(dBK, next_pow2(K))), max(16, min(dBV, next_pow2(V)))
     warps_state = 8 if BKs * BVs >= 4096 else 4
-    stages_state = state_pass_stages()
+    stages_state, stages_dh = state_pass_stages(GLA_STATE_STAGES, K, V), state_pass_stages(GLA_DH_STAGES, K, V)
     h0 = initial_state.contiguous() if initial_state is not None else None
 
     # recompute the forward's intermediates: B, the state before every chunk, A
@@ -345,7 +345,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
         _gla_bwd_dh_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
             qt, dot_, gcum, dhbuf, dht_ if dht_ is not None else dummy, dh0 if dh0 is not None else dummy, cu, co,
             scale, T, NTs, H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen, USE_DHT=dht_ is not None,
-            STORE_DH0=dh0 is not None, DOT_PREC=prec, num_warps=warps_state, num_stages=stages_state,
+            STORE_DH0=dh0 is not None, DOT_PREC=prec, num_warps=warps_state, num_stages=stages_dh,
         )
     dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
     dk = torch.empty(TT, H, K, dtype=dtype, device=dev)

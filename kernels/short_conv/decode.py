@@ -3,7 +3,7 @@ does in eight (gather the states, concatenate, multiply, sum, pick the write row
 tests/test_kernels_short_conv.py).
 
 Serving runs this once per linear layer and decode step, so its launches are paid in every FULL decode graph
-replay (docs/benchmarks/kernels.md, eleventh session, times the two). Math and layouts: naive.py beside this file
+replay (docs/benchmarks/kernels-sessions-10-12.md, eleventh session, times the two). Math and layouts: naive.py beside this file
 (its reference). Sums in float32; the state keeps the pool's dtype; a negative slot (padding) is never read
 or written, so no other request's state can be touched.
 
