@@ -336,8 +336,8 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     recompute and the dh reverse pass; default: the forward's default_state_tile and default_dh_tile); warps_dh,
     stages_dh: their warps (4) and pipelining depth (default: those tiles'). `_phases` (a list, for profiling, as
     chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
-    kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned gradients (the dh pass accumulates into dV' in
-    place, so its values drift; the timing does not)."""
+    kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned
+    gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
     variant = variant or bwd_variant(q.shape[-1], v.shape[-1])
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")

@@ -16,12 +16,12 @@ Chunks are small (BT = 16 by default, or 32: the inverse is 15 dependent steps o
 tensor-core tile) because nothing runs in parallel across a sequence's chunks: this kernel is for inputs short
 enough that the walk is cheap, and chunk.py stays the path for long ones (`fused_chunk_max_tokens`: over 512
 tokens). W and X do not depend on the V block, so programs of the same head recompute them: cheap at these sizes,
-and it keeps the programs independent. Rounding follows chunk.py: W, U, V' and the state enter the products in the input dtype
-(chunk.py stores them so), accumulation is float32. States as in fused_recurrent.py (dense or pool rows through
-state_indices, negative = padding: neither read nor written; has_initial_state masks the read). No host
-synchronisation: graph-capture safe. For the serving op (`ops.gdn_chunk_pool`) the kernel also does the prologue's
-work (RAW: prefill_inputs.py's SiLU, q/k L2 norm and gates, same rounding points) on the raw projection's columns,
-read through their strides: the whole GDN part of a short prefill is one launch.
+and it keeps the programs independent. Rounding follows chunk.py: W, U, V' and the state enter the products in
+the input dtype (chunk.py stores them so), accumulation is float32. States as in fused_recurrent.py (dense or
+pool rows through state_indices, negative = padding: neither read nor written; has_initial_state masks the read).
+No host synchronisation: graph-capture safe. For the serving op (`ops.gdn_chunk_pool`) the kernel also does the
+prologue's work (RAW: prefill_inputs.py's SiLU, q/k L2 norm and gates, same rounding points) on the raw
+projection's columns, read through their strides: the whole GDN part of a short prefill is one launch.
 """
 
 from __future__ import annotations
