@@ -82,6 +82,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from ._triton_utils import next_pow2
     from .gated_delta_rule import chunk as gc
     from .gated_delta_rule import chunk_bwd as gb
+    from .gated_delta_rule import chunk_prep as gq
     from .gated_delta_rule import decode as gd
     from .gated_delta_rule import fused_chunk as gf
     from .gated_delta_rule import fused_recurrent as gr
@@ -162,6 +163,15 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                        gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
                             BLOCKED_INV=blocked, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+        # the prep kernel with its tiles in registers (chunk_prep.py; HYBRIDSERVE_GDN_PREP=registers)
+        for cfg in gq._prep_configs():
+            for varlen, store_x in ((True, False), (False, True)):
+                yield (f"gdn chunk prep registers {dt} varlen={varlen} store_x={store_x} {cfg} {tag}",
+                       gq._gdn_chunk_prep_registers_kernel, dict(sig, Xbuf="*fp32"),
+                       dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=BVf, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
+                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",

@@ -234,18 +234,23 @@ def test_gdn_decode_persistent(state_dtype, prefetch, per_sm, BV, stages):
 
 
 # ---------------------------------------------------------------------------------------------------- GDN chunk
-def route_short_inputs(monkeypatch, fused: bool):
-    """fused: every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS)."""
-    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if fused else "0")
+def route_short_inputs(monkeypatch, path: str):
+    """path "fused": every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS); else
+    the three kernels, their first one chunk.py's ("chunk") or chunk_prep.py's ("registers": HYBRIDSERVE_GDN_PREP)."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if path == "fused" else "0")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "registers" if path == "registers" else "scratch")
 
 
-@pytest.mark.parametrize("path", ["blocked", "rows", "fused"])
+CHUNK_PATHS = ["chunk", "registers", "fused"]
+
+
+@pytest.mark.parametrize("path", ["blocked", "rows", "registers", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gdn_chunk_dense(dtype, path, monkeypatch):
-    """Both ways to X = (I + A)^{-1} of the three-kernel path: 16 x 16 block forward substitution (default) and row
-    by row; and the one-launch kernel for short inputs."""
+    """Both ways to X = (I + A)^{-1} of the three-kernel path's prep kernel: 16 x 16 block forward substitution
+    (default) and row by row; the prep kernel with its tiles in registers; the one-launch kernel for short inputs."""
     monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "0" if path == "rows" else "1")
-    route_short_inputs(monkeypatch, path == "fused")
+    route_short_inputs(monkeypatch, "chunk" if path in ("blocked", "rows") else path)
     q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
     h0 = torch.randn(2, H, K, V, generator=gen(12)).to(DEV)
     ht = torch.empty(2, H, K, V, device=DEV)
@@ -286,10 +291,11 @@ def test_gdn_chunk_backward(dtype):
         check(got, leaf.grad, GRAD_TOL[dtype][name], name + " (no states)")
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_gdn_chunk_strong_decay_no_initial_state(fused, monkeypatch):
-    """Decays down to e^-20 per token: e^G underflows inside a chunk; nothing may overflow."""
-    route_short_inputs(monkeypatch, fused)
+@pytest.mark.parametrize("path", CHUNK_PATHS)
+def test_gdn_chunk_strong_decay_no_initial_state(path, monkeypatch):
+    """Decays down to e^-20 per token: e^G underflows inside a chunk; nothing may overflow (a partial last chunk:
+    the prep kernels' padding rows must not produce e^{0 - G})."""
+    route_short_inputs(monkeypatch, path)
     q, k, v, _, beta = gdn_inputs((1, 70), 13, torch.float32)
     g = (-20 * torch.rand(1, 70, H, generator=gen(14))).to(DEV)
     ht = torch.empty(1, H, K, V, device=DEV)
@@ -299,10 +305,10 @@ def test_gdn_chunk_strong_decay_no_initial_state(fused, monkeypatch):
     check(ht, ref_s, 1e-5, "final state")
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("path", CHUNK_PATHS)
 @pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_varlen_pool(state_dtype, fused, monkeypatch):
-    route_short_inputs(monkeypatch, fused)
+def test_gdn_chunk_varlen_pool(state_dtype, path, monkeypatch):
+    route_short_inputs(monkeypatch, path)
     lens = [1, 64, 70, 5, 9]
     slots = [4, 1, 6, -1, 0]
     has = [1, 0, 1, 1, 1]

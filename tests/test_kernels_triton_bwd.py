@@ -208,6 +208,20 @@ def test_gdn_chunk_backward_variants(case, variant, tf32_products):
     check_gdn(grads, dev, ref, dtype, variant)
 
 
+@pytest.mark.parametrize("case", GDN_CASES[:2], ids=["K64V64-bf16-h0", "K32V64-f32-h0"])
+def test_gdn_backward_with_the_prep_in_registers(case, monkeypatch, tf32_products):
+    """HYBRIDSERVE_GDN_PREP=registers: the backward's recompute writes X (STORE_X) from chunk_prep.py's kernel, in
+    chunk.py's layout; every gradient against the float64 recurrence. A bad value is one clear error."""
+    B, T, K_, V_, dtype, states = case
+    dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=7 + K_ + V_)
+    q, k, v, g, beta, h0, do, dht = dev
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "registers")
+    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht), dev, ref, dtype, "prep in registers")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "shared")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_PREP"):
+        gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht)
+
+
 def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
     """The interpreter registers only an autotuned kernel's first config: run the split dqkw kernel under each of its
     GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop)."""

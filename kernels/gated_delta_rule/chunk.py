@@ -32,6 +32,8 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
+from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _store_x_row, diagonal_inverses, lower_blocks_of_inverse,
+                         prep_in_registers)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -111,48 +113,13 @@ def _gdn_chunk_prep_kernel(
         A31 = tl.load(p_blk + 48 * H * BT + 16, mask=m3, other=0.0)
         A32 = tl.load(p_blk + 48 * H * BT + 32, mask=m3, other=0.0)
         tl.debug_barrier()
-        eye = tl.where(rs == cs, 1.0, 0.0)
-        A00t, A11t, A22t, A33t = tl.trans(A00), tl.trans(A11), tl.trans(A22), tl.trans(A33)
-        T00, T11, T22, T33 = eye, eye, eye, eye
-        for i in range(1, 16):
-            sel_c = cs == i
-            sel_r = rs == i
-            a0 = tl.sum(tl.where(sel_c, A00t, 0.0), axis=1)
-            a1 = tl.sum(tl.where(sel_c, A11t, 0.0), axis=1)
-            a2 = tl.sum(tl.where(sel_c, A22t, 0.0), axis=1)
-            a3 = tl.sum(tl.where(sel_c, A33t, 0.0), axis=1)
-            T00 = T00 - tl.where(sel_r, tl.sum(a0[:, None] * T00, axis=0)[None, :], 0.0)
-            T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
-            T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
-            T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
-        # exact float32 products (not TF32 as for the bf16 tiles): 16 x 16 blocks cost nothing, and the errors of
-        # the off-diagonal blocks of X would compound through W and U into every later chunk
-        X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision="ieee"), input_precision="ieee")
-        X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision="ieee"), input_precision="ieee")
-        X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision="ieee"), input_precision="ieee")
-        X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision="ieee") + tl.dot(A21, X10, input_precision="ieee"),
-                      input_precision="ieee")
-        X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision="ieee") + tl.dot(A32, X21, input_precision="ieee"),
-                      input_precision="ieee")
-        X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision="ieee") + tl.dot(A31, X10, input_precision="ieee")
-                      + tl.dot(A32, X20, input_precision="ieee"), input_precision="ieee")
+        T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33)
+        X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
         zero = tl.zeros([16, 16], dtype=tl.float32)
-        tl.store(p_blk, T00, mask=m0)
-        tl.store(p_blk + 16, zero, mask=m0)
-        tl.store(p_blk + 32, zero, mask=m0)
-        tl.store(p_blk + 48, zero, mask=m0)
-        tl.store(p_blk + 16 * H * BT, X10, mask=m1)
-        tl.store(p_blk + 16 * H * BT + 16, T11, mask=m1)
-        tl.store(p_blk + 16 * H * BT + 32, zero, mask=m1)
-        tl.store(p_blk + 16 * H * BT + 48, zero, mask=m1)
-        tl.store(p_blk + 32 * H * BT, X20, mask=m2)
-        tl.store(p_blk + 32 * H * BT + 16, X21, mask=m2)
-        tl.store(p_blk + 32 * H * BT + 32, T22, mask=m2)
-        tl.store(p_blk + 32 * H * BT + 48, zero, mask=m2)
-        tl.store(p_blk + 48 * H * BT, X30, mask=m3)
-        tl.store(p_blk + 48 * H * BT + 16, X31, mask=m3)
-        tl.store(p_blk + 48 * H * BT + 32, X32, mask=m3)
-        tl.store(p_blk + 48 * H * BT + 48, T33, mask=m3)
+        _store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
+        _store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
+        _store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
+        _store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
         tl.debug_barrier()
         b_X = tl.load(p_X + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
     else:
@@ -382,6 +349,22 @@ def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     return BV, state_pass_stages(3, K, V)
 
 
+def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x):
+    """The prep kernel (G, X, W, U per chunk) over NT chunks: chunk_prep.py's in registers with
+    HYBRIDSERVE_GDN_PREP=registers, else this file's (its inverse as blocked_inverse() says)."""
+    H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
+    if prep_in_registers():
+        _gdn_chunk_prep_registers_kernel[(NT, H)](
+            kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
+            BT=CHUNK, BK=max(16, next_pow2(K)), BV=max(16, next_pow2(V)), IS_VARLEN=varlen, DOT_PREC=prec,
+            STORE_X=store_x)
+    else:
+        _gdn_chunk_prep_kernel[(NT, H)](
+            kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
+            BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
+            DOT_PREC=prec, STORE_X=store_x, BLOCKED_INV=blocked_inverse())
+
+
 def token_major(q, k, v, g, beta):
     """The inputs as the kernels read them: contiguous [TT, H, *], q, k, v in q's dtype, g float32, beta as given.
     Free (no copy, no launch) for inputs already laid out so, e.g. prefill_inputs.gdn_prefill_inputs's outputs:
@@ -450,15 +433,11 @@ def chunk_gdn_fwd(
     if N == 0:
         return o.reshape(*v.shape[:-1], V)
     BKc = min(64, max(16, next_pow2(K)))
-    BVc = min(64, max(16, next_pow2(V)))
     varlen = cu_seqlens is not None
     phases = []
 
     def prep():
-        _gdn_chunk_prep_kernel[(NT, H)](
-            kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
-            BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=False, BLOCKED_INV=blocked_inverse(),
-        )
+        launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x=False)
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:

@@ -35,8 +35,7 @@ import triton.language as tl
 
 from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
-from .chunk import (CHUNK, _dot_prec, _gdn_chunk_prep_kernel, _gdn_chunk_state_kernel,
-                    blocked_inverse, default_state_tile)
+from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep
 from .chunk_bwd_split import dqkw_split, wy_split
 
 
@@ -366,10 +365,8 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     X = torch.empty(TT, H, BT, dtype=f32, device=dev)
     BKc = min(64, max(16, next_pow2(K)))
     BVc = min(64, max(16, next_pow2(V)))
-    phases.append(("prep", lambda: _gdn_chunk_prep_kernel[(NT, H)](
-        kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, H, K, V,
-        BT=BT, BK=BKc, BV=BVc, IS_VARLEN=False, DOT_PREC=prec, STORE_X=True, BLOCKED_INV=blocked_inverse(),
-    )))
+    phases.append(("prep", lambda: launch_prep(kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, NT, False,
+                                               prec, store_x=True)))
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
     h0 = initial_state.contiguous() if initial_state is not None else gcum

@@ -1,0 +1,235 @@
+"""The chunked GDN forward's first kernel with every tile in registers (Triton; an alternative to chunk.py's
+`_gdn_chunk_prep_kernel`, chosen by HYBRIDSERVE_GDN_PREP).
+
+Per chunk of 64 tokens and head the prep kernel computes G = cumsum(g), A_ti = beta_t e^{G_t - G_i} k_t.k_i (i < t),
+X = (I + A)^{-1}, W = X diag(beta e^G) K and U = X diag(beta) V (math: naive.py::naive_chunk_gated_delta_rule).
+chunk.py's version forms the 64 x 64 K K^T at once and inverts it by 16 x 16 blocks that it has to slice out
+through a float32 scratch tile in global memory (registers cannot be sliced): A stored, 10 blocks loaded, X stored
+and loaded again, three barriers, ~58 KB of round trips per program. On the H200 that kernel is over half the
+forward at 8 x 32K: 4.26 ms where moving its own bytes takes ~1.0 ms (docs/benchmarks/kernels.md, thirteenth
+session), with 244 registers per thread (two programs per SM).
+
+Here the chunk is four row blocks of 16 tokens from the start: each block's k, v, beta and G are loaded as their own
+tiles, A's ten lower blocks are ten 16 x 16 products of them, the diagonal blocks are inverted side by side by
+forward substitution (`diagonal_inverses`, shared with chunk.py: the same 15 dependent steps, the same exact float32
+block products after), and W, U are summed block by block (row block i: sum over j <= i of X_ij times the scaled k_j
+or v_j). No scratch, no barrier but one after G's store, and no 64 x 64 tile alive. Rounding points are chunk.py's:
+X, the scaled k and v enter the W, U products in the input dtype, accumulation is float32; only the order of the
+float32 sums differs. With STORE_X (the backward) X is written to Xbuf in chunk.py's layout, zeros above the
+diagonal included.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+from .._triton_common import locate_chunk
+from .._triton_utils import tuned_configs
+
+
+def prep_in_registers() -> bool:
+    """HYBRIDSERVE_GDN_PREP=registers takes this file's kernel; "scratch" (the default until it is timed on the GPU)
+    chunk.py's."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_PREP", "scratch").strip()
+    if raw not in ("scratch", "registers"):
+        raise ValueError(f"HYBRIDSERVE_GDN_PREP={raw!r}: expected scratch or registers")
+    return raw == "registers"
+
+
+@triton.jit
+def diagonal_inverses(A00, A11, A22, A33):
+    """(I + A_ii)^{-1} of four strictly lower 16 x 16 blocks by forward substitution, side by side: 15 dependent steps,
+    not 63 (row i of T_ii: e_i - sum_{m < i} A_ii[i, m] T_ii[m, :])."""
+    o_s = tl.arange(0, 16)
+    rs = o_s[:, None]
+    cs = o_s[None, :]
+    eye = tl.where(rs == cs, 1.0, 0.0)
+    A00t, A11t, A22t, A33t = tl.trans(A00), tl.trans(A11), tl.trans(A22), tl.trans(A33)
+    T00, T11, T22, T33 = eye, eye, eye, eye
+    for i in range(1, 16):
+        sel_c = cs == i
+        sel_r = rs == i
+        a0 = tl.sum(tl.where(sel_c, A00t, 0.0), axis=1)
+        a1 = tl.sum(tl.where(sel_c, A11t, 0.0), axis=1)
+        a2 = tl.sum(tl.where(sel_c, A22t, 0.0), axis=1)
+        a3 = tl.sum(tl.where(sel_c, A33t, 0.0), axis=1)
+        T00 = T00 - tl.where(sel_r, tl.sum(a0[:, None] * T00, axis=0)[None, :], 0.0)
+        T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
+        T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
+        T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
+    return T00, T11, T22, T33
+
+
+@triton.jit
+def lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32):
+    """X_ij = -T_ii sum_{j <= m < i} A_im X_mj, in exact float32 (not TF32 as for the bf16 tiles): 16 x 16 blocks cost
+    nothing, and the errors of the off-diagonal blocks of X would compound through W and U into every later chunk."""
+    X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision="ieee"), input_precision="ieee")
+    X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision="ieee"), input_precision="ieee")
+    X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision="ieee"), input_precision="ieee")
+    X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision="ieee") + tl.dot(A21, X10, input_precision="ieee"),
+                  input_precision="ieee")
+    X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision="ieee") + tl.dot(A32, X21, input_precision="ieee"),
+                  input_precision="ieee")
+    X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision="ieee") + tl.dot(A31, X10, input_precision="ieee")
+                  + tl.dot(A32, X20, input_precision="ieee"), input_precision="ieee")
+    return X10, X20, X21, X30, X31, X32
+
+
+@triton.jit
+def _rows(gcum, beta, r0, n_in, H: tl.constexpr):
+    """Rows r0 .. r0 + 15 of the chunk: (row mask, G, beta)."""
+    o_s = r0 + tl.arange(0, 16)
+    m = o_s < n_in
+    return m, tl.load(gcum + o_s * H, mask=m, other=0.0), tl.load(beta + o_s * H, mask=m, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _tile(x, r0, m, D: tl.constexpr, BD: tl.constexpr, H: tl.constexpr):
+    """Rows r0 .. r0 + 15 of a [tokens, H, D] input (this head), zeros past the chunk's end."""
+    o_s = r0 + tl.arange(0, 16)
+    o_d = tl.arange(0, BD)
+    return tl.load(x + o_s[:, None] * (H * D) + o_d[None, :], mask=m[:, None] & (o_d < D)[None, :], other=0.0)
+
+
+@triton.jit
+def _scaled(x, r0, m, scale, D: tl.constexpr, BD: tl.constexpr, H: tl.constexpr):
+    """A row block of k or v times its per-row scale (beta e^G, or beta), rounded to the input dtype as chunk.py
+    does. Loaded again where it is used rather than kept from A's products: 4 live [16, 128] tiles fewer, which is
+    what kept this kernel under 255 registers (the reload hits L1 or L2)."""
+    b = _tile(x, r0, m, D, BD, H)
+    return (b.to(tl.float32) * scale[:, None]).to(b.dtype)
+
+
+@triton.jit
+def _a_block(b_ki, b_kj, G_i, G_j, beta_i, m_i, DIAG: tl.constexpr, DOT_PREC: tl.constexpr):
+    """A's block (i, j): beta_t e^{G_t - G_s} k_t.k_s for rows t of block i, columns s of block j (s < t on the
+    diagonal). The exponent is taken only where it is used: a padding row's G (0) minus a real one would overflow."""
+    b_kk = tl.dot(b_ki, tl.trans(b_kj), input_precision=DOT_PREC)
+    use = m_i[:, None]
+    if DIAG:
+        o_s = tl.arange(0, 16)
+        use = use & (o_s[None, :] < o_s[:, None])
+    return tl.where(use, b_kk * tl.exp(tl.where(use, G_i[:, None] - G_j[None, :], 0.0)) * beta_i[:, None], 0.0)
+
+
+@triton.jit
+def _store_rows(p, b, r0, n_in, stride, BC: tl.constexpr, C: tl.constexpr):
+    o_s = r0 + tl.arange(0, 16)
+    o_c = tl.arange(0, BC)
+    tl.store(p + o_s[:, None] * stride + o_c[None, :], b.to(p.dtype.element_ty),
+             mask=(o_s < n_in)[:, None] & (o_c < C)[None, :])
+
+
+@triton.jit
+def _store_x_row(Xbuf, r0, n_in, HBT, B0, B1, B2, B3):
+    o_s = tl.arange(0, 16)
+    p = Xbuf + (r0 + o_s)[:, None] * HBT + o_s[None, :]
+    m = (r0 + o_s < n_in)[:, None]
+    tl.store(p, B0, mask=m)
+    tl.store(p + 16, B1, mask=m)
+    tl.store(p + 32, B2, mask=m)
+    tl.store(p + 48, B3, mask=m)
+
+
+@triton.jit
+def _mix1(x0, b0, P: tl.constexpr):
+    return tl.dot(x0, b0, input_precision=P)
+
+
+@triton.jit
+def _mix2(x0, x1, b0, b1, P: tl.constexpr):
+    return tl.dot(x0, b0, input_precision=P) + tl.dot(x1, b1, input_precision=P)
+
+
+@triton.jit
+def _mix3(x0, x1, x2, b0, b1, b2, P: tl.constexpr):
+    return _mix2(x0, x1, b0, b1, P) + tl.dot(x2, b2, input_precision=P)
+
+
+@triton.jit
+def _mix4(x0, x1, x2, x3, b0, b1, b2, b3, P: tl.constexpr):
+    """Row block 3 of W or U: sum_j X_3j (scaled k_j or v_j), float32 accumulation."""
+    return _mix3(x0, x1, x2, b0, b1, b2, P) + tl.dot(x3, b3, input_precision=P)
+
+
+def _prep_configs():
+    # compiled for sm_90a (bf16, K = V = 128): 8 warps 250-254 registers without spills, 4 warps 255 and 16-124
+    # bytes spilled, 2 warps 350-780 bytes (left out). The ten A-block products keep each k tile in two operand
+    # layouts; even with W, U and the inverse taken out the A part alone needs 255 at 4 warps.
+    return tuned_configs("_gdn_chunk_prep_registers_kernel", [triton.Config({}, num_warps=w, num_stages=s)
+                                                              for w, s in [(8, 1), (4, 1), (8, 2)]])
+
+
+@triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gdn_chunk_prep_registers_kernel(
+    k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
+    T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
+    STORE_X: tl.constexpr,
+):
+    """One program per (chunk, head); chunk.py's _gdn_chunk_prep_kernel's outputs (BT = 64; BK, BV: K, V whole)."""
+    tl.static_assert(BT == 64, "four row blocks of 16")
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    n_in = eos - t0  # rows of this chunk inside the sequence
+    g += t0 * H + i_h
+    beta += t0 * H + i_h
+    gcum += t0 * H + i_h
+    k += (t0 * H + i_h) * K
+    w += (t0 * H + i_h) * K
+    v += (t0 * H + i_h) * V
+    u += (t0 * H + i_h) * V
+    o_t = tl.arange(0, BT)
+    b_g = tl.cumsum(tl.load(g + o_t * H, mask=o_t < n_in, other=0.0).to(tl.float32), axis=0)
+    tl.store(gcum + o_t * H, b_g, mask=o_t < n_in)
+    tl.debug_barrier()  # the row blocks read G back in their own layout
+
+    m0, G0, be0 = _rows(gcum, beta, 0, n_in, H)
+    m1, G1, be1 = _rows(gcum, beta, 16, n_in, H)
+    m2, G2, be2 = _rows(gcum, beta, 32, n_in, H)
+    m3, G3, be3 = _rows(gcum, beta, 48, n_in, H)
+    k0, k1 = _tile(k, 0, m0, K, BK, H), _tile(k, 16, m1, K, BK, H)
+    k2, k3 = _tile(k, 32, m2, K, BK, H), _tile(k, 48, m3, K, BK, H)
+    A00 = _a_block(k0, k0, G0, G0, be0, m0, True, DOT_PREC)
+    A11 = _a_block(k1, k1, G1, G1, be1, m1, True, DOT_PREC)
+    A22 = _a_block(k2, k2, G2, G2, be2, m2, True, DOT_PREC)
+    A33 = _a_block(k3, k3, G3, G3, be3, m3, True, DOT_PREC)
+    A10 = _a_block(k1, k0, G1, G0, be1, m1, False, DOT_PREC)
+    A20 = _a_block(k2, k0, G2, G0, be2, m2, False, DOT_PREC)
+    A21 = _a_block(k2, k1, G2, G1, be2, m2, False, DOT_PREC)
+    A30 = _a_block(k3, k0, G3, G0, be3, m3, False, DOT_PREC)
+    A31 = _a_block(k3, k1, G3, G1, be3, m3, False, DOT_PREC)
+    A32 = _a_block(k3, k2, G3, G2, be3, m3, False, DOT_PREC)
+    T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33)
+    X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
+    if STORE_X:  # the backward needs X again, in chunk.py's [TT, H, BT] layout
+        zero = tl.zeros([16, 16], dtype=tl.float32)
+        p_X = Xbuf + (t0 * H + i_h) * BT
+        _store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
+        _store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
+        _store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
+        _store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
+
+    dt = k.dtype.element_ty
+    x00, x11, x22, x33 = T00.to(dt), T11.to(dt), T22.to(dt), T33.to(dt)
+    x10, x20, x21, x30, x31, x32 = X10.to(dt), X20.to(dt), X21.to(dt), X30.to(dt), X31.to(dt), X32.to(dt)
+    ks0, ks1 = _scaled(k, 0, m0, be0 * tl.exp(G0), K, BK, H), _scaled(k, 16, m1, be1 * tl.exp(G1), K, BK, H)
+    ks2, ks3 = _scaled(k, 32, m2, be2 * tl.exp(G2), K, BK, H), _scaled(k, 48, m3, be3 * tl.exp(G3), K, BK, H)
+    _store_rows(w, _mix1(x00, ks0, DOT_PREC), 0, n_in, H * K, BK, K)
+    _store_rows(w, _mix2(x10, x11, ks0, ks1, DOT_PREC), 16, n_in, H * K, BK, K)
+    _store_rows(w, _mix3(x20, x21, x22, ks0, ks1, ks2, DOT_PREC), 32, n_in, H * K, BK, K)
+    _store_rows(w, _mix4(x30, x31, x32, x33, ks0, ks1, ks2, ks3, DOT_PREC), 48, n_in, H * K, BK, K)
+    vs0, vs1 = _scaled(v, 0, m0, be0, V, BV, H), _scaled(v, 16, m1, be1, V, BV, H)
+    vs2, vs3 = _scaled(v, 32, m2, be2, V, BV, H), _scaled(v, 48, m3, be3, V, BV, H)
+    _store_rows(u, _mix1(x00, vs0, DOT_PREC), 0, n_in, H * V, BV, V)
+    _store_rows(u, _mix2(x10, x11, vs0, vs1, DOT_PREC), 16, n_in, H * V, BV, V)
+    _store_rows(u, _mix3(x20, x21, x22, vs0, vs1, vs2, DOT_PREC), 32, n_in, H * V, BV, V)
+    _store_rows(u, _mix4(x30, x31, x32, x33, vs0, vs1, vs2, vs3, DOT_PREC), 48, n_in, H * V, BV, V)
