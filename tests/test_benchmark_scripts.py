@@ -210,7 +210,8 @@ def test_state_pass_plumbing_on_cpu(tmp_path):
     assert all(x["max_diff_vs_1_stage"] == 0 for x in checks if x["kind"] == "check_state")
     assert {(x["kind"], x["stages"]) for x in rows if x["kind"] in ("fwd_state", "bwd_dh")} == {
         (kind, s) for kind in ("fwd_state", "bwd_dh") for s in (1, 2)}
-    assert {x["impl"] for x in rows if x["kind"] == "gdn_op"} == {"ours, 1 stage", "ours, 2 stages", "ours, 3 stages"}
+    assert {x["impl"] for x in rows if x["kind"] == "gdn_op"} == {
+        "ours, defaults", "ours, 1 stage", "ours, 2 stages", "ours, 3 stages"}
     assert not [x for x in rows if any(isinstance(v, str) and "Error" in v for v in x.values())]
     table = (tmp_path / "state_pass.md").read_text()
     assert "## GDN backward: the dh pass alone (ms)" in table and "| 16 | 4 | 2 |" in table  # smoke tiles: BV 16

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU job the thirteenth session left for the next one (run through benchmarks/gpu_start.sh; ~28 min of device
+# time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what finished).
+# Carry fla (benchmarks/README.md, "Habits"): its rows are the 1.3x / fwd+bwd comparisons of issue #7.
+#  1. correctness at real sizes with the new defaults (pipelined passes at BV 64, one launch up to 512 tokens) at
+#     K = V = 128, and at K = V = 64 (SmolLM2's heads: the prep kernel's shared block inverse, refactored), then
+#     K = V = 64 with all passes at 3 stages (the check before TUNED_HEAD_DIMS can take (64, 64));
+#  2. the ops whole at the defaults, 1, 2 and 3 stages, next to fla, fwd and fwd+bwd (state_pass_gpu.py);
+#  3. the chunk forward kernel by kernel, chunk.py's prep kernel vs chunk_prep.py's (HYBRIDSERVE_GDN_PREP=registers);
+#  4. the ops whole with the prep in registers (the forward at 8 x 32K decides it);
+#  5. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
+#  6. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
+#  7. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the new defaults, one repeat.
+set -u
+export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
+R=/tmp/hsb; mkdir -p $R/kern
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
+python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
+step() { echo "== $1 $(date +%T)"; }
+step "check, defaults, K = V = 128"
+timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --json $R/kern/check-128.json > $R/kern/check-128.log 2>&1
+echo "rc=$?"
+step "check, defaults, K = V = 64"
+timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --dims 9,64,64 --json $R/kern/check-64.json \
+  > $R/kern/check-64.log 2>&1; echo "rc=$?"
+step "check, K = V = 64, every pass at 3 stages"
+HYBRIDSERVE_STATE_STAGES=3 timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --dims 9,64,64 \
+  --json $R/kern/check-64-s3.json > $R/kern/check-64-s3.log 2>&1; echo "rc=$?"
+step "the ops whole at the defaults vs fla"
+timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass --budget-s 150 > $R/kern/state-pass.log 2>&1
+echo "rc=$?"
+step "chunk forward kernel by kernel, both prep kernels"
+timeout 150 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases \
+  > $R/kern/phases.log 2>&1; echo "rc=$?"
+HYBRIDSERVE_GDN_PREP=registers timeout 150 python3 benchmarks/kernels.py --sections chunk_phases \
+  --out $R/kern/phases-registers > $R/kern/phases-registers.log 2>&1; echo "rc=$?"
+step "the ops whole with the prep in registers"
+HYBRIDSERVE_GDN_PREP=registers timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass-registers \
+  --budget-s 100 > $R/kern/state-pass-registers.log 2>&1; echo "rc=$?"
+step "serve layer at the defaults"
+timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
+  --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"
+step "build qwen"
+python3 benchmarks/serving_gpu.py build $R/models qwen2_1p5b > $R/build-qwen.log 2>&1; echo "rc=$?"
+step "align mode cost, Qwen hybrid"
+for pc in off on; do
+  python3 benchmarks/serving_gpu.py run $R/models $R/res_align_$pc qwen2_1p5b_hybrid_bf16state \
+    --rows 1024:256:512,8192:256:128 --repeats 1 --model-timeout 300 $([ $pc = on ] && echo --prefix-caching) \
+    > $R/run-align-$pc.log 2>&1; echo "rc=$?"
+done
+step "Qwen short rows at the new defaults"
+python3 benchmarks/serving_gpu.py run $R/models $R/res_short qwen2_1p5b_hybrid_bf16state qwen2_1p5b \
+  --rows 1024:256:512,128:1024:512 --max-model-len 4096 --repeats 1 --model-timeout 300 > $R/run-short.log 2>&1
+echo "rc=$?"
+echo ALLDONE
