@@ -32,8 +32,8 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
-from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _store_x_row, diagonal_inverses, lower_blocks_of_inverse,
-                         prep_in_registers)
+from .chunk_prep import (_gdn_chunk_prep_registers_kernel, diagonal_inverses, lower_blocks_of_inverse,
+                         prep_in_registers, store_x_row)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -116,10 +116,10 @@ def _gdn_chunk_prep_kernel(
         T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33)
         X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
         zero = tl.zeros([16, 16], dtype=tl.float32)
-        _store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
-        _store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
-        _store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
-        _store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
+        store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
+        store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
+        store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
+        store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
         tl.debug_barrier()
         b_X = tl.load(p_X + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
     else:

@@ -125,7 +125,8 @@ def _store_rows(p, b, r0, n_in, stride, BC: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
-def _store_x_row(Xbuf, r0, n_in, HBT, B0, B1, B2, B3):
+def store_x_row(Xbuf, r0, n_in, HBT, B0, B1, B2, B3):
+    """Rows r0 .. r0 + 15 of a chunk's X (four 16 x 16 blocks, left to right) into the [TT, H, BT] buffer."""
     o_s = tl.arange(0, 16)
     p = Xbuf + (r0 + o_s)[:, None] * HBT + o_s[None, :]
     m = (r0 + o_s < n_in)[:, None]
@@ -213,10 +214,10 @@ def _gdn_chunk_prep_registers_kernel(
     if STORE_X:  # the backward needs X again, in chunk.py's [TT, H, BT] layout
         zero = tl.zeros([16, 16], dtype=tl.float32)
         p_X = Xbuf + (t0 * H + i_h) * BT
-        _store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
-        _store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
-        _store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
-        _store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
+        store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
+        store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
+        store_x_row(p_X, 32, n_in, H * BT, X20, X21, T22, zero)
+        store_x_row(p_X, 48, n_in, H * BT, X30, X31, X32, T33)
 
     dt = k.dtype.element_ty
     x00, x11, x22, x33 = T00.to(dt), T11.to(dt), T22.to(dt), T33.to(dt)
