@@ -162,7 +162,20 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} {cfg} {tag}",
                        gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            BLOCKED_INV=blocked, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            BLOCKED_INV=blocked, STORE_WU=True, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
+        # the split prep (HYBRIDSERVE_GDN_PREP=split): chunk.py's kernel up to X, then chunk_prep.py's W, U kernel
+        cfg = gc._prep_configs()[0]
+        yield (f"gdn chunk prep split: X only {dt} {cfg} {tag}", gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
+               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec, STORE_X=True,
+                    BLOCKED_INV=True, STORE_WU=False), cfg.num_warps, cfg.num_stages)
+        for cfg in gq._gdn_chunk_wu_kernel.configs:
+            yield (f"gdn chunk prep split: W, U {dt} {cfg} {tag}", gq._gdn_chunk_wu_kernel,
+                   dict(k=f"*{dt}", v=f"*{dt}", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", Xbuf="*fp32",
+                        **common),
+                   dict(H=H, K=K, V=V, BT=64, BD=min(64, max(BKf, BVf)), IS_VARLEN=True, DOT_PREC=prec),
+                   cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         # the prep kernel with its tiles in registers (chunk_prep.py; HYBRIDSERVE_GDN_PREP=registers)

@@ -236,21 +236,23 @@ def test_gdn_decode_persistent(state_dtype, prefetch, per_sm, BV, stages):
 # ---------------------------------------------------------------------------------------------------- GDN chunk
 def route_short_inputs(monkeypatch, path: str):
     """path "fused": every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS); else
-    the three kernels, their first one chunk.py's ("chunk") or chunk_prep.py's ("registers": HYBRIDSERVE_GDN_PREP)."""
+    the three kernels, their prep chunk.py's ("chunk"), chunk_prep.py's ("registers") or chunk.py's up to X and
+    chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP)."""
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if path == "fused" else "0")
-    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "registers" if path == "registers" else "scratch")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", path if path in ("registers", "split") else "scratch")
 
 
-CHUNK_PATHS = ["chunk", "registers", "fused"]
+CHUNK_PATHS = ["chunk", "registers", "split", "fused"]
 
 
-@pytest.mark.parametrize("path", ["blocked", "rows", "registers", "fused"])
+@pytest.mark.parametrize("path", ["blocked", "rows", "registers", "split", "split-rows", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gdn_chunk_dense(dtype, path, monkeypatch):
     """Both ways to X = (I + A)^{-1} of the three-kernel path's prep kernel: 16 x 16 block forward substitution
-    (default) and row by row; the prep kernel with its tiles in registers; the one-launch kernel for short inputs."""
-    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "0" if path == "rows" else "1")
-    route_short_inputs(monkeypatch, "chunk" if path in ("blocked", "rows") else path)
+    (default) and row by row; the prep with its tiles in registers, or split in two kernels; the one-launch kernel
+    for short inputs."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "0" if path.endswith("rows") else "1")
+    route_short_inputs(monkeypatch, {"blocked": "chunk", "rows": "chunk", "split-rows": "split"}.get(path, path))
     q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
     h0 = torch.randn(2, H, K, V, generator=gen(12)).to(DEV)
     ht = torch.empty(2, H, K, V, device=DEV)

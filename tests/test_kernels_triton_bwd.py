@@ -208,15 +208,17 @@ def test_gdn_chunk_backward_variants(case, variant, tf32_products):
     check_gdn(grads, dev, ref, dtype, variant)
 
 
+@pytest.mark.parametrize("prep", ["registers", "split"])
 @pytest.mark.parametrize("case", GDN_CASES[:2], ids=["K64V64-bf16-h0", "K32V64-f32-h0"])
-def test_gdn_backward_with_the_prep_in_registers(case, monkeypatch, tf32_products):
-    """HYBRIDSERVE_GDN_PREP=registers: the backward's recompute writes X (STORE_X) from chunk_prep.py's kernel, in
-    chunk.py's layout; every gradient against the float64 recurrence. A bad value is one clear error."""
+def test_gdn_backward_with_the_other_preps(case, prep, monkeypatch, tf32_products):
+    """HYBRIDSERVE_GDN_PREP=registers | split: the backward's recompute writes X (STORE_X) through chunk_prep.py's
+    kernel or chunk.py's kernel without W, U, in chunk.py's layout; every gradient against the float64 recurrence.
+    A bad value is one clear error."""
     B, T, K_, V_, dtype, states = case
     dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=7 + K_ + V_)
     q, k, v, g, beta, h0, do, dht = dev
-    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "registers")
-    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht), dev, ref, dtype, "prep in registers")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", prep)
+    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht), dev, ref, dtype, f"prep {prep}")
     monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", "shared")
     with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_PREP"):
         gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht)

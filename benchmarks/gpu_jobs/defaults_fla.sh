@@ -6,8 +6,8 @@
 #     K = V = 128, and at K = V = 64 (SmolLM2's heads: the prep kernel's shared block inverse, refactored), then
 #     K = V = 64 with all passes at 3 stages (the check before TUNED_HEAD_DIMS can take (64, 64));
 #  2. the ops whole at the defaults, 1, 2 and 3 stages, next to fla, fwd and fwd+bwd (state_pass_gpu.py);
-#  3. the chunk forward kernel by kernel, chunk.py's prep kernel vs chunk_prep.py's (HYBRIDSERVE_GDN_PREP=registers);
-#  4. the ops whole with the prep in registers (the forward at 8 x 32K decides it);
+#  3. the chunk forward kernel by kernel with each prep (HYBRIDSERVE_GDN_PREP=scratch, split, registers);
+#  4. the ops whole with the two new preps (the forward at 8 x 32K decides; the phases tell which half pays);
 #  5. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
 #  6. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
 #  7. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the new defaults, one repeat.
@@ -29,14 +29,18 @@ HYBRIDSERVE_STATE_STAGES=3 timeout 200 python3 benchmarks/check_kernels_gpu.py -
 step "the ops whole at the defaults vs fla"
 timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass --budget-s 150 > $R/kern/state-pass.log 2>&1
 echo "rc=$?"
-step "chunk forward kernel by kernel, both prep kernels"
+step "chunk forward kernel by kernel, each prep"
 timeout 150 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases \
   > $R/kern/phases.log 2>&1; echo "rc=$?"
-HYBRIDSERVE_GDN_PREP=registers timeout 150 python3 benchmarks/kernels.py --sections chunk_phases \
-  --out $R/kern/phases-registers > $R/kern/phases-registers.log 2>&1; echo "rc=$?"
-step "the ops whole with the prep in registers"
-HYBRIDSERVE_GDN_PREP=registers timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass-registers \
-  --budget-s 100 > $R/kern/state-pass-registers.log 2>&1; echo "rc=$?"
+for prep in split registers; do
+  HYBRIDSERVE_GDN_PREP=$prep timeout 150 python3 benchmarks/kernels.py --sections chunk_phases \
+    --out $R/kern/phases-$prep > $R/kern/phases-$prep.log 2>&1; echo "rc=$?"
+done
+for prep in split registers; do
+  step "the ops whole with HYBRIDSERVE_GDN_PREP=$prep"
+  HYBRIDSERVE_GDN_PREP=$prep timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass-$prep \
+    --budget-s 100 > $R/kern/state-pass-$prep.log 2>&1; echo "rc=$?"
+done
 step "serve layer at the defaults"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
   --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"

@@ -32,8 +32,8 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
-from .chunk_prep import (_gdn_chunk_prep_registers_kernel, diagonal_inverses, lower_blocks_of_inverse,
-                         prep_in_registers, store_x_row)
+from .chunk_prep import (_gdn_chunk_prep_registers_kernel, diagonal_inverses, launch_wu, lower_blocks_of_inverse,
+                         prep_variant, store_x_row)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -50,10 +50,11 @@ def _gdn_chunk_prep_kernel(
     k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-    STORE_X: tl.constexpr, BLOCKED_INV: tl.constexpr,
+    STORE_X: tl.constexpr, BLOCKED_INV: tl.constexpr, STORE_WU: tl.constexpr,
 ):
     """Per chunk: G = cumsum(g), A, X = (I + A)^{-1} (left in Xbuf: always with BLOCKED_INV, which uses Xbuf as
-    scratch; else only with STORE_X), W and U."""
+    scratch; else only with STORE_X), and W and U unless STORE_WU is off (chunk_prep.py's split: a second kernel
+    makes them from Xbuf)."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
@@ -135,23 +136,23 @@ def _gdn_chunk_prep_kernel(
             b_X = b_X - tl.where(r == i, new[None, :], 0.0)
         if STORE_X:  # the backward needs X again
             tl.store(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, b_X, mask=m_t[:, None])
-    b_Xd = b_X.to(k.dtype.element_ty)
-
-    b_kscale = b_beta * tl.exp(b_g)
-    for i_k in range(0, tl.cdiv(K, BK)):
-        o_k = i_k * BK + tl.arange(0, BK)
-        m = m_t[:, None] & (o_k < K)[None, :]
-        p = o_t[:, None] * (H * K) + o_k[None, :]
-        b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-        b_w = tl.dot(b_Xd, (b_k * b_kscale[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC)
-        tl.store(w + p, b_w.to(w.dtype.element_ty), mask=m)
-    for i_v in range(0, tl.cdiv(V, BV)):
-        o_v = i_v * BV + tl.arange(0, BV)
-        m = m_t[:, None] & (o_v < V)[None, :]
-        p = o_t[:, None] * (H * V) + o_v[None, :]
-        b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
-        b_u = tl.dot(b_Xd, (b_v * b_beta[:, None]).to(v.dtype.element_ty), input_precision=DOT_PREC)
-        tl.store(u + p, b_u.to(u.dtype.element_ty), mask=m)
+    if STORE_WU:
+        b_Xd = b_X.to(k.dtype.element_ty)
+        b_kscale = b_beta * tl.exp(b_g)
+        for i_k in range(0, tl.cdiv(K, BK)):
+            o_k = i_k * BK + tl.arange(0, BK)
+            m = m_t[:, None] & (o_k < K)[None, :]
+            p = o_t[:, None] * (H * K) + o_k[None, :]
+            b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+            b_w = tl.dot(b_Xd, (b_k * b_kscale[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC)
+            tl.store(w + p, b_w.to(w.dtype.element_ty), mask=m)
+        for i_v in range(0, tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m = m_t[:, None] & (o_v < V)[None, :]
+            p = o_t[:, None] * (H * V) + o_v[None, :]
+            b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
+            b_u = tl.dot(b_Xd, (b_v * b_beta[:, None]).to(v.dtype.element_ty), input_precision=DOT_PREC)
+            tl.store(u + p, b_u.to(u.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -350,19 +351,24 @@ def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
 
 
 def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x):
-    """The prep kernel (G, X, W, U per chunk) over NT chunks: chunk_prep.py's in registers with
-    HYBRIDSERVE_GDN_PREP=registers, else this file's (its inverse as blocked_inverse() says)."""
+    """The prep (G, X, W, U per chunk) over NT chunks, as HYBRIDSERVE_GDN_PREP says (chunk_prep.prep_variant):
+    "scratch" this file's kernel (its inverse as blocked_inverse() says), "registers" chunk_prep.py's, "split" this
+    file's kernel up to X (left in Xbuf) and chunk_prep.py's W, U kernel after it."""
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
-    if prep_in_registers():
+    variant = prep_variant()
+    if variant == "registers":
         _gdn_chunk_prep_registers_kernel[(NT, H)](
             kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
             BT=CHUNK, BK=max(16, next_pow2(K)), BV=max(16, next_pow2(V)), IS_VARLEN=varlen, DOT_PREC=prec,
             STORE_X=store_x)
-    else:
-        _gdn_chunk_prep_kernel[(NT, H)](
-            kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
-            BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
-            DOT_PREC=prec, STORE_X=store_x, BLOCKED_INV=blocked_inverse())
+        return
+    split = variant == "split"
+    _gdn_chunk_prep_kernel[(NT, H)](
+        kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
+        BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
+        DOT_PREC=prec, STORE_X=store_x or split, BLOCKED_INV=blocked_inverse(), STORE_WU=not split)
+    if split:
+        launch_wu(kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec)
 
 
 def token_major(q, k, v, g, beta):

@@ -30,13 +30,17 @@ from .._triton_common import locate_chunk
 from .._triton_utils import tuned_configs
 
 
-def prep_in_registers() -> bool:
-    """HYBRIDSERVE_GDN_PREP=registers takes this file's kernel; "scratch" (the default until it is timed on the GPU)
-    chunk.py's."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_PREP", "scratch").strip()
-    if raw not in ("scratch", "registers"):
-        raise ValueError(f"HYBRIDSERVE_GDN_PREP={raw!r}: expected scratch or registers")
-    return raw == "registers"
+PREP_VARIANTS = ("scratch", "registers", "split")
+
+
+def prep_variant() -> str:
+    """HYBRIDSERVE_GDN_PREP (read at every call): "scratch" (default: chunk.py's one kernel, validated and timed on
+    the GPU), "registers" (this file's one kernel) or "split" (chunk.py's kernel up to X, then `_gdn_chunk_wu_kernel`).
+    The last two wait for the GPU to time them."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_PREP", "scratch").strip() or "scratch"
+    if raw not in PREP_VARIANTS:
+        raise ValueError(f"HYBRIDSERVE_GDN_PREP={raw!r}: expected one of {', '.join(PREP_VARIANTS)}")
+    return raw
 
 
 @triton.jit
@@ -234,3 +238,56 @@ def _gdn_chunk_prep_registers_kernel(
     _store_rows(u, _mix2(x10, x11, vs0, vs1, DOT_PREC), 16, n_in, H * V, BV, V)
     _store_rows(u, _mix3(x20, x21, x22, vs0, vs1, vs2, DOT_PREC), 32, n_in, H * V, BV, V)
     _store_rows(u, _mix4(x30, x31, x32, x33, vs0, vs1, vs2, vs3, DOT_PREC), 48, n_in, H * V, BV, V)
+
+
+# The split prep's second kernel. chunk.py's prep runs two programs of 4 warps per SM (240 registers): 8 warps in
+# flight for a kernel that mostly waits on memory. Its W, U half is plain products of X with the chunk's k and v
+# columns; done here, one program per (64-column block, chunk, head) with a fraction of the registers, the inverse
+# half keeps its kernel and hands X over in Xbuf (which it writes anyway with the blocked inverse). The column block
+# is the fastest grid axis, so the programs of one chunk and head run together and re-read X from L2.
+@triton.autotune(configs=tuned_configs("_gdn_chunk_wu_kernel", [triton.Config({}, num_warps=w, num_stages=s)
+                                                                 for w, s in [(4, 2), (4, 1), (8, 2)]]),
+                 key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gdn_chunk_wu_kernel(
+    k, v, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """W = X diag(beta e^G) K or U = X diag(beta) V for one block of BD columns (K's blocks first, then V's)."""
+    i_d = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_h = tl.program_id(2)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    row = t0 * H + i_h
+    b_X = tl.load(Xbuf + row * BT + o_t[:, None] * (H * BT) + o_t[None, :], mask=m_t[:, None], other=0.0)
+    b_scale = tl.load(beta + row + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+    NKB: tl.constexpr = (K + BD - 1) // BD
+    if i_d < NKB:
+        b_scale *= tl.exp(tl.load(gcum + row + o_t * H, mask=m_t, other=0.0))
+        _wu_block(k + row * K, w + row * K, b_X, b_scale, o_t, m_t, i_d * BD + tl.arange(0, BD), K, H, DOT_PREC)
+    else:
+        _wu_block(v + row * V, u + row * V, b_X, b_scale, o_t, m_t, (i_d - NKB) * BD + tl.arange(0, BD), V, H,
+                  DOT_PREC)
+
+
+@triton.jit
+def _wu_block(src, dst, b_X, b_scale, o_t, m_t, o_d, D: tl.constexpr, H: tl.constexpr, DOT_PREC: tl.constexpr):
+    """dst[rows, o_d] = X (src[rows, o_d] * scale per row), the scaled tile and X in the input dtype."""
+    m = m_t[:, None] & (o_d < D)[None, :]
+    p = o_t[:, None] * (H * D) + o_d[None, :]
+    b = tl.load(src + p, mask=m, other=0.0)
+    b_o = tl.dot(b_X.to(b.dtype), (b.to(tl.float32) * b_scale[:, None]).to(b.dtype), input_precision=DOT_PREC)
+    tl.store(dst + p, b_o.to(dst.dtype.element_ty), mask=m)
+
+
+def launch_wu(kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec):
+    """The split prep's W, U kernel over NT chunks, X read from Xbuf (float32 [TT, H, 64])."""
+    H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
+    BD = min(64, max(16, triton.next_power_of_2(max(K, V))))
+    _gdn_chunk_wu_kernel[(triton.cdiv(K, BD) + triton.cdiv(V, BD), NT, H)](
+        kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V, BT=64, BD=BD, IS_VARLEN=varlen, DOT_PREC=prec)
