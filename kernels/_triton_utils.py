@@ -126,8 +126,9 @@ def tuned_configs(kernel: str, configs: list) -> list:
 # each program walks its sequence chunk after chunk. With 1 stage every step waits for its chunk's tiles to arrive
 # from global memory; with 2-3 stages Triton's pipeliner fetches the next chunks' tiles (cp.async into shared
 # memory) while this one computes -- compiled for sm_90a, 22-90 cp.async per kernel, no extra registers or spills.
-# Each launcher passes the depth its pass measured fastest at its tile on the H200 (docs/benchmarks/kernels.md,
-# thirteenth session: 2-3x faster than 1 stage for one sequence). HYBRIDSERVE_STATE_STAGES overrides them all.
+# Each launcher passes its pass's default: the depth measured fastest at its tile on the H200 once the GPU has also
+# checked it against the reference (docs/benchmarks/kernels.md, thirteenth session: the GDN forward's state pass,
+# 2-3x faster than 1 stage for one sequence), else 1. HYBRIDSERVE_STATE_STAGES overrides them all.
 # TUNED_HEAD_DIMS: the (K, V) at which those defaults, and the one-launch short prefill's (fused_chunk.py), were
 # checked and timed on the GPU. Other head dims keep what was validated before (1 stage, no one-launch route) until
 # checked there: at K = 64 ptxas has miscompiled a pipelined tile of the chunk out kernel before.

@@ -2,9 +2,10 @@
 # The GPU job the thirteenth session left for the next one (run through benchmarks/gpu_start.sh; ~28 min of device
 # time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what finished).
 # Carry fla (benchmarks/README.md, "Habits"): its rows are the 1.3x / fwd+bwd comparisons of issue #7.
-#  1. correctness at real sizes with the new defaults (pipelined passes at BV 64, one launch up to 512 tokens) at
-#     K = V = 128, and at K = V = 64 (SmolLM2's heads: the prep kernel's shared block inverse, refactored), then
-#     K = V = 64 with all passes at 3 stages (the check before TUNED_HEAD_DIMS can take (64, 64));
+#  1. correctness at real sizes with the new defaults (pipelined forward state pass at BV 64, one launch up to 512
+#     tokens) at K = V = 128, and at K = V = 64 (SmolLM2's heads: the prep kernel's shared block inverse,
+#     refactored); then K = V = 128 with every pass at 2 and 3 stages (if they pass, DH_STAGES_CHECKED and
+#     GLA_STATE_STAGES = 3 can go on), and K = V = 64 at 3 stages (before TUNED_HEAD_DIMS can take (64, 64));
 #  2. the ops whole at the defaults, 1, 2 and 3 stages, next to fla, fwd and fwd+bwd (state_pass_gpu.py);
 #  3. the chunk forward kernel by kernel with each prep (HYBRIDSERVE_GDN_PREP=scratch, split, registers);
 #  4. the ops whole with the two new preps (the forward at 8 x 32K decides; the phases tell which half pays);
@@ -23,6 +24,11 @@ echo "rc=$?"
 step "check, defaults, K = V = 64"
 timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --dims 9,64,64 --json $R/kern/check-64.json \
   > $R/kern/check-64.log 2>&1; echo "rc=$?"
+for st in 2 3; do
+  step "check, K = V = 128, every pass at $st stages (the dh pass and GLA's state pass: timed, not yet checked)"
+  HYBRIDSERVE_STATE_STAGES=$st timeout 200 python3 benchmarks/check_kernels_gpu.py --quick \
+    --json $R/kern/check-128-s$st.json > $R/kern/check-128-s$st.log 2>&1; echo "rc=$?"
+done
 step "check, K = V = 64, every pass at 3 stages"
 HYBRIDSERVE_STATE_STAGES=3 timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --dims 9,64,64 \
   --json $R/kern/check-64-s3.json > $R/kern/check-64-s3.log 2>&1; echo "rc=$?"
