@@ -339,15 +339,19 @@ def blocked_inverse() -> bool:
 STATE_PASS_PROGRAMS = 128
 
 
-def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
-    """(BV, num_stages) of the forward's state pass, also the backward's recompute of it."""
-    if not tuned_head_dims(K, V):
-        BV, programs = min(32, next_pow2(V)), 256
-    else:
-        BV, programs = min(64, next_pow2(V)), STATE_PASS_PROGRAMS
+def state_block_v(N: int, H: int, V: int, widest: int, programs: int) -> int:
+    """V block of a sequential pass over N sequences x H heads: the widest, halved (down to 16) while the pass would
+    run fewer than `programs` programs."""
+    BV = min(widest, next_pow2(V))
     while BV > 16 and N * H * cdiv(V, BV) < programs:
         BV //= 2
-    return BV, state_pass_stages(3, K, V)
+    return BV
+
+
+def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
+    """(BV, num_stages) of the forward's state pass, also the backward's recompute of it."""
+    widest, programs = (64, STATE_PASS_PROGRAMS) if tuned_head_dims(K, V) else (32, 256)
+    return state_block_v(N, H, V, widest, programs), state_pass_stages(3, K, V)
 
 
 def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x):

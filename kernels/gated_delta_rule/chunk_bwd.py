@@ -35,7 +35,7 @@ import triton.language as tl
 
 from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
-from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep
+from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, wy_split
 
 
@@ -326,9 +326,7 @@ DH_STAGES_CHECKED = False
 def default_dh_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     """(BV, num_stages) of the dh reverse pass, which carries more per program than the forward's state pass (the
     dh and dV' tiles: 247-255 registers at K = 128)."""
-    BV = min(32, next_pow2(V))
-    while BV > 16 and N * H * cdiv(V, BV) < 256:
-        BV //= 2
+    BV = state_block_v(N, H, V, 32, 256)
     measured = (3 if BV <= 16 else 2) if DH_STAGES_CHECKED else 1
     return BV, state_pass_stages(measured, K, V)
 

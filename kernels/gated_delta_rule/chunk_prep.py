@@ -1,5 +1,7 @@
-"""The chunked GDN forward's first kernel with every tile in registers (Triton; an alternative to chunk.py's
-`_gdn_chunk_prep_kernel`, chosen by HYBRIDSERVE_GDN_PREP).
+"""Two alternatives to the chunked GDN forward's first kernel, chunk.py's `_gdn_chunk_prep_kernel` (Triton; chosen by
+HYBRIDSERVE_GDN_PREP, `prep_variant`): "registers", one kernel with every tile in registers (below), and "split",
+chunk.py's kernel up to X followed by `_gdn_chunk_wu_kernel` (at the end of this file). Also the 16 x 16 block
+inverse all the prep kernels share.
 
 Per chunk of 64 tokens and head the prep kernel computes G = cumsum(g), A_ti = beta_t e^{G_t - G_i} k_t.k_i (i < t),
 X = (I + A)^{-1}, W = X diag(beta e^G) K and U = X diag(beta) V (math: naive.py::naive_chunk_gated_delta_rule).
