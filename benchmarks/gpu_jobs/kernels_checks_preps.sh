@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# The GPU job the thirteenth session left for the next one (run through benchmarks/gpu_start.sh; ~28 min of device
-# time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what finished).
+# First GPU job of the fourteenth session (through benchmarks/gpu_start.sh; ~12 min of device time, in priority
+# order; every step writes under /tmp/hsb, so a job cut short still brings back what finished). Kernels only.
 # Carry fla (benchmarks/README.md, "Habits"): its rows are the 1.3x / fwd+bwd comparisons of issue #7.
-#  1. correctness at real sizes with the new defaults (pipelined forward state pass at BV 64, one launch up to 512
+#  1. correctness at real sizes with the defaults (pipelined forward state pass at BV 64, one launch up to 512
 #     tokens) at K = V = 128, and at K = V = 64 (SmolLM2's heads: the prep kernel's shared block inverse,
 #     refactored); then K = V = 128 with every pass at 2 and 3 stages (if they pass, DH_STAGES_CHECKED and
 #     GLA_STATE_STAGES = 3 can go on), and K = V = 64 at 3 stages (before TUNED_HEAD_DIMS can take (64, 64));
 #  2. the ops whole at the defaults, 1, 2 and 3 stages, next to fla, fwd and fwd+bwd (state_pass_gpu.py);
 #  3. the chunk forward kernel by kernel with each prep (HYBRIDSERVE_GDN_PREP=scratch, split, registers);
-#  4. the ops whole with the two new preps (the forward at 8 x 32K decides; the phases tell which half pays);
-#  5. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
-#  6. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
-#  7. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the new defaults, one repeat.
+#  4. the ops whole with the two new preps (the forward at 8 x 32K decides; the phases tell which half pays).
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
 R=/tmp/hsb; mkdir -p $R/kern
@@ -47,19 +44,4 @@ for prep in split registers; do
   HYBRIDSERVE_GDN_PREP=$prep timeout 330 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass-$prep \
     --budget-s 100 > $R/kern/state-pass-$prep.log 2>&1; echo "rc=$?"
 done
-step "serve layer at the defaults"
-timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
-  --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"
-step "build qwen"
-python3 benchmarks/serving_gpu.py build $R/models qwen2_1p5b > $R/build-qwen.log 2>&1; echo "rc=$?"
-step "align mode cost, Qwen hybrid"
-for pc in off on; do
-  python3 benchmarks/serving_gpu.py run $R/models $R/res_align_$pc qwen2_1p5b_hybrid_bf16state \
-    --rows 1024:256:512,8192:256:128 --repeats 1 --model-timeout 300 $([ $pc = on ] && echo --prefix-caching) \
-    > $R/run-align-$pc.log 2>&1; echo "rc=$?"
-done
-step "Qwen short rows at the new defaults"
-python3 benchmarks/serving_gpu.py run $R/models $R/res_short qwen2_1p5b_hybrid_bf16state qwen2_1p5b \
-  --rows 1024:256:512,128:1024:512 --max-model-len 4096 --repeats 1 --model-timeout 300 > $R/run-short.log 2>&1
-echo "rc=$?"
 echo ALLDONE
