@@ -186,7 +186,12 @@ def ref_gla(q, k, v, gk, h0, chunk=True):
     return naive_recurrent_gla(q.float(), k.float(), v.float(), gk.float(), None, h0, True)
 
 
-def run_checks(size="full"):
+GROUPS = ("gdn_chunk", "gdn_decode", "gdn_recurrent", "gla")
+
+
+def run_checks(size="full", groups=GROUPS):
+    """The checks of `groups`: gdn_chunk (the chunked forward dense and packed into a pool, the public op's backward),
+    gdn_decode, gdn_recurrent, gla (all of GLA's)."""
     kernels = load_kernels()
     sz = SIZES[size]
     on_gpu = DEV == "cuda"
@@ -200,214 +205,220 @@ def run_checks(size="full"):
     TOL = 1e-2  # bf16 inputs at thousands of tokens (the CPU tests hold 5e-3 at <= 140 tokens)
     t_start = time.time()
 
-    # ---------------------------------------------------------------- GDN chunk, dense [B, T]
-    for B, T in sz["dense"]:
-        print(f"GDN chunk B={B} T={T}", flush=True)
-        q, k, v, g, beta = gdn_inputs(B, T, seed=B * T)
-        h0 = torch.randn(B, H, K, V, device=dev) * 0.1
-        ht = torch.empty(B, H, K, V, device=dev)
-        o = chunk_gdn_fwd(q, k, v, g, beta, None, initial_state=h0, final_state=ht)
-        ro, rs = ref_gdn(q, k, v, g, beta, h0)
-        rep.add(f"gdn chunk o {B}x{T}", o, ro, TOL)
-        rep.add(f"gdn chunk final state {B}x{T}", ht, rs, TOL)
-        if fla is not None:
-            fo, fs = fla["chunk_gdn"](q, k, v, g, beta, initial_state=h0, output_final_state=True)
-            rep.add(f"gdn chunk o {B}x{T}", o, fo, TOL, "fla chunk")
-            rep.add(f"fla chunk o {B}x{T} (fla's own error)", fo, ro, TOL)
-            rep.add(f"gdn chunk final state {B}x{T}", ht, fs, TOL, "fla chunk")
-        del q, k, v, g, beta, o, ro, rs
-        if on_gpu:
-            torch.cuda.empty_cache()
+    if "gdn_chunk" in groups:
+        # ---------------------------------------------------------------- GDN chunk, dense [B, T]
+        for B, T in sz["dense"]:
+            print(f"GDN chunk B={B} T={T}", flush=True)
+            q, k, v, g, beta = gdn_inputs(B, T, seed=B * T)
+            h0 = torch.randn(B, H, K, V, device=dev) * 0.1
+            ht = torch.empty(B, H, K, V, device=dev)
+            o = chunk_gdn_fwd(q, k, v, g, beta, None, initial_state=h0, final_state=ht)
+            ro, rs = ref_gdn(q, k, v, g, beta, h0)
+            rep.add(f"gdn chunk o {B}x{T}", o, ro, TOL)
+            rep.add(f"gdn chunk final state {B}x{T}", ht, rs, TOL)
+            if fla is not None:
+                fo, fs = fla["chunk_gdn"](q, k, v, g, beta, initial_state=h0, output_final_state=True)
+                rep.add(f"gdn chunk o {B}x{T}", o, fo, TOL, "fla chunk")
+                rep.add(f"fla chunk o {B}x{T} (fla's own error)", fo, ro, TOL)
+                rep.add(f"gdn chunk final state {B}x{T}", ht, fs, TOL, "fla chunk")
+            del q, k, v, g, beta, o, ro, rs
+            if on_gpu:
+                torch.cuda.empty_cache()
 
-    # ------------------------------------------------------ GDN chunk, packed sequences into a state pool
-    lens = sz["lens"]
-    slots = [9, 2, -1, 5, 0, 7, 3][:len(lens)]
-    has = [1, 0, 1, 1, 1, 0, 1][:len(lens)]
-    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=dev)
-    TT = sum(lens)
-    for state_dtype in (torch.float32, torch.bfloat16):
-        print(f"GDN chunk varlen pool {state_dtype}", flush=True)
-        q, k, v, g, beta = gdn_inputs(1, TT, seed=7)
-        pool = torch.full((12, H, K, V), 7.25, device=dev, dtype=state_dtype)
-        used = [s for s in slots if s >= 0]
-        pool[used] = (torch.randn(len(used), H, K, V, device=dev) * 0.1).to(state_dtype)
+        # ------------------------------------------------------ GDN chunk, packed sequences into a state pool
+        lens = sz["lens"]
+        slots = [9, 2, -1, 5, 0, 7, 3][:len(lens)]
+        has = [1, 0, 1, 1, 1, 0, 1][:len(lens)]
+        cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=dev)
+        TT = sum(lens)
+        for state_dtype in (torch.float32, torch.bfloat16):
+            print(f"GDN chunk varlen pool {state_dtype}", flush=True)
+            q, k, v, g, beta = gdn_inputs(1, TT, seed=7)
+            pool = torch.full((12, H, K, V), 7.25, device=dev, dtype=state_dtype)
+            used = [s for s in slots if s >= 0]
+            pool[used] = (torch.randn(len(used), H, K, V, device=dev) * 0.1).to(state_dtype)
+            before = pool.clone()
+            o = kernels.gdn_prefill_varlen(q, k, v, g, beta, cu, pool, torch.tensor(slots, device=dev),
+                                           torch.tensor(has, dtype=torch.bool, device=dev))
+            outs, finals = [], []
+            for n, s in enumerate(slots):
+                a, b = cu[n].item(), cu[n + 1].item()
+                h0 = before[s:s + 1].float() if (s >= 0 and has[n]) else None
+                ro, rs = ref_gdn(q[:, a:b], k[:, a:b], v[:, a:b], g[:, a:b], beta[:, a:b], h0)
+                outs.append(ro)
+                finals.append(rs)
+            rep.add(f"gdn prefill_varlen o (state {str(state_dtype)[6:]})", o, torch.cat(outs, 1), TOL)
+            real = [n for n, s in enumerate(slots) if s >= 0]
+            rep.add(f"gdn prefill_varlen pool states ({str(state_dtype)[6:]})", pool[[slots[n] for n in real]],
+                    torch.cat([finals[n] for n in real]), TOL)
+            untouched = [i for i in range(12) if i not in used]
+            rep.flag(f"gdn prefill_varlen untouched slots bit-exact ({str(state_dtype)[6:]})",
+                     torch.equal(pool[untouched], before[untouched]))
+            del q, k, v, g, beta
+
+    if "gdn_decode" in groups:
+        # ------------------------------------------------------------ GDN decode: fused gates, pool, padding
+        N = sz["decode"]
+        for state_dtype in (torch.float32, torch.bfloat16):
+            print(f"GDN decode N={N} {state_dtype}", flush=True)
+            gen = torch.Generator(device=dev).manual_seed(3)
+            steps = 4
+            qs = torch.randn(steps, N, H, K, device=dev, generator=gen).bfloat16()
+            ks = torch.randn(steps, N, H, K, device=dev, generator=gen).bfloat16()
+            vs = torch.randn(steps, N, H, V, device=dev, generator=gen).bfloat16()
+            a_s = torch.randn(steps, N, H, device=dev, generator=gen).bfloat16()
+            b_s = torch.randn(steps, N, H, device=dev, generator=gen).bfloat16()
+            A_log = torch.log(torch.rand(H, device=dev, generator=gen) * 15 + 1)
+            dt_bias = torch.rand(H, device=dev, generator=gen) - 3
+            idx = torch.randperm(N + 8, device=dev, generator=gen)[:N]
+            idx[::7] = -1  # padding rows
+            pool = (torch.randn(N + 8, H, K, V, device=dev, generator=gen) * 0.1).to(state_dtype)
+            before = pool.clone()
+            ref_state = pool.float().clone()
+            outs = []
+            # one capture, several replays: the decode op must be CUDA-graph safe
+            static = [x[0].clone() for x in (qs, ks, vs, a_s, b_s)]
+            if on_gpu:
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool.clone(), idx, use_qk_l2norm=True)
+                torch.cuda.current_stream().wait_stream(s)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    o_static = kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool, idx,
+                                                   use_qk_l2norm=True)
+                pool.copy_(before)
+                replay = graph.replay
+            else:
+                def replay():
+                    o_static.copy_(kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool, idx,
+                                                       use_qk_l2norm=True))
+                o_static = torch.empty(N, H, V, dtype=torch.bfloat16)
+            for t in range(steps):
+                for dst, src in zip(static, (qs[t], ks[t], vs[t], a_s[t], b_s[t])):
+                    dst.copy_(src)
+                replay()
+                outs.append(o_static.clone())
+            # reference: gates, l2 norm and the recurrence in float32, state carried in float32 (rounded to the pool
+            # dtype after each step, as the kernel stores it)
+            valid = idx >= 0
+            slots_ = idx[valid]
+            err_o = []
+            for t in range(steps):
+                gg = -A_log.exp() * F.softplus(a_s[t].float() + dt_bias)
+                bb = torch.sigmoid(b_s[t].float())
+                qn = qs[t].float() * torch.rsqrt(qs[t].float().pow(2).sum(-1, keepdim=True) + 1e-6)
+                kn = ks[t].float() * torch.rsqrt(ks[t].float().pow(2).sum(-1, keepdim=True) + 1e-6)
+                from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+
+                h0 = ref_state[slots_]
+                ro, rs = naive_recurrent_gated_delta_rule(qn[valid, None], kn[valid, None], vs[t][valid, None].float(),
+                                                          gg[valid, None], bb[valid, None], None, h0, True)
+                ref_state[slots_] = rs.to(state_dtype).float()
+                err_o.append((outs[t][valid], ro[:, 0]))
+            rep.add(f"gdn decode_ o, {steps} graph replays (state {str(state_dtype)[6:]})",
+                    torch.cat([e[0] for e in err_o]), torch.cat([e[1] for e in err_o]), TOL)
+            rep.add(f"gdn decode_ pool after {steps} steps ({str(state_dtype)[6:]})", pool[slots_], ref_state[slots_],
+                    TOL)
+            untouched = torch.ones(N + 8, dtype=torch.bool, device=dev)
+            untouched[slots_] = False
+            rep.flag(f"gdn decode_ padding/unused slots bit-exact ({str(state_dtype)[6:]})",
+                     torch.equal(pool[untouched], before[untouched]))
+            if fla is not None and state_dtype == torch.float32:
+                fo, fs = fla["recurrent_gdn"](qs[0][valid, None], ks[0][valid, None], vs[0][valid, None],
+                                              g=(-A_log.exp() * F.softplus(a_s[0].float() + dt_bias))[valid, None],
+                                              beta=torch.sigmoid(b_s[0].float())[valid, None],
+                                              initial_state=before[slots_].float(), output_final_state=True,
+                                              use_qk_l2norm_in_kernel=True)
+                rep.add("gdn decode_ o step 1", outs[0][valid], fo[:, 0], TOL, "fla fused_recurrent")
+
+    if "gdn_recurrent" in groups:
+        # ----------------------------------------------------------- GDN recurrent, short prefill (<= 64 tokens)
+        print("GDN fused recurrent dense", flush=True)
+        RB, RT = sz["rec"]
+        q, k, v, g, beta = gdn_inputs(RB, RT, seed=11)
+        h0 = torch.randn(RB, H, K, V, device=dev) * 0.1
+        ht = torch.empty(RB, H, K, V, device=dev)
+        o = fused_recurrent_gdn_fwd(q, k, v, g, beta, initial_state=h0, final_state=ht)
+        ro, rs = ref_gdn(q, k, v, g, beta, h0, chunk=False)
+        rep.add(f"gdn fused_recurrent o {RB}x{RT}", o, ro, TOL)
+        rep.add(f"gdn fused_recurrent final state {RB}x{RT}", ht, rs, TOL)
+
+    if "gdn_chunk" in groups:
+        # ------------------------------------------------------------------------ GDN autograd (public op)
+        print("GDN public op fwd+bwd", flush=True)
+        xs = gdn_inputs(2, sz["grad_T"], seed=12, req=True)
+        o, _ = kernels.chunk_gated_delta_rule(*xs)
+        do = torch.randn_like(o)
+        o.backward(do)
+        grads = [x.grad.clone() for x in xs]
+        ys = [x.detach().float().requires_grad_(True) for x in xs]
+        ro, _ = ref_gdn(*ys, None)
+        ro.backward(do.float())
+        rep.add(f"gdn public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
+        for name, gr, y in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, ys):
+            rep.add(f"gdn public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+    if "gla" in groups:
+        print("GLA public op fwd+bwd", flush=True)
+        xs = gla_inputs(2, sz["grad_T"], seed=13, req=True)
+        o, _ = kernels.chunk_gla(*xs)
+        do = torch.randn_like(o)
+        o.backward(do)
+        grads = [x.grad.clone() for x in xs]
+        ys = [x.detach().float().requires_grad_(True) for x in xs]
+        ro, _ = ref_gla(*ys, None)
+        ro.backward(do.float())
+        rep.add(f"gla public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
+        for name, gr, y in zip(["dq", "dk", "dv", "dgk"], grads, ys):
+            rep.add(f"gla public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+
+        # ------------------------------------------------------------------------------------------ GLA
+        for B, T in sz["dense"]:
+            print(f"GLA chunk B={B} T={T}", flush=True)
+            q, k, v, gk = gla_inputs(B, T, seed=B + T)
+            h0 = torch.randn(B, H, K, V, device=dev) * 0.1
+            ht = torch.empty(B, H, K, V, device=dev)
+            o = chunk_gla_fwd(q, k, v, gk, None, initial_state=h0, final_state=ht)
+            ro, rs = ref_gla(q, k, v, gk, h0)
+            rep.add(f"gla chunk o {B}x{T}", o, ro, TOL)
+            rep.add(f"gla chunk final state {B}x{T}", ht, rs, TOL)
+            if fla is not None:
+                fo, fs = fla["chunk_gla"](q, k, v, gk, initial_state=h0, output_final_state=True)
+                rep.add(f"gla chunk o {B}x{T}", o, fo, TOL, "fla chunk_gla")
+            del q, k, v, gk, o, ro, rs
+            if on_gpu:
+                torch.cuda.empty_cache()
+        print("GLA decode / varlen", flush=True)
+        N = sz["gla_decode"]
+        q, k, v, logits = gla_inputs(N, 1, seed=5)
+        logits = torch.randn(N, 1, H, K, device=dev) * 3 + 2
+        idx = torch.randperm(N + 4, device=dev)[:N]
+        idx[::5] = -1
+        pool = torch.randn(N + 4, H, K, V, device=dev) * 0.1
         before = pool.clone()
-        o = kernels.gdn_prefill_varlen(q, k, v, g, beta, cu, pool, torch.tensor(slots, device=dev),
-                                       torch.tensor(has, dtype=torch.bool, device=dev))
-        outs, finals = [], []
+        o = kernels.gla_decode_(q[:, 0], k[:, 0], v[:, 0], logits[:, 0], pool, idx, gate_logit_normalizer=16.0)
+        valid = idx >= 0
+        ro, rs = ref_gla(q[valid], k[valid], v[valid], F.logsigmoid(logits[valid]) / 16, before[idx[valid]],
+                         chunk=False)
+        rep.add("gla decode_ o (fused gate)", o[valid], ro[:, 0], TOL)
+        rep.add("gla decode_ pool", pool[idx[valid]], rs, TOL)
+        lens = sz["gla_lens"]
+        slots = [0, 3, -1, 1, 2]
+        cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=dev)
+        q, k, v, gk = gla_inputs(1, sum(lens), seed=6)
+        pool = torch.randn(5, H, K, V, device=dev) * 0.1
+        before = pool.clone()
+        o = kernels.gla_prefill_varlen(q, k, v, gk, cu, pool, torch.tensor(slots, device=dev))
+        outs, fin = [], []
         for n, s in enumerate(slots):
             a, b = cu[n].item(), cu[n + 1].item()
-            h0 = before[s:s + 1].float() if (s >= 0 and has[n]) else None
-            ro, rs = ref_gdn(q[:, a:b], k[:, a:b], v[:, a:b], g[:, a:b], beta[:, a:b], h0)
+            ro, rs = ref_gla(q[:, a:b], k[:, a:b], v[:, a:b], gk[:, a:b], before[s:s + 1] if s >= 0 else None)
             outs.append(ro)
-            finals.append(rs)
-        rep.add(f"gdn prefill_varlen o (state {str(state_dtype)[6:]})", o, torch.cat(outs, 1), TOL)
-        real = [n for n, s in enumerate(slots) if s >= 0]
-        rep.add(f"gdn prefill_varlen pool states ({str(state_dtype)[6:]})", pool[[slots[n] for n in real]],
-                torch.cat([finals[n] for n in real]), TOL)
-        untouched = [i for i in range(12) if i not in used]
-        rep.flag(f"gdn prefill_varlen untouched slots bit-exact ({str(state_dtype)[6:]})",
-                 torch.equal(pool[untouched], before[untouched]))
-        del q, k, v, g, beta
-
-    # ------------------------------------------------------------ GDN decode: fused gates, pool, padding
-    N = sz["decode"]
-    for state_dtype in (torch.float32, torch.bfloat16):
-        print(f"GDN decode N={N} {state_dtype}", flush=True)
-        gen = torch.Generator(device=dev).manual_seed(3)
-        steps = 4
-        qs = torch.randn(steps, N, H, K, device=dev, generator=gen).bfloat16()
-        ks = torch.randn(steps, N, H, K, device=dev, generator=gen).bfloat16()
-        vs = torch.randn(steps, N, H, V, device=dev, generator=gen).bfloat16()
-        a_s = torch.randn(steps, N, H, device=dev, generator=gen).bfloat16()
-        b_s = torch.randn(steps, N, H, device=dev, generator=gen).bfloat16()
-        A_log = torch.log(torch.rand(H, device=dev, generator=gen) * 15 + 1)
-        dt_bias = torch.rand(H, device=dev, generator=gen) - 3
-        idx = torch.randperm(N + 8, device=dev, generator=gen)[:N]
-        idx[::7] = -1  # padding rows
-        pool = (torch.randn(N + 8, H, K, V, device=dev, generator=gen) * 0.1).to(state_dtype)
-        before = pool.clone()
-        ref_state = pool.float().clone()
-        outs = []
-        # one capture, several replays: the decode op must be CUDA-graph safe
-        static = [x[0].clone() for x in (qs, ks, vs, a_s, b_s)]
-        if on_gpu:
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool.clone(), idx, use_qk_l2norm=True)
-            torch.cuda.current_stream().wait_stream(s)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                o_static = kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool, idx,
-                                               use_qk_l2norm=True)
-            pool.copy_(before)
-            replay = graph.replay
-        else:
-            def replay():
-                o_static.copy_(kernels.gdn_decode_(*static[:3], *static[3:], A_log, dt_bias, pool, idx,
-                                                   use_qk_l2norm=True))
-            o_static = torch.empty(N, H, V, dtype=torch.bfloat16)
-        for t in range(steps):
-            for dst, src in zip(static, (qs[t], ks[t], vs[t], a_s[t], b_s[t])):
-                dst.copy_(src)
-            replay()
-            outs.append(o_static.clone())
-        # reference: gates, l2 norm and the recurrence in float32, state carried in float32 (rounded to the pool
-        # dtype after each step, as the kernel stores it)
-        valid = idx >= 0
-        slots_ = idx[valid]
-        err_o = []
-        for t in range(steps):
-            gg = -A_log.exp() * F.softplus(a_s[t].float() + dt_bias)
-            bb = torch.sigmoid(b_s[t].float())
-            qn = qs[t].float() * torch.rsqrt(qs[t].float().pow(2).sum(-1, keepdim=True) + 1e-6)
-            kn = ks[t].float() * torch.rsqrt(ks[t].float().pow(2).sum(-1, keepdim=True) + 1e-6)
-            from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
-
-            h0 = ref_state[slots_]
-            ro, rs = naive_recurrent_gated_delta_rule(qn[valid, None], kn[valid, None], vs[t][valid, None].float(),
-                                                      gg[valid, None], bb[valid, None], None, h0, True)
-            ref_state[slots_] = rs.to(state_dtype).float()
-            err_o.append((outs[t][valid], ro[:, 0]))
-        rep.add(f"gdn decode_ o, {steps} graph replays (state {str(state_dtype)[6:]})",
-                torch.cat([e[0] for e in err_o]), torch.cat([e[1] for e in err_o]), TOL)
-        rep.add(f"gdn decode_ pool after {steps} steps ({str(state_dtype)[6:]})", pool[slots_], ref_state[slots_],
-                TOL)
-        untouched = torch.ones(N + 8, dtype=torch.bool, device=dev)
-        untouched[slots_] = False
-        rep.flag(f"gdn decode_ padding/unused slots bit-exact ({str(state_dtype)[6:]})",
-                 torch.equal(pool[untouched], before[untouched]))
-        if fla is not None and state_dtype == torch.float32:
-            fo, fs = fla["recurrent_gdn"](qs[0][valid, None], ks[0][valid, None], vs[0][valid, None],
-                                          g=(-A_log.exp() * F.softplus(a_s[0].float() + dt_bias))[valid, None],
-                                          beta=torch.sigmoid(b_s[0].float())[valid, None],
-                                          initial_state=before[slots_].float(), output_final_state=True,
-                                          use_qk_l2norm_in_kernel=True)
-            rep.add("gdn decode_ o step 1", outs[0][valid], fo[:, 0], TOL, "fla fused_recurrent")
-
-    # ----------------------------------------------------------- GDN recurrent, short prefill (<= 64 tokens)
-    print("GDN fused recurrent dense", flush=True)
-    RB, RT = sz["rec"]
-    q, k, v, g, beta = gdn_inputs(RB, RT, seed=11)
-    h0 = torch.randn(RB, H, K, V, device=dev) * 0.1
-    ht = torch.empty(RB, H, K, V, device=dev)
-    o = fused_recurrent_gdn_fwd(q, k, v, g, beta, initial_state=h0, final_state=ht)
-    ro, rs = ref_gdn(q, k, v, g, beta, h0, chunk=False)
-    rep.add(f"gdn fused_recurrent o {RB}x{RT}", o, ro, TOL)
-    rep.add(f"gdn fused_recurrent final state {RB}x{RT}", ht, rs, TOL)
-
-    # ------------------------------------------------------------------------ GDN autograd (public op)
-    print("GDN public op fwd+bwd", flush=True)
-    xs = gdn_inputs(2, sz["grad_T"], seed=12, req=True)
-    o, _ = kernels.chunk_gated_delta_rule(*xs)
-    do = torch.randn_like(o)
-    o.backward(do)
-    grads = [x.grad.clone() for x in xs]
-    ys = [x.detach().float().requires_grad_(True) for x in xs]
-    ro, _ = ref_gdn(*ys, None)
-    ro.backward(do.float())
-    rep.add(f"gdn public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
-    for name, gr, y in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, ys):
-        rep.add(f"gdn public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
-    print("GLA public op fwd+bwd", flush=True)
-    xs = gla_inputs(2, sz["grad_T"], seed=13, req=True)
-    o, _ = kernels.chunk_gla(*xs)
-    do = torch.randn_like(o)
-    o.backward(do)
-    grads = [x.grad.clone() for x in xs]
-    ys = [x.detach().float().requires_grad_(True) for x in xs]
-    ro, _ = ref_gla(*ys, None)
-    ro.backward(do.float())
-    rep.add(f"gla public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
-    for name, gr, y in zip(["dq", "dk", "dv", "dgk"], grads, ys):
-        rep.add(f"gla public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
-
-    # ------------------------------------------------------------------------------------------ GLA
-    for B, T in sz["dense"]:
-        print(f"GLA chunk B={B} T={T}", flush=True)
-        q, k, v, gk = gla_inputs(B, T, seed=B + T)
-        h0 = torch.randn(B, H, K, V, device=dev) * 0.1
-        ht = torch.empty(B, H, K, V, device=dev)
-        o = chunk_gla_fwd(q, k, v, gk, None, initial_state=h0, final_state=ht)
-        ro, rs = ref_gla(q, k, v, gk, h0)
-        rep.add(f"gla chunk o {B}x{T}", o, ro, TOL)
-        rep.add(f"gla chunk final state {B}x{T}", ht, rs, TOL)
-        if fla is not None:
-            fo, fs = fla["chunk_gla"](q, k, v, gk, initial_state=h0, output_final_state=True)
-            rep.add(f"gla chunk o {B}x{T}", o, fo, TOL, "fla chunk_gla")
-        del q, k, v, gk, o, ro, rs
-        if on_gpu:
-            torch.cuda.empty_cache()
-    print("GLA decode / varlen", flush=True)
-    N = sz["gla_decode"]
-    q, k, v, logits = gla_inputs(N, 1, seed=5)
-    logits = torch.randn(N, 1, H, K, device=dev) * 3 + 2
-    idx = torch.randperm(N + 4, device=dev)[:N]
-    idx[::5] = -1
-    pool = torch.randn(N + 4, H, K, V, device=dev) * 0.1
-    before = pool.clone()
-    o = kernels.gla_decode_(q[:, 0], k[:, 0], v[:, 0], logits[:, 0], pool, idx, gate_logit_normalizer=16.0)
-    valid = idx >= 0
-    ro, rs = ref_gla(q[valid], k[valid], v[valid], F.logsigmoid(logits[valid]) / 16, before[idx[valid]], chunk=False)
-    rep.add("gla decode_ o (fused gate)", o[valid], ro[:, 0], TOL)
-    rep.add("gla decode_ pool", pool[idx[valid]], rs, TOL)
-    lens = sz["gla_lens"]
-    slots = [0, 3, -1, 1, 2]
-    cu = torch.tensor([0] + torch.tensor(lens).cumsum(0).tolist(), dtype=torch.int32, device=dev)
-    q, k, v, gk = gla_inputs(1, sum(lens), seed=6)
-    pool = torch.randn(5, H, K, V, device=dev) * 0.1
-    before = pool.clone()
-    o = kernels.gla_prefill_varlen(q, k, v, gk, cu, pool, torch.tensor(slots, device=dev))
-    outs, fin = [], []
-    for n, s in enumerate(slots):
-        a, b = cu[n].item(), cu[n + 1].item()
-        ro, rs = ref_gla(q[:, a:b], k[:, a:b], v[:, a:b], gk[:, a:b], before[s:s + 1] if s >= 0 else None)
-        outs.append(ro)
-        fin.append(rs)
-    rep.add("gla prefill_varlen o", o, torch.cat(outs, 1), TOL)
-    rep.add("gla prefill_varlen pool", pool[[0, 3, 1, 2]], torch.cat([fin[0], fin[1], fin[3], fin[4]]), TOL)
-    rep.flag("gla prefill_varlen unused slot bit-exact", torch.equal(pool[4], before[4]))
+            fin.append(rs)
+        rep.add("gla prefill_varlen o", o, torch.cat(outs, 1), TOL)
+        rep.add("gla prefill_varlen pool", pool[[0, 3, 1, 2]], torch.cat([fin[0], fin[1], fin[3], fin[4]]), TOL)
+        rep.flag("gla prefill_varlen unused slot bit-exact", torch.equal(pool[4], before[4]))
     print(f"checks took {time.time() - t_start:.0f} s", flush=True)
     return rep
 
@@ -421,7 +432,12 @@ def main():
     ap.add_argument("--dims", default=None,
                     help="H,K,V instead of 16,128,128 (e.g. 9,64,64: SmolLM2's heads; set HYBRIDSERVE_KERNELS=triton "
                          "to route the public ops to Triton at head dims the dispatch has not validated)")
+    ap.add_argument("--only", default=",".join(GROUPS),
+                    help=f"comma-separated check groups (default all: {', '.join(GROUPS)})")
     args = ap.parse_args()
+    groups = tuple(x.strip() for x in args.only.split(",") if x.strip())
+    if not groups or set(groups) - set(GROUPS):
+        ap.error(f"--only takes a comma-separated subset of {', '.join(GROUPS)}")
     if args.cpu_smoke:
         setup_cpu_smoke()
     if args.dims:
@@ -431,7 +447,7 @@ def main():
     card = torch.cuda.get_device_name() if DEV == "cuda" else "CPU (Triton interpreter, toy sizes)"
     print(f"# hybridserve kernels: GPU correctness\n\n{card} | torch {torch.__version__} | "
           f"triton {triton.__version__} | H={H} K={K} V={V} | `{' '.join(sys.argv)}`\n")
-    rep = run_checks("smoke" if args.cpu_smoke else "quick" if args.quick else "full")
+    rep = run_checks("smoke" if args.cpu_smoke else "quick" if args.quick else "full", groups)
     print("\n" + rep.markdown())
     if args.json:
         Path(args.json).write_text(json.dumps(rep.rows, indent=1))

@@ -308,19 +308,27 @@ def decode_gla(kernels, fla, batches, copy_bw):
         empty_cache()
 
 
+INVERSES = {  # label: (HYBRIDSERVE_GDN_BLOCKED_INVERSE, HYBRIDSERVE_GDN_DIAG_INVERSE)
+    "16x16 blocks": ("1", "substitution"),  # the default
+    "16x16 blocks, diagonal by doubling": ("1", "doubling"),
+    "row by row": ("0", "substitution"),  # the first version
+}
+
+
 def chunk_phase_breakdown(grid):
     """Time the three forward kernels (prep: cumsum + (I + A)^-1 + W, U; state: the sequential pass; out) one by one
-    on the same buffers: where the forward's time goes."""
+    on the same buffers, with each way to (I + A)^-1: where the forward's time goes."""
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
 
-    saved = os.environ.get("HYBRIDSERVE_GDN_BLOCKED_INVERSE")
+    names = ("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "HYBRIDSERVE_GDN_DIAG_INVERSE")
+    saved = {n: os.environ.get(n) for n in names}
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=5)
-        for blocked in ("1", "0"):  # (I + A)^-1 by 16 x 16 blocks (default) / row by row (the first version)
-            os.environ["HYBRIDSERVE_GDN_BLOCKED_INVERSE"] = blocked
+        for label, values in INVERSES.items():
+            os.environ.update(zip(names, values))
             phases = []
             chunk_gdn_fwd(q, k, v, g, beta, _phases=phases)
-            r = dict(kind="gdn_chunk_phases", B=B, T=T, inverse="16x16 blocks" if blocked == "1" else "row by row")
+            r = dict(kind="gdn_chunk_phases", B=B, T=T, inverse=label)
             for name, launch in phases:
                 res = _try(f"phase {name} {B}x{T}", lambda: bench(launch))
                 r[f"{name}_ms"] = res
@@ -328,10 +336,11 @@ def chunk_phase_breakdown(grid):
             del phases
         del q, k, v, g, beta
         empty_cache()
-    if saved is None:
-        os.environ.pop("HYBRIDSERVE_GDN_BLOCKED_INVERSE", None)
-    else:
-        os.environ["HYBRIDSERVE_GDN_BLOCKED_INVERSE"] = saved
+    for n, value in saved.items():
+        if value is None:
+            os.environ.pop(n, None)
+        else:
+            os.environ[n] = value
 
 
 def chunk_state_sweep(grid):

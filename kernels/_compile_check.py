@@ -158,11 +158,13 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
-            for varlen, store_x, blocked in ((True, False, True), (False, True, True), (True, False, False)):
-                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} {cfg} {tag}",
-                       gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
+            for varlen, store_x, blocked, dbl in ((True, False, True, False), (False, True, True, False),
+                                                  (True, False, False, False), (True, False, True, True)):
+                yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} doubling={dbl} "
+                       f"{cfg} {tag}", gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            BLOCKED_INV=blocked, STORE_WU=True, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            BLOCKED_INV=blocked, STORE_WU=True, DOUBLING=dbl, **cfg.kwargs), cfg.num_warps,
+                       cfg.num_stages)
             if quick:
                 break
         # the split prep (HYBRIDSERVE_GDN_PREP=split): chunk.py's kernel up to X, then chunk_prep.py's W, U kernel
@@ -180,11 +182,11 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 break
         # the prep kernel with its tiles in registers (chunk_prep.py; HYBRIDSERVE_GDN_PREP=registers)
         for cfg in gq._prep_configs():
-            for varlen, store_x in ((True, False), (False, True)):
-                yield (f"gdn chunk prep registers {dt} varlen={varlen} store_x={store_x} {cfg} {tag}",
+            for varlen, store_x, dbl in ((True, False, False), (False, True, False), (True, False, True)):
+                yield (f"gdn chunk prep registers {dt} varlen={varlen} store_x={store_x} doubling={dbl} {cfg} {tag}",
                        gq._gdn_chunk_prep_registers_kernel, dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=BVf, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            DOUBLING=dbl, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",
@@ -210,11 +212,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                        s_vt=C or typed(H * V), s_vh=typed(V), s_gt=C or typed(H), s_gh="i64", s_bt=C or typed(H),
                        s_bh="i64", s_h0=typed(H * K * V), s_ht=typed(H * K * V))
             tiles = [(fcfg["BT"], fcfg["BV"])] + ([] if quick or not raw else [(16, 32), (32, 16), (32, 32)])
-            for bt, bv in tiles:
-                yield (f"gdn fused chunk {dt} raw={raw} BT={bt} BV={min(bv, BVf)} {tag}", gf._gdn_fused_chunk_kernel,
-                       sig, dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True,
-                                 STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, RAW=raw,
-                                 QK_L2NORM=raw, SILU=raw), fcfg["num_warps"], fcfg["num_stages"])
+            for (bt, bv), dbl in [(tile, False) for tile in tiles] + [(tiles[0], True)]:
+                yield (f"gdn fused chunk {dt} raw={raw} BT={bt} BV={min(bv, BVf)} doubling={dbl} {tag}",
+                       gf._gdn_fused_chunk_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=bt, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True,
+                            STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, RAW=raw, QK_L2NORM=raw,
+                            SILU=raw, DOUBLING=dbl), fcfg["num_warps"], fcfg["num_stages"])
         sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32",
                    **common)
         for cfg in gc._out_configs():

@@ -26,11 +26,13 @@ from hybridserve import kernels
 from hybridserve.kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
 from hybridserve.kernels.gla.naive import naive_recurrent_gla
 
-pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3.7.1); a bare machine skips
+triton = pytest.importorskip("triton")  # CI installs it (the `test` extra pins triton==3.7.1); a bare machine skips
+import triton.language as tl  # noqa: E402
 
 triton_cpu.import_kernel_modules()  # interpreted (TRITON_INTERPRET set for the imports), then released
 from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd, token_major  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd  # noqa: E402
+from hybridserve.kernels.gated_delta_rule.chunk_prep import diagonal_inverses, doubling_inverse  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.decode import gdn_decode_pool  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_chunk import fused_chunk_gdn_fwd  # noqa: E402
 from hybridserve.kernels.gated_delta_rule.fused_recurrent import fused_recurrent_gdn_fwd  # noqa: E402
@@ -237,20 +239,24 @@ def test_gdn_decode_persistent(state_dtype, prefetch, per_sm, BV, stages):
 def route_short_inputs(monkeypatch, path: str):
     """path "fused": every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS); else
     the three kernels, their prep chunk.py's ("chunk"), chunk_prep.py's ("registers") or chunk.py's up to X and
-    chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP)."""
-    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if path == "fused" else "0")
-    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", path if path in ("registers", "split") else "scratch")
+    chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP). A "-doubling" suffix: the prep inverts
+    the diagonal blocks of (I + A) by doubling products (HYBRIDSERVE_GDN_DIAG_INVERSE)."""
+    base = path.removesuffix("-doubling")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if base == "fused" else "0")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", base if base in ("registers", "split") else "scratch")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "doubling" if base != path else "substitution")
 
 
-CHUNK_PATHS = ["chunk", "registers", "split", "fused"]
+CHUNK_PATHS = ["chunk", "chunk-doubling", "registers", "split", "fused", "fused-doubling"]
 
 
-@pytest.mark.parametrize("path", ["blocked", "rows", "registers", "split", "split-rows", "fused"])
+@pytest.mark.parametrize("path", ["blocked", "rows", "chunk-doubling", "registers", "registers-doubling", "split",
+                                  "split-rows", "fused", "fused-doubling"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gdn_chunk_dense(dtype, path, monkeypatch):
-    """Both ways to X = (I + A)^{-1} of the three-kernel path's prep kernel: 16 x 16 block forward substitution
-    (default) and row by row; the prep with its tiles in registers, or split in two kernels; the one-launch kernel
-    for short inputs."""
+    """Every way to X = (I + A)^{-1} of the three-kernel path's prep kernel: by 16 x 16 blocks, their diagonal blocks
+    by forward substitution (default) or by doubling products, and row by row; the prep with its tiles in
+    registers, or split in two kernels; the one-launch kernel for short inputs."""
     monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "0" if path.endswith("rows") else "1")
     route_short_inputs(monkeypatch, {"blocked": "chunk", "rows": "chunk", "split-rows": "split"}.get(path, path))
     q, k, v, g, beta = gdn_inputs((2, 100), 11, dtype)  # one full and one partial chunk
@@ -263,14 +269,66 @@ def test_gdn_chunk_dense(dtype, path, monkeypatch):
     check(ht, ref_s, TOL[dtype], "final state")
 
 
+
+
+with triton_cpu.interpreted_definitions():  # a kernel of the test's own, built like the kernel modules' ones
+    @triton.jit
+    def _diagonal_inverses_probe(a, t, DOUBLING: tl.constexpr):
+        """One program around chunk_prep.diagonal_inverses: four [16, 16] blocks in, their inverses out."""
+        o = tl.arange(0, 16)
+        p = o[:, None] * 16 + o[None, :]
+        T0, T1, T2, T3 = diagonal_inverses(tl.load(a + p), tl.load(a + 256 + p), tl.load(a + 512 + p),
+                                           tl.load(a + 768 + p), DOUBLING)
+        tl.store(t + p, T0)
+        tl.store(t + 256 + p, T1)
+        tl.store(t + 512 + p, T2)
+        tl.store(t + 768 + p, T3)
+
+    @triton.jit
+    def _doubling_inverse_probe(a, t, N: tl.constexpr):
+        """One program around chunk_prep.doubling_inverse on one [N, N] tile."""
+        o = tl.arange(0, N)
+        p = o[:, None] * N + o[None, :]
+        tl.store(t + p, doubling_inverse(tl.load(a + p), N))
+
+@pytest.mark.parametrize("method", ["substitution", "doubling"])
+def test_gdn_diagonal_inverses(method):
+    """Both ways to invert (I + A)'s 16 x 16 diagonal blocks against float64 torch.linalg.inv, on blocks where every
+    power of A up to the 15th matters (a near-full subdiagonal: (I + A)^{-1} has (-0.95)^{i-j} below the diagonal,
+    so a doubling that stopped at A^7 would be off by 0.95^8 ~ 0.66), random ones, and zero."""
+    g = gen(31)
+    lower = torch.tril(torch.ones(16, 16), -1)
+    sub = torch.diag(torch.ones(15), -1)
+    blocks = torch.stack([0.95 * sub + 0.05 * lower * torch.rand(16, 16, generator=g),
+                          -0.9 * sub,
+                          lower * (2 * torch.rand(16, 16, generator=g) - 1) * 0.5,
+                          torch.zeros(16, 16)])
+    out = torch.empty_like(blocks)
+    _diagonal_inverses_probe[(1,)](blocks.to(DEV), t := out.to(DEV), DOUBLING=method == "doubling")
+    eye = torch.eye(16, dtype=torch.float64)
+    for i, a in enumerate(blocks.double()):
+        check(t[i], torch.linalg.inv(eye + a), 1e-6, f"block {i}")
+
+
+def test_gdn_doubling_inverse_32():
+    """fused_chunk.py's BT = 32 chunk by doubling (powers up to A^31: one doubling more than 16 x 16) against float64
+    torch.linalg.inv, on a near-full subdiagonal where (I + A)^{-1}[31, 0] = 0.97^31 ~ 0.39."""
+    a = 0.97 * torch.diag(torch.ones(31), -1) + 0.02 * torch.tril(torch.rand(32, 32, generator=gen(32)), -1)
+    _doubling_inverse_probe[(1,)](a.to(DEV), t := torch.empty(32, 32, device=DEV), N=32)
+    check(t, torch.linalg.inv(torch.eye(32, dtype=torch.float64) + a.double()), 1e-6, "32 x 32")
+
+
 GRAD_TOL = {torch.float32: dict(dq=1e-5, dk=1e-5, dv=1e-5, dg=1e-5, dbeta=1e-5, dh0=1e-5),
             # fla's test tolerances for the chunked GDN backward
             torch.bfloat16: dict(dq=8e-3, dk=8e-3, dv=8e-3, dg=2e-2, dbeta=2e-2, dh0=8e-3)}
 
 
+@pytest.mark.parametrize("inverse", ["substitution", "doubling"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gdn_chunk_backward(dtype):
-    """The Triton backward (dq, dk, dv, dg, dbeta, dh0) against autograd through the float64 recurrence."""
+def test_gdn_chunk_backward(dtype, inverse, monkeypatch):
+    """The Triton backward (dq, dk, dv, dg, dbeta, dh0) against autograd through the float64 recurrence; its
+    recomputed X with either way to the diagonal blocks' inverses."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", inverse)
     q, k, v, g, beta = gdn_inputs((2, 100), 17, dtype)
     g = F.logsigmoid(torch.randn(2, 100, H, generator=gen(18)) + 2).to(DEV)  # visible decay
     h0 = torch.randn(2, H, K, V, generator=gen(19)).to(DEV)

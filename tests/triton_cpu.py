@@ -68,18 +68,28 @@ def import_kernel_modules() -> None:
     the bounds check on. Every kernel module, so that a test file collected later finds them interpreted: one
     imported after release_env() would build compiled kernels (`pytest tests/test_kernels_triton_bwd.py
     tests/test_kernels_triton.py` once failed 14 tests that way)."""
-    saved = os.environ.get("TRITON_INTERPRET")
-    if not ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-    for module in KERNEL_MODULES:
-        importlib.import_module(f"hybridserve.kernels.{module}")
-    if saved is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = saved
+    with interpreted_definitions():
+        for module in KERNEL_MODULES:
+            importlib.import_module(f"hybridserve.kernels.{module}")
     release_env()
     if not ON_GPU:
         enable_bounds_check()  # every interpreted load / store must stay inside its tensor arguments
+
+
+@contextlib.contextmanager
+def interpreted_definitions():
+    """TRITON_INTERPRET=1 on CPU while the block runs, restored after: a @triton.jit kernel defined inside (a test's
+    own probe kernel, too) is an interpreted one."""
+    saved = os.environ.get("TRITON_INTERPRET")
+    if not ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
 
 
 @contextlib.contextmanager

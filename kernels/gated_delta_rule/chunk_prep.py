@@ -45,28 +45,74 @@ def prep_variant() -> str:
     return raw
 
 
+DIAGONAL_INVERSES = ("substitution", "doubling")
+
+
+def diagonal_inverse_method() -> str:
+    """HYBRIDSERVE_GDN_DIAG_INVERSE (read at every call): how the prep kernels invert (I + A)'s four 16 x 16 diagonal
+    blocks, and fused_chunk.py's kernel its BT x BT chunk. "substitution" (default: timed and checked on the GPU) or
+    "doubling" (`doubling_inverse`; waits for the GPU to time it)."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_DIAG_INVERSE", "substitution").strip() or "substitution"
+    if raw not in DIAGONAL_INVERSES:
+        raise ValueError(f"HYBRIDSERVE_GDN_DIAG_INVERSE={raw!r}: expected one of {', '.join(DIAGONAL_INVERSES)}")
+    return raw
+
+
 @triton.jit
-def diagonal_inverses(A00, A11, A22, A33):
-    """(I + A_ii)^{-1} of four strictly lower 16 x 16 blocks by forward substitution, side by side: 15 dependent steps,
-    not 63 (row i of T_ii: e_i - sum_{m < i} A_ii[i, m] T_ii[m, :])."""
-    o_s = tl.arange(0, 16)
-    rs = o_s[:, None]
-    cs = o_s[None, :]
-    eye = tl.where(rs == cs, 1.0, 0.0)
-    A00t, A11t, A22t, A33t = tl.trans(A00), tl.trans(A11), tl.trans(A22), tl.trans(A33)
-    T00, T11, T22, T33 = eye, eye, eye, eye
-    for i in range(1, 16):
-        sel_c = cs == i
-        sel_r = rs == i
-        a0 = tl.sum(tl.where(sel_c, A00t, 0.0), axis=1)
-        a1 = tl.sum(tl.where(sel_c, A11t, 0.0), axis=1)
-        a2 = tl.sum(tl.where(sel_c, A22t, 0.0), axis=1)
-        a3 = tl.sum(tl.where(sel_c, A33t, 0.0), axis=1)
-        T00 = T00 - tl.where(sel_r, tl.sum(a0[:, None] * T00, axis=0)[None, :], 0.0)
-        T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
-        T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
-        T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
+def diagonal_inverses(A00, A11, A22, A33, DOUBLING: tl.constexpr = False):
+    """(I + A_ii)^{-1} of four strictly lower 16 x 16 blocks, side by side: by forward substitution (15 dependent
+    steps, each two cross-thread reductions per block), or with DOUBLING by `doubling_inverse` (4 dependent
+    products)."""
+    if DOUBLING:
+        T00, T11, T22, T33 = doubling_inverse(A00, 16), doubling_inverse(A11, 16), doubling_inverse(A22, 16), \
+            doubling_inverse(A33, 16)
+    else:
+        o_s = tl.arange(0, 16)
+        rs = o_s[:, None]
+        cs = o_s[None, :]
+        eye = tl.where(rs == cs, 1.0, 0.0)
+        A00t, A11t, A22t, A33t = tl.trans(A00), tl.trans(A11), tl.trans(A22), tl.trans(A33)
+        T00, T11, T22, T33 = eye, eye, eye, eye
+        # row i of T_ii: e_i - sum_{m < i} A_ii[i, m] T_ii[m, :]
+        for i in range(1, 16):
+            sel_c = cs == i
+            sel_r = rs == i
+            a0 = tl.sum(tl.where(sel_c, A00t, 0.0), axis=1)
+            a1 = tl.sum(tl.where(sel_c, A11t, 0.0), axis=1)
+            a2 = tl.sum(tl.where(sel_c, A22t, 0.0), axis=1)
+            a3 = tl.sum(tl.where(sel_c, A33t, 0.0), axis=1)
+            T00 = T00 - tl.where(sel_r, tl.sum(a0[:, None] * T00, axis=0)[None, :], 0.0)
+            T11 = T11 - tl.where(sel_r, tl.sum(a1[:, None] * T11, axis=0)[None, :], 0.0)
+            T22 = T22 - tl.where(sel_r, tl.sum(a2[:, None] * T22, axis=0)[None, :], 0.0)
+            T33 = T33 - tl.where(sel_r, tl.sum(a3[:, None] * T33, axis=0)[None, :], 0.0)
     return T00, T11, T22, T33
+
+
+@triton.jit
+def doubling_inverse(A, N: tl.constexpr):
+    """(I + A)^{-1} of a strictly lower N x N tile A (N = 16, 32 or 64) as the finite Neumann series
+    sum_{j < N} (-A)^j (A^N = 0), summed by doubling: P = I - A, then P <- P + P A^2, P + P A^4, ... up to A^{N/2}
+    (each step doubles the powers P holds). For N = 16: six products, four deep, in exact float32; forward
+    substitution takes 15 dependent steps of two cross-thread reductions each, which leave a kernel waiting on
+    latency. Both are exact in exact arithmetic and differ in rounding only. The powers are bounded for the gdn_v4
+    inputs (k L2-normalised, beta in (0, 1), decays <= 1 give |A_ij| <= 1, so |(A^j)_ik| <= C(14, 7) = 3432 at worst
+    for N = 16, far less with any decay); with unnormalised keys they can grow past the inverse itself, and
+    substitution is the safer way."""
+    o_s = tl.arange(0, N)
+    P = tl.where(o_s[:, None] == o_s[None, :], 1.0, 0.0) - A
+    A2 = tl.dot(A, A, input_precision="ieee")
+    P = P + tl.dot(P, A2, input_precision="ieee")
+    A4 = tl.dot(A2, A2, input_precision="ieee")
+    P = P + tl.dot(P, A4, input_precision="ieee")
+    A8 = tl.dot(A4, A4, input_precision="ieee")
+    P = P + tl.dot(P, A8, input_precision="ieee")
+    if N > 16:
+        A16 = tl.dot(A8, A8, input_precision="ieee")
+        P = P + tl.dot(P, A16, input_precision="ieee")
+    if N > 32:
+        A32 = tl.dot(A16, A16, input_precision="ieee")
+        P = P + tl.dot(P, A32, input_precision="ieee")
+    return P
 
 
 @triton.jit
@@ -177,7 +223,7 @@ def _gdn_chunk_prep_registers_kernel(
     k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-    STORE_X: tl.constexpr,
+    STORE_X: tl.constexpr, DOUBLING: tl.constexpr = False,
 ):
     """One program per (chunk, head); chunk.py's _gdn_chunk_prep_kernel's outputs (BT = 64; BK, BV: K, V whole)."""
     tl.static_assert(BT == 64, "four row blocks of 16")
@@ -215,7 +261,7 @@ def _gdn_chunk_prep_registers_kernel(
     A30 = _a_block(k3, k0, G3, G0, be3, m3, False, DOT_PREC)
     A31 = _a_block(k3, k1, G3, G1, be3, m3, False, DOT_PREC)
     A32 = _a_block(k3, k2, G3, G2, be3, m3, False, DOT_PREC)
-    T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33)
+    T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33, DOUBLING)
     X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
     if STORE_X:  # the backward needs X again, in chunk.py's [TT, H, BT] layout
         zero = tl.zeros([16, 16], dtype=tl.float32)

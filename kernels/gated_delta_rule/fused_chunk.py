@@ -8,7 +8,8 @@ kernels.md: 0.68-0.77 ms eager against 0.094 ms replayed from a CUDA graph). Her
 block of V columns) walks its sequence chunk by chunk and does everything in registers, the same math as chunk.py
 (`naive.py::naive_chunk_gated_delta_rule`) per chunk of BT tokens with in-chunk cumulative log decay G:
 
-    A_ti = beta_t e^{G_t - G_i} k_t.k_i (i < t),   X = (I + A)^{-1}  (forward substitution, BT - 1 steps)
+    A_ti = beta_t e^{G_t - G_i} k_t.k_i (i < t),   X = (I + A)^{-1}  (forward substitution, BT - 1 steps; or
+                                                    chunk_prep.doubling_inverse: HYBRIDSERVE_GDN_DIAG_INVERSE)
     W = X diag(beta e^G) K,   U = X diag(beta) V,   V' = U - W H
     O = scale (diag(e^G) Q H + ((Q K^T) * e^{G_t - G_i} [i <= t]) V'),   H <- e^{G_last} H + (K * e^{G_last - G})^T V'
 
@@ -34,6 +35,7 @@ import triton.language as tl
 
 from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, tuned_head_dims
+from .chunk_prep import diagonal_inverse_method, doubling_inverse
 from .prefill_inputs import _activate, _softplus
 
 
@@ -44,7 +46,7 @@ def _gdn_fused_chunk_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, USE_H0: tl.constexpr,
     STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr, DOT_PREC: tl.constexpr,
-    RAW: tl.constexpr, QK_L2NORM: tl.constexpr, SILU: tl.constexpr,
+    RAW: tl.constexpr, QK_L2NORM: tl.constexpr, SILU: tl.constexpr, DOUBLING: tl.constexpr = False,
 ):
     """RAW: q, k, v, g, beta are the raw projections (g holds a, beta holds b), prepared here exactly as
     prefill_inputs.py's prologue would (SiLU, L2 norm of q and k, the gates): the serving op's one launch."""
@@ -102,17 +104,23 @@ def _gdn_fused_chunk_kernel(
         b_g = tl.cumsum(b_gl, axis=0)
         b_v = b_v.to(tl.float32)
 
-        # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m; X = (I + A)^{-1} row by row:
-        # X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :]
         b_kk = tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
-        upper = c > r
-        b_AT = tl.where(upper, b_kk * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :],
-                        0.0)
-        b_X = tl.where(r == c, 1.0, 0.0)
-        for i in tl.static_range(1, BT):  # unrolled: the chunk loop then holds no inner loop, and Triton pipelines it
-            a_i = tl.sum(tl.where(c == i, b_AT, 0.0), axis=1)
-            new = tl.sum(a_i[:, None] * b_X, axis=0)
-            b_X = b_X - tl.where(r == i, new[None, :], 0.0)
+        if DOUBLING:  # A[t, i] = beta_t e^{G_t - G_i} k_t.k_i for i < t; X = (I + A)^{-1} by doubling products
+            lower = c < r
+            b_X = doubling_inverse(
+                tl.where(lower, b_kk * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)) * b_beta[:, None],
+                         0.0), BT)
+        else:
+            # AT[m, i] = A[i, m] = beta_i e^{G_i - G_m} k_i.k_m for i > m; X = (I + A)^{-1} row by row:
+            # X[i, :] = e_i - sum_{m < i} A[i, m] X[m, :]
+            upper = c > r
+            b_AT = tl.where(upper, b_kk * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :],
+                            0.0)
+            b_X = tl.where(r == c, 1.0, 0.0)
+            for i in tl.static_range(1, BT):  # unrolled: the chunk loop then holds no inner loop; Triton pipelines it
+                a_i = tl.sum(tl.where(c == i, b_AT, 0.0), axis=1)
+                new = tl.sum(a_i[:, None] * b_X, axis=0)
+                b_X = b_X - tl.where(r == i, new[None, :], 0.0)
         b_Xd = b_X.to(dt)
         b_w = tl.dot(b_Xd, (b_k.to(tl.float32) * (b_beta * tl.exp(b_g))[:, None]).to(dt), input_precision=DOT_PREC)
         b_u = tl.dot(b_Xd, (b_v * b_beta[:, None]).to(dt), input_precision=DOT_PREC)
@@ -232,6 +240,7 @@ def fused_chunk_gdn_fwd(q, k, v, g, beta, scale, N, T, initial_state=None, state
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=state_indices is not None,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None,
         DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", RAW=raw, QK_L2NORM=bool(use_qk_l2norm),
-        SILU=bool(silu), num_warps=num_warps or cfg["num_warps"], num_stages=num_stages or cfg["num_stages"],
+        SILU=bool(silu), DOUBLING=diagonal_inverse_method() == "doubling", num_warps=num_warps or cfg["num_warps"],
+        num_stages=num_stages or cfg["num_stages"],
     )
     return o

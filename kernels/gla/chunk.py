@@ -206,11 +206,11 @@ def _gla_chunk_out_kernel(
 
 
 # Pipelining depth of the state pass: 3 stages measured fastest at its default tile on the H200 for every shape of
-# the grid (1 x 4K 0.45 ms vs 0.51 with 1 stage, 1 x 32K 2.88 vs 3.86, 8 x 32K 17.2 vs 18.1: the forward whole;
-# docs/benchmarks/kernels.md, thirteenth session), but not checked against the reference in that run: 1 until the
-# next GPU job's check_kernels_gpu.py run with HYBRIDSERVE_STATE_STAGES=3 has passed. The backward's dh pass has not
-# been timed pipelined.
-GLA_STATE_STAGES = 1
+# the grid (the forward whole, thirteenth session: 1 x 32K 2.88 ms vs 3.86 with 1 stage, 8 x 32K 17.2 vs 18.1; again
+# in the fourteenth: 2.86 vs 3.80, 17.0 vs 17.9, 4 x 8K 2.17 vs 2.28), and checked against the reference at real sizes
+# there (check_kernels_gpu.py with HYBRIDSERVE_STATE_STAGES=3: 39 / 39; docs/benchmarks/kernels.md). The backward's
+# dh pass has not been timed pipelined.
+GLA_STATE_STAGES = 3
 GLA_DH_STAGES = 1
 
 
