@@ -318,26 +318,37 @@ def test_state_pass_stages_setting(monkeypatch):
 
 
 def test_default_tiles_are_the_measured_ones(monkeypatch):
-    """The defaults the H200 measured fastest at K = V = 128, H = 16 (docs/benchmarks/kernels.md, thirteenth
-    session): the forward's state pass BV 16 for one sequence and BV 64 from 4 sequences, 3 stages; the backward's
-    dh pass BV 16 with 3 stages for one sequence, BV 32 with 2 from 4, once checked on the GPU (1 stage until then);
-    the one-launch short prefill up to 512 tokens.
-    Head dims never timed keep the tiles validated before (BV <= 32, 1 stage) and no one-launch route."""
+    """The defaults the H200 measured fastest at K = V = 128, H = 16 and checked at real sizes (docs/benchmarks/
+    kernels.md, thirteenth and fourteenth sessions): the forward's state pass BV 16 for one sequence and BV 64 from 4
+    sequences, 3 stages; the backward's dh pass BV 16 with 3 stages for one sequence, BV 32 with 2 from 4; GLA's
+    state pass at 3 stages; the one-launch short prefill up to 512 tokens; the diagonal blocks of (I + A) inverted
+    by doubling. Head dims never timed keep what was validated before (BV <= 32, 1 stage, no one-launch route,
+    forward substitution)."""
     from hybridserve.kernels.gated_delta_rule.chunk import default_state_tile
+    from hybridserve.kernels.gated_delta_rule.chunk_prep import diagonal_inverse_method
     from hybridserve.kernels.gated_delta_rule.fused_chunk import fused_chunk_max_tokens
+    from hybridserve.kernels.gla import chunk as gla_chunk
 
-    monkeypatch.delenv("HYBRIDSERVE_STATE_STAGES", raising=False)
-    monkeypatch.delenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", raising=False)
+    for name in ("HYBRIDSERVE_STATE_STAGES", "HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "HYBRIDSERVE_GDN_DIAG_INVERSE"):
+        monkeypatch.delenv(name, raising=False)
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
-    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 1), (32, 1), (32, 1)]
-    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", True)  # what the measurements chose, once checked on the GPU
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (32, 2)]
-    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", False)
+    assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 128, 128) == 3
+    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", False)  # the switch the GPU checks turned on
+    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 1), (32, 1), (32, 1)]
+    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", True)
     assert [default_state_tile(n, 16, 64, 64) for n in (1, 8)] == [(16, 1), (32, 1)]
     assert [gdn_bwd.default_dh_tile(n, 16, 64, 64) for n in (1, 8)] == [(16, 1), (32, 1)]
+    assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 64, 64) == 1
     assert (fused_chunk_max_tokens(128, 128), fused_chunk_max_tokens(64, 64)) == (512, 0)
+    assert (diagonal_inverse_method(128, 128), diagonal_inverse_method(64, 64)) == ("doubling", "substitution")
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "0")
     assert fused_chunk_max_tokens(128, 128) == 0
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "substitution")
+    assert diagonal_inverse_method(128, 128) == "substitution"
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "cholesky")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_DIAG_INVERSE"):
+        diagonal_inverse_method(64, 64)
 
 
 def test_sequential_passes_launch_with_the_stages(monkeypatch):
@@ -376,19 +387,20 @@ def test_sequential_passes_launch_with_the_stages(monkeypatch):
     (q, k, v, g, beta, *_), _ = gdn_case(1, 70, 32, 32, torch.float32, False, seed=3)
     gdn_chunk.chunk_gdn_fwd(q, k, v, g, beta, num_stages_state=2)
     assert seen == [("gdn state", 2)]
-    # unset: each pass's default once its head dims count as tuned: the GDN forward's state pass (checked on the GPU)
-    # at 3 stages; the dh pass and GLA's state pass at 1 until checked there, then at their measured depths
+    # unset: each pass's default once its head dims count as tuned: the GDN forward's state pass, the dh pass and
+    # GLA's state pass at their measured depths (all checked on the GPU); GLA's dh pass, never timed pipelined, at 1.
+    # With the switches the GPU checks turned on set back off: 1 stage but for the GDN state pass.
     seen.clear()
     monkeypatch.delenv("HYBRIDSERVE_STATE_STAGES")
     monkeypatch.setattr(_triton_utils, "TUNED_HEAD_DIMS", frozenset({(32, 32), (K, V)}))
     run_all()
-    assert sorted(set(seen)) == [("gdn dh", 1), ("gdn state", 3), ("gla dh", 1), ("gla state", 1)]
-    seen.clear()
-    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", True)
-    monkeypatch.setattr(gla_chunk, "GLA_STATE_STAGES", 3)
-    monkeypatch.setattr(gla_bwd, "GLA_STATE_STAGES", 3)
-    run_all()
     assert sorted(set(seen)) == [("gdn dh", 3), ("gdn state", 3), ("gla dh", 1), ("gla state", 3)]
+    seen.clear()
+    monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", False)
+    monkeypatch.setattr(gla_chunk, "GLA_STATE_STAGES", 1)
+    monkeypatch.setattr(gla_bwd, "GLA_STATE_STAGES", 1)
+    run_all()
+    assert sorted(set(seen)) == [("gdn dh", 1), ("gdn state", 3), ("gla dh", 1), ("gla state", 1)]
 
 
 def test_cuda_head_dims_opt_in(monkeypatch):

@@ -360,7 +360,7 @@ def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, var
     file's kernel up to X (left in Xbuf) and chunk_prep.py's W, U kernel after it."""
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
     variant = prep_variant()
-    doubling = diagonal_inverse_method() == "doubling"
+    doubling = diagonal_inverse_method(K, V) == "doubling"
     if variant == "registers":
         _gdn_chunk_prep_registers_kernel[(NT, H)](
             kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,

@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import tuned_configs
+from .._triton_utils import tuned_configs, tuned_head_dims
 
 
 PREP_VARIANTS = ("scratch", "registers", "split")
@@ -48,11 +48,15 @@ def prep_variant() -> str:
 DIAGONAL_INVERSES = ("substitution", "doubling")
 
 
-def diagonal_inverse_method() -> str:
-    """HYBRIDSERVE_GDN_DIAG_INVERSE (read at every call): how the prep kernels invert (I + A)'s four 16 x 16 diagonal
-    blocks, and fused_chunk.py's kernel its BT x BT chunk. "substitution" (default: timed and checked on the GPU) or
-    "doubling" (`doubling_inverse`; waits for the GPU to time it)."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_DIAG_INVERSE", "substitution").strip() or "substitution"
+def diagonal_inverse_method(K: int, V: int) -> str:
+    """How the prep kernels invert (I + A)'s four 16 x 16 diagonal blocks, and fused_chunk.py's kernel its BT x BT
+    chunk: "doubling" (`doubling_inverse`) at the head dims where it was checked and timed on the GPU
+    (_triton_utils.TUNED_HEAD_DIMS; H200, fourteenth session: the prep at 8 x 32K 4.23 -> 3.36 ms, the GDN forward
+    7.90 -> 6.99 ms, the one-launch kernel's GPU time at 1 x 512 0.116 -> 0.077 ms), "substitution" elsewhere.
+    HYBRIDSERVE_GDN_DIAG_INVERSE (read at every call) overrides."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_DIAG_INVERSE", "").strip()
+    if not raw:
+        return "doubling" if tuned_head_dims(K, V) else "substitution"
     if raw not in DIAGONAL_INVERSES:
         raise ValueError(f"HYBRIDSERVE_GDN_DIAG_INVERSE={raw!r}: expected one of {', '.join(DIAGONAL_INVERSES)}")
     return raw

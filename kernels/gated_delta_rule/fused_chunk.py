@@ -240,7 +240,7 @@ def fused_chunk_gdn_fwd(q, k, v, g, beta, scale, N, T, initial_state=None, state
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=state_indices is not None,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None,
         DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32", RAW=raw, QK_L2NORM=bool(use_qk_l2norm),
-        SILU=bool(silu), DOUBLING=diagonal_inverse_method() == "doubling", num_warps=num_warps or cfg["num_warps"],
+        SILU=bool(silu), DOUBLING=diagonal_inverse_method(K, V) == "doubling", num_warps=num_warps or cfg["num_warps"],
         num_stages=num_stages or cfg["num_stages"],
     )
     return o
