@@ -2,8 +2,8 @@
 
 The math is `naive.py::naive_chunk_gated_delta_rule`. Per chunk of C = 64 tokens with in-chunk cumulative
 log decay G:
-    A_ti = beta_t e^{G_t - G_i} k_t.k_i  (i < t),   X = (I + A)^{-1}   (unit lower triangular; by forward
-                                                   substitution over 16 x 16 blocks, or row by row)
+    A_ti = beta_t e^{G_t - G_i} k_t.k_i  (i < t),   X = (I + A)^{-1}   (unit lower triangular; by 16 x 16 blocks,
+                                                   chunk_prep.py's diagonal ones first, or row by row)
     W = X diag(beta e^G) K,   U = X diag(beta) V                          (kernel 1, one program per chunk/head)
     per sequence, chunk after chunk:  H_c = state before chunk c,
         V'_c = U_c - W_c H_c,   H_{c+1} = e^{G_last} H_c + (K_c * e^{G_last - G})^T V'_c   (kernel 2, sequential)
@@ -88,8 +88,9 @@ def _gdn_chunk_prep_kernel(
         lower = c < r
         # A[t, i] = beta_t e^{G_t - G_i} k_t.k_i for i < t
         b_A = tl.where(lower, b_kk * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)) * b_beta[:, None], 0.0)
-        # X = (I + A)^{-1} by block forward substitution over 16 x 16 blocks: the four diagonal blocks by scalar
-        # forward substitution side by side (15 dependent steps, not 63), then X_ij = -T_ii sum_{j<=m<i} A_im X_mj.
+        # X = (I + A)^{-1} by block forward substitution over 16 x 16 blocks: the four diagonal blocks side by side
+        # (by doubling products, or by scalar forward substitution: chunk_prep.diagonal_inverses), then
+        # X_ij = -T_ii sum_{j<=m<i} A_im X_mj.
         # The blocks go through Xbuf (this chunk's rows of a [TT, H, BT] float32 scratch): registers cannot be sliced.
         p_X = Xbuf + (t0 * H + i_h) * BT
         tl.store(p_X + r * (H * BT) + c, b_A, mask=m_t[:, None])

@@ -1,24 +1,24 @@
-"""Two alternatives to the chunked GDN forward's first kernel, chunk.py's `_gdn_chunk_prep_kernel` (Triton; chosen by
-HYBRIDSERVE_GDN_PREP, `prep_variant`): "registers", one kernel with every tile in registers (below), and "split",
-chunk.py's kernel up to X followed by `_gdn_chunk_wu_kernel` (at the end of this file). Also the 16 x 16 block
-inverse all the prep kernels share.
+"""The inverse of (I + A)'s diagonal blocks that every GDN prep kernel shares, and two alternatives to the chunked
+forward's first kernel, chunk.py's `_gdn_chunk_prep_kernel` (Triton).
 
 Per chunk of 64 tokens and head the prep kernel computes G = cumsum(g), A_ti = beta_t e^{G_t - G_i} k_t.k_i (i < t),
 X = (I + A)^{-1}, W = X diag(beta e^G) K and U = X diag(beta) V (math: naive.py::naive_chunk_gated_delta_rule).
-chunk.py's version forms the 64 x 64 K K^T at once and inverts it by 16 x 16 blocks that it has to slice out
-through a float32 scratch tile in global memory (registers cannot be sliced): A stored, 10 blocks loaded, X stored
-and loaded again, three barriers, ~58 KB of round trips per program. On the H200 that kernel is over half the
-forward at 8 x 32K: 4.26 ms where moving its own bytes takes ~1.0 ms (docs/benchmarks/kernels.md, thirteenth
-session), with 244 registers per thread (two programs per SM).
+X goes by 16 x 16 blocks: the four diagonal blocks first (`diagonal_inverses`: forward substitution, or products by
+doubling, `doubling_inverse`, the default at K = V = 128 since it took the prep at 8 x 32K from 4.23 to 3.36 ms on
+the H200; `diagonal_inverse_method`), then the six below them (`lower_blocks_of_inverse`).
 
-Here the chunk is four row blocks of 16 tokens from the start: each block's k, v, beta and G are loaded as their own
-tiles, A's ten lower blocks are ten 16 x 16 products of them, the diagonal blocks are inverted side by side by
-forward substitution (`diagonal_inverses`, shared with chunk.py: the same 15 dependent steps, the same exact float32
-block products after), and W, U are summed block by block (row block i: sum over j <= i of X_ij times the scaled k_j
-or v_j). No scratch, no barrier but one after G's store, and no 64 x 64 tile alive. Rounding points are chunk.py's:
-X, the scaled k and v enter the W, U products in the input dtype, accumulation is float32; only the order of the
-float32 sums differs. With STORE_X (the backward) X is written to Xbuf in chunk.py's layout, zeros above the
-diagonal included.
+The alternatives (HYBRIDSERVE_GDN_PREP, `prep_variant`), both timed slower than chunk.py's kernel on the H200
+(docs/benchmarks/kernels.md, fourteenth session: 8 x 32K prep 3.36 ms, split 3.79, registers 4.28) and kept opt-in
+as measured records of what did not pay:
+- "registers" (below): chunk.py's version forms the 64 x 64 K K^T at once and slices its 16 x 16 blocks out through
+  a float32 scratch tile in global memory (registers cannot be sliced): A stored, 10 blocks loaded, X stored and
+  loaded again, three barriers. Here the chunk is four row blocks of 16 tokens from the start: A's ten lower blocks
+  are ten 16 x 16 products of them, and W, U are summed block by block (row block i: sum over j <= i of X_ij times
+  the scaled k_j or v_j). No scratch, but 250-254 registers at 8 warps. Rounding points are chunk.py's: X, the
+  scaled k and v enter the W, U products in the input dtype, accumulation is float32; only the order of the float32
+  sums differs. With STORE_X (the backward) X is written to Xbuf in chunk.py's layout, zeros above the diagonal
+  included.
+- "split": chunk.py's kernel up to X followed by `_gdn_chunk_wu_kernel` (at the end of this file).
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ PREP_VARIANTS = ("scratch", "registers", "split")
 
 
 def prep_variant() -> str:
-    """HYBRIDSERVE_GDN_PREP (read at every call): "scratch" (default: chunk.py's one kernel, validated and timed on
-    the GPU), "registers" (this file's one kernel) or "split" (chunk.py's kernel up to X, then `_gdn_chunk_wu_kernel`).
-    The last two wait for the GPU to time them."""
+    """HYBRIDSERVE_GDN_PREP (read at every call): "scratch" (default: chunk.py's one kernel, the fastest on the
+    H200), "registers" (this file's one kernel) or "split" (chunk.py's kernel up to X, then `_gdn_chunk_wu_kernel`)."""
     raw = os.environ.get("HYBRIDSERVE_GDN_PREP", "scratch").strip() or "scratch"
     if raw not in PREP_VARIANTS:
         raise ValueError(f"HYBRIDSERVE_GDN_PREP={raw!r}: expected one of {', '.join(PREP_VARIANTS)}")
