@@ -99,16 +99,20 @@ def check(state_dtype, cfgs):
     worst = {}
     for cfg in [None] + cfgs:
         p = pool.clone()
-        o = old_call(t, p, idx0) if cfg is None else new_call(t, p, idx0, **cfg)
+        if cfg is None or cfg.get("tile"):  # the one-tile kernel, its defaults or a tile of --tile-grid
+            o = old_call(t, p, idx0, **{n: x for n, x in (cfg or {}).items() if n != "tile"})
+        else:
+            o = new_call(t, p, idx0, **cfg)
         e = max(rel(o[real], ref_o) * tol / 5e-3, rel(p, ref_pool))  # o scaled to the pool's tolerance
         if not torch.equal(p[3], pool[3]):
             e = float("inf")
-        worst["old" if cfg is None else "new"] = max(worst.get("old" if cfg is None else "new", 0.0), e)
+        kind = "old" if cfg is None or cfg.get("tile") else "new"
+        worst[kind] = max(worst.get(kind, 0.0), e)
         if not e <= tol:
             raise SystemExit(f"decode check FAILED for {cfg or 'the old kernel'} ({state_dtype}): rel RMSE "
                              f"{e:.2e} > {tol:.0e}")
-    print(f"check {state_dtype}: the old kernel and {len(cfgs)} new configs agree with float64, worst rel RMSE "
-          f"old {worst['old']:.2e}, new {worst['new']:.2e}")
+    print(f"check {state_dtype}: the old kernel and {len(cfgs)} configs agree with float64, worst rel RMSE "
+          + ", ".join(f"{kind} {e:.2e}" for kind, e in worst.items()))
     return worst
 
 
@@ -149,6 +153,9 @@ def main():
     ap.add_argument("--cpu-smoke", action="store_true")
     ap.add_argument("--stages-grid", action="store_true",
                     help="the cp.async pipelining grid: stages 1-3 x BV 32/64 x warps 2/4 x programs/SM 2/4/8")
+    ap.add_argument("--tile-grid", action="store_true",
+                    help="instead of the persistent kernel's grid: the one-tile kernel (the serving default) at BV "
+                         "16/32/64 x warps 1/2/4; one warp keeps the K reductions inside a warp (no barriers)")
     args = ap.parse_args()
     global H, K, V, DEV, SMOKE
     if args.cpu_smoke:
@@ -184,10 +191,18 @@ def main():
     if args.stages_grid:
         grid = [dict(BV=bv, num_warps=w, per_sm=p, prefetch=False, stages=st)
                 for st, bv, w, p in itertools.product((1, 2, 3), (32, 64), (2, 4), (2, 4, 8)) if bv <= V]
+    tiles = []
+    if args.tile_grid:
+        # BV 64 in one warp spills (compile report: 1.1-1.7 KB per thread)
+        tiles = [dict(tile=True, BV=bv, num_warps=w) for bv in (16, 32, 64) for w in (1, 2, 4)
+                 if bv <= V and not (bv == 64 and w == 1)]
+        if SMOKE:
+            tiles = [dict(tile=True, BV=16, num_warps=1)]
+        grid = []
     from hybridserve.kernels.gated_delta_rule.decode import default_decode_config
 
     for sd in (torch.float32, torch.bfloat16):
-        check(sd, grid + [{}])
+        check(sd, grid + [{}] + tiles)
         for N in batches:
             time_one("copy of the same bytes", N, sd, copy_bw, same_bytes_copy, kernel="copy")
             time_one("old (one tile per program, defaults)", N, sd, copy_bw,
@@ -195,6 +210,11 @@ def main():
             time_one("new (defaults)", N, sd, copy_bw,
                      lambda t, p, idx: [(lambda i=i: new_call(t, p, i)) for i in idx], kernel="new",
                      **default_decode_config(K, V, sd))
+            for c in tiles:
+                cfg = {n: x for n, x in c.items() if n != "tile"}
+                time_one("tile", N, sd, copy_bw,
+                         lambda t, p, idx, cfg=cfg: [(lambda i=i: old_call(t, p, i, **cfg)) for i in idx],
+                         kernel="old", **cfg)
             for c in grid:
                 time_one("new", N, sd, copy_bw,
                          lambda t, p, idx, c=c: [(lambda i=i: new_call(t, p, i, **c)) for i in idx], kernel="new",
@@ -216,16 +236,17 @@ def write(out: Path, copy_bw: float, t0: float) -> str:
 def report(info) -> str:
     out = [f"# GDN decode sweep ({info['device']}, torch {info['torch']}, triton {info['triton']}, copy "
            f"{info['copy_TBps']:.2f} TB/s)\n",
-           "Best five persistent configs per row, then the old kernel, the new defaults and a copy of the same bytes "
-           "(the ceiling at this size).\n",
+           "Best five persistent configs per row (\"new\") and best five one-tile configs (\"tile\", --tile-grid), "
+           "then the old kernel, the new defaults and a copy of the same bytes (the ceiling at this size).\n",
            "| state | batch | kernel | BV | warps | programs/SM | prefetch | stages | µs | % of copy |",
            "|" + "---|" * 10]
     ok = [r for r in ROWS if "us" in r]
     for sd in ("float32", "bfloat16"):
         for N in sorted({r["N"] for r in ok}):
             rows = [r for r in ok if r["state"] == sd and r["N"] == N]
-            best = sorted((r for r in rows if r["label"] == "new"), key=lambda r: r["us"])[:5]
-            fixed = [r for r in rows if r["label"] != "new"]
+            best = [r for label in ("new", "tile")
+                    for r in sorted((r for r in rows if r["label"] == label), key=lambda r: r["us"])[:5]]
+            fixed = [r for r in rows if r["label"] not in ("new", "tile")]
             for r in best + fixed:
                 stages = r.get("stages", 1 if r["kernel"] == "new" else "")
                 out.append(f"| {sd} | {N} | {r['label']} | {r.get('BV', '')} | {r.get('num_warps', '')} | "

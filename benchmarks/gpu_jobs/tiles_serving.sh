@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The job the fourteenth session left for the next one (through benchmarks/gpu_start.sh with the vLLM carry; ~25 min
+# of device time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what
+# finished).
+#  1. the decode kernel as served (one tile per program) at BV 16/32/64 x warps 1/2/4, both state dtypes, checked
+#     against float64 first: one warp keeps the K reductions inside a warp (3-4 barriers per program against 18) and
+#     was never timed; the bf16 state's 62-75 % of copy bandwidth is the target's miss;
+#  2. the diagonal inverse by doubling at K = V = 64 (the GDN chunk checks; job 2 of the fourteenth session ran out
+#     after the first), before TUNED_HEAD_DIMS could take (64, 64);
+#  3. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
+#  4. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
+#  5. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the defaults, one repeat.
+set -u
+export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
+R=/tmp/hsb; mkdir -p $R/kern
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
+python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
+step() { echo "== $1 $(date +%T)"; }
+step "decode, one-tile kernel: BV x warps"
+timeout 200 python3 benchmarks/decode_sweep_gpu.py --quick --tile-grid --out $R/kern/decode-tiles \
+  > $R/kern/decode-tiles.log 2>&1; echo "rc=$?"
+step "check, GDN chunk, doubling, K = V = 64"
+HYBRIDSERVE_GDN_DIAG_INVERSE=doubling timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
+  --dims 9,64,64 --json $R/kern/check-dbl-64.json > $R/kern/check-dbl-64.log 2>&1; echo "rc=$?"
+step "serve layer at the defaults"
+timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
+  --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"
+step "build qwen"
+python3 benchmarks/serving_gpu.py build $R/models qwen2_1p5b > $R/build-qwen.log 2>&1; echo "rc=$?"
+step "align mode cost, Qwen hybrid"
+for pc in off on; do
+  python3 benchmarks/serving_gpu.py run $R/models $R/res_align_$pc qwen2_1p5b_hybrid_bf16state \
+    --rows 1024:256:512,8192:256:128 --repeats 1 --model-timeout 300 $([ $pc = on ] && echo --prefix-caching) \
+    > $R/run-align-$pc.log 2>&1; echo "rc=$?"
+done
+step "Qwen short rows at the new defaults"
+python3 benchmarks/serving_gpu.py run $R/models $R/res_short qwen2_1p5b_hybrid_bf16state qwen2_1p5b \
+  --rows 1024:256:512,128:1024:512 --max-model-len 4096 --repeats 1 --model-timeout 300 > $R/run-short.log 2>&1
+echo "rc=$?"
+echo ALLDONE
