@@ -102,8 +102,9 @@ def env(**kw):
                 os.environ[k] = v
 
 
-def bwd_phase_model(B, T, variant, es=2):
-    """{phase: (bytes, FLOPs, product type)} of chunk_gdn_bwd at H, K, V = kb.H, kb.K, kb.V, element size `es`.
+def bwd_phase_model(B, T, variant, es=2, inter_es=4):
+    """{phase: (bytes, FLOPs, product type)} of chunk_gdn_bwd at H, K, V = kb.H, kb.K, kb.V, element size `es`;
+    dV', dW and the partial dK of `inter_es` bytes (2 with the split layout's 16-bit intermediates).
 
     Bytes: every tensor the phase reads or writes, once (what it must move at least; a kernel that re-reads a tile
     per V block hits L2 or pays more). FLOPs: its products as issued (full 64 x 64 tiles, masks included)."""
@@ -119,18 +120,19 @@ def bwd_phase_model(B, T, variant, es=2):
         "prep": (n * ((K + V) * es + 4 + es + 4 + (K + V) * es + C * f * (2 + 10 / 16)),
                  n * 2 * C * (2 * K + V), "bf16"),
         "state": (n * ((2 * K + V) * es + 4 + V * es) + nc * kv * es, n * 4 * kv, "bf16"),
-        "dv_local": (n * (2 * K * es + V * es + 4 + V * f), n * 2 * C * (K + V), "bf16"),
-        # reads q, k, w, do, gcum, dV' (float32, read and written in place); writes dS' per chunk
-        "dh": (n * (3 * K * es + V * es + 4 + 2 * V * f) + nc * kv * dh_es, n * 6 * kv, "bf16"),
+        "dv_local": (n * (2 * K * es + V * es + 4 + V * inter_es), n * 2 * C * (K + V), "bf16"),
+        # reads q, k, w, do, gcum, dV' (read and written in place); writes dS' per chunk
+        "dh": (n * (3 * K * es + V * es + 4 + 2 * V * inter_es) + nc * kv * dh_es, n * 6 * kv, "bf16"),
     }
-    # reads q, k, V', do, gcum, dV', h and dS' per chunk; writes dq, dk_part, dw (float32), dG partials
-    dq_bytes = n * (2 * K * es + 2 * V * es + V * f + 4 + K * es + 2 * K * f + nk * 4) + nc * kv * (es + dh_es)
+    # reads q, k, V', do, gcum, dV', h and dS' per chunk; writes dq, dk_part, dw, dG partials
+    dq_bytes = n * (2 * K * es + 2 * V * es + V * inter_es + 4 + K * es + 2 * K * inter_es + nk * 4) + \
+        nc * kv * (es + dh_es)
     if split:  # dO V'^T and V' dO^T in every K block
         m["dqkw"] = (dq_bytes, n * (6 * kv + nk * 4 * C * V + 6 * C * K), "bf16")
     else:  # + the P^T scratch tile out and in
         m["dqkw"] = (dq_bytes + n * 2 * C * es, n * (6 * kv + 2 * C * V + 6 * C * K), "bf16")
     # reads k, v, beta, gcum, X, dw, dV', dk_part, dG partials; writes dk, dv, dbeta, dg
-    wy_bytes = n * ((K + V) * es + es + 4 + C * f + (2 * K + V) * f + nk * 4 + (K + V) * es + es + 4)
+    wy_bytes = n * ((K + V) * es + es + 4 + C * f + (2 * K + V) * inter_es + nk * 4 + (K + V) * es + es + 4)
     if split:
         m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 3 * V) + 8 * C * C), "tf32")
     else:  # everything but K K^T as float32 FMA (input_precision="ieee")
@@ -165,8 +167,9 @@ def copy_bandwidth():
 
 
 def gdn_bwd_phases(grid, bw):
-    """Each backward kernel timed alone (both layouts), with the bytes / FLOP model; plus the whole call."""
-    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
+    """Each backward kernel timed alone (both layouts), with the bytes / FLOP model; plus the whole call. The split
+    layout's intermediates as HYBRIDSERVE_GDN_BWD_INTERMEDIATES says (the row's `intermediates`)."""
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd, grad_intermediates
 
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=3)
@@ -181,14 +184,16 @@ def gdn_bwd_phases(grid, bw):
                 kb.row(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase="(call)", error=res)
                 continue
             del res
-            model = bwd_phase_model(B, T, variant, es=q.element_size())
+            inter_es = q.element_size() if variant == "split" and grad_intermediates() == "input" else 4
+            model = bwd_phase_model(B, T, variant, es=q.element_size(), inter_es=inter_es)
             tuned = {name: _config_str(getattr(kern, "best_config", None))
                      for name, kern in _bwd_autotuned(variant).items()}
             total = 0.0
             for name, launch in phases:
                 t = kb._try(f"phase {name} {variant} {B}x{T}", lambda: kb.bench(launch))
                 nbytes, flops, kind = model[name]
-                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase=name, GB=nbytes / 1e9,
+                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, intermediates=grad_intermediates(),
+                         phase=name, GB=nbytes / 1e9,
                          TFLOP=flops / 1e12, product=kind, config=tuned.get(name))
                 t_mem, t_fl = nbytes / bw * 1e3, flops / (PEAK_TFLOPS[kind] * 1e12) * 1e3
                 r.update(floor_ms=max(t_mem, t_fl), bound="memory" if t_mem >= t_fl else "compute")

@@ -79,9 +79,10 @@ def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stag
 def _variants(quick: bool, dims=(16, 128, 128)):
     """(name, kernel, signature, constexprs, num_warps, num_stages) of every kernel variant the launchers use at head
     dims (H, K, V), with their block sizes."""
-    from ._triton_utils import next_pow2
+    from ._triton_utils import cdiv, next_pow2
     from .gated_delta_rule import chunk as gc
     from .gated_delta_rule import chunk_bwd as gb
+    from .gated_delta_rule import chunk_bwd_split as gs
     from .gated_delta_rule import chunk_prep as gq
     from .gated_delta_rule import decode as gd
     from .gated_delta_rule import fused_chunk as gf
@@ -251,6 +252,37 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                    T="i32", NTs="i32", N="i32")
         yield (f"gdn bwd wy {dt} {tag}", gb._gdn_bwd_wy_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec), 8, 1)
+        # the split layout (the default at K = V = 128), its intermediates dV', dW, partial dK in float32 or, with
+        # HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input, in the input dtype (dv_local and dh write dV' then too)
+        for inter in sorted({"fp32", dt}):
+            if inter != "fp32":
+                yield (f"gdn bwd dv_local {dt} dv={inter} {tag}", gb._gdn_bwd_dv_local_kernel,
+                       dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv=f"*{inter}", scale="fp32",
+                            T="i32", NTs="i32", N="i32"), dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec),
+                       4, 2)
+                yield (f"gdn bwd dh {dt} dv={inter} stages=2 {tag}", gb._gdn_bwd_dh_kernel,
+                       dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv=f"*{inter}",
+                            dhbuf=f"*{dt}", dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32"),
+                       dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), USE_DHT=True, STORE_DH0=True,
+                            DOT_PREC=prec), 4, 2)
+            sig = dict(q=f"*{dt}", k=f"*{dt}", vnew=f"*{dt}", do=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}",
+                       dhbuf=f"*{dt}", dv=f"*{inter}", dq=f"*{dt}", dk=f"*{inter}", dw=f"*{inter}", dg="*fp32",
+                       scale="fp32", T="i32", NTs="i32", N="i32", TTH="i32")
+            for cfg in gs._dqkw_configs():
+                yield (f"gdn bwd split dqkw {dt} inter={inter} {cfg} {tag}", gs._gdn_bwd_dqkw_split_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=gs.split_block_k(K), DOT_PREC=prec, **cfg.kwargs),
+                       cfg.num_warps, cfg.num_stages)
+                if quick:
+                    break
+            sig = dict(k=f"*{dt}", v=f"*{dt}", beta=f"*{dt}", gcum="*fp32", Xbuf="*fp32", dw=f"*{inter}",
+                       dv=f"*{inter}", dk_part=f"*{inter}", dg_part="*fp32", dk=f"*{dt}", dvout=f"*{dt}",
+                       dbeta=f"*{dt}", dg="*fp32", T="i32", NTs="i32", N="i32", TTH="i32")
+            for cfg in gs._wy_configs():
+                yield (f"gdn bwd split wy {dt} inter={inter} {cfg} {tag}", gs._gdn_bwd_wy_split_kernel, sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, NK=cdiv(K, gs.split_block_k(K)), DOT_PREC=prec),
+                       cfg.num_warps, cfg.num_stages)
+                if quick:
+                    break
         # GLA forward
         dBK, dBV = lc.default_state_blocks(1, H, K, V)
         sig = dict(gk="*fp32", gcum="*fp32", **common)

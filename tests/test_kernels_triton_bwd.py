@@ -224,6 +224,38 @@ def test_gdn_backward_with_the_other_preps(case, prep, monkeypatch, tf32_product
         gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht)
 
 
+@pytest.mark.parametrize("case", [GDN_CASES[0], GDN_CASES[3]], ids=["2x100-K64V64-h0", "1x130-K32V32-nostate"])
+def test_gdn_split_backward_16bit_intermediates(case, monkeypatch, tf32_products):
+    """HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input: the split layout keeps dV', dW and the partial dK in bf16 between its
+    kernels (as fla does); every gradient still within fla's tolerances of the float64 recurrence, the buffers really
+    16-bit (seen by the wy kernel), the fused layout unchanged. A bad value is one clear error."""
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd_split as gs
+
+    B, T, K_, V_, dtype, states = case
+    dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=29 + T)
+    q, k, v, g, beta, h0, do, dht = dev
+    seen = {}
+    kern = gs._gdn_bwd_wy_split_kernel
+
+    def spy(*args, _run=kern.run, **kwargs):
+        seen.update(dw=args[5].dtype, dv=args[6].dtype, dk_part=args[7].dtype)
+        return _run(*args, **kwargs)
+
+    monkeypatch.setattr(kern, "run", spy)
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "input")
+    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split"), dev, ref, dtype,
+              "16-bit intermediates")
+    assert seen == dict(dw=dtype, dv=dtype, dk_part=dtype)
+    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="fused"), dev, ref, dtype,
+              "fused, the setting ignored")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32")
+    gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
+    assert seen == dict(dw=torch.float32, dv=torch.float32, dk_part=torch.float32)
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "fp8")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_BWD_INTERMEDIATES"):
+        gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
+
+
 def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
     """The interpreter registers only an autotuned kernel's first config: run the split dqkw kernel under each of its
     GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop)."""

@@ -7,6 +7,9 @@
 #     was never timed; the bf16 state's 62-75 % of copy bandwidth is the target's miss;
 #  2. the diagonal inverse by doubling at K = V = 64 (the GDN chunk checks; job 2 of the fourteenth session ran out
 #     after the first), before TUNED_HEAD_DIMS could take (64, 64);
+#  2b. the split backward with 16-bit intermediates (HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input: dV', dW, partial dK
+#     in bf16 as fla keeps them, ~11 GB less traffic at 8 x 32K): checked, kernel by kernel against float32
+#     intermediates in the same run, and whole next to fla;
 #  3. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
 #  4. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
 #  5. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the defaults, one repeat.
@@ -22,6 +25,17 @@ timeout 200 python3 benchmarks/decode_sweep_gpu.py --quick --tile-grid --out $R/
 step "check, GDN chunk, doubling, K = V = 64"
 HYBRIDSERVE_GDN_DIAG_INVERSE=doubling timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
   --dims 9,64,64 --json $R/kern/check-dbl-64.json > $R/kern/check-dbl-64.log 2>&1; echo "rc=$?"
+step "check, GDN chunk, 16-bit backward intermediates"
+HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input timeout 150 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
+  --json $R/kern/check-bwd16.json > $R/kern/check-bwd16.log 2>&1; echo "rc=$?"
+for inter in float32 input; do
+  step "backward kernel by kernel, intermediates $inter"
+  HYBRIDSERVE_GDN_BWD_INTERMEDIATES=$inter timeout 200 python3 benchmarks/kernels_bwd.py --sections phases \
+    --budget-s 150 --out $R/kern/bwd-phases-$inter > $R/kern/bwd-phases-$inter.log 2>&1; echo "rc=$?"
+done
+step "the ops whole with 16-bit backward intermediates vs fla"
+HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input timeout 200 python3 benchmarks/state_pass_gpu.py \
+  --out $R/kern/state-pass-bwd16 --budget-s 90 > $R/kern/state-pass-bwd16.log 2>&1; echo "rc=$?"
 step "serve layer at the defaults"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
   --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"

@@ -15,7 +15,8 @@ decay mask e^{G_t - G_i} [i <= t], D_w = diag(beta e^G), D_u = diag(beta):
         dK += D_w X^T dW + (B + B^T) K with B = dA * beta_t e^{G_t - G_i},   dV = D_u X^T dV',
         dbeta, dG from D_w, D_u and A;   dg = reverse cumulative sum of dG within the chunk.
 The forward is recomputed first (W, U, X, per-chunk states, V'). Float32 accumulation; dS', dV', dW and the
-partial dK are kept in float32.
+partial dK are kept in float32, or with the split layout and `grad_intermediates() == "input"` in the input dtype
+(as fla keeps its dv, dw and dk: half the bytes of the four largest intermediates).
 
 Two layouts of kernels 3 and 4, chosen by HYBRIDSERVE_GDN_BWD (or chunk_gdn_bwd's `variant`; unset: `split` at
 the head dims where it was validated on the H200, SPLIT_VALIDATED, else `fused`): `fused` (the first one validated
@@ -67,7 +68,7 @@ def _gdn_bwd_dv_local_kernel(
     p_v = (t0 * H + i_h) * V + o_t[:, None] * (H * V) + o_v[None, :]
     b_do = tl.load(do + p_v, mask=m_tv, other=0.0)
     b_dv = tl.dot(b_A.to(b_do.dtype), b_do, input_precision=DOT_PREC)
-    tl.store(dv + p_v, b_dv, mask=m_tv)
+    tl.store(dv + p_v, b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 
 @triton.jit
@@ -110,9 +111,9 @@ def _gdn_bwd_dh_kernel(
         b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
         b_k = tl.load(k + base_k + p_k, mask=m_tk, other=0.0).to(tl.float32)
         b_kd = (b_k * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[:, None]).to(k.dtype.element_ty)
-        b_dv = tl.load(dv + base_v + p_v, mask=m_tv, other=0.0)
+        b_dv = tl.load(dv + base_v + p_v, mask=m_tv, other=0.0).to(tl.float32)
         b_dv += tl.dot(b_kd, b_dh.to(k.dtype.element_ty), input_precision=DOT_PREC)
-        tl.store(dv + base_v + p_v, b_dv, mask=m_tv)
+        tl.store(dv + base_v + p_v, b_dv.to(dv.dtype.element_ty), mask=m_tv)
         b_q = tl.load(q + base_k + p_k, mask=m_tk, other=0.0).to(tl.float32)
         b_qg = (b_q * (tl.exp(b_g) * scale)[:, None]).to(q.dtype.element_ty)
         b_do = tl.load(do + base_v + p_v, mask=m_tv, other=0.0)
@@ -315,6 +316,21 @@ def bwd_variant(K: int | None = None, V: int | None = None) -> str:
     return v
 
 
+GRAD_INTERMEDIATES = ("float32", "input")
+
+
+def grad_intermediates() -> str:
+    """HYBRIDSERVE_GDN_BWD_INTERMEDIATES (read at every call): the dtype the split layout stores dV', dW and the
+    partial dK in between kernels. "float32" (default: what the H200 checked and timed) or "input" (the input dtype,
+    as fla does; every product still accumulates in float32). At 8 x 32K (H = 16, K = V = 128, bf16) these are
+    2.15 GB each in float32 and cross global memory ~10 times: ~11 GB less traffic in 16 bits. Float32 inputs keep
+    float32 either way; the fused layout always does."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32").strip() or "float32"
+    if raw not in GRAD_INTERMEDIATES:
+        raise ValueError(f"HYBRIDSERVE_GDN_BWD_INTERMEDIATES={raw!r}: expected one of {', '.join(GRAD_INTERMEDIATES)}")
+    return raw
+
+
 # The dh pass's pipelining depth, measured on the H200 (docs/benchmarks/kernels.md, thirteenth session): fastest at
 # 3 stages with BV 16 (one sequence, 1 x 32K: 1.47 ms against 2.06 at 1 stage) and 2 stages with BV 32 (4 x 8K: 0.59
 # against 0.63); 3 stages at BV 32 cost 1.5x there (156 KB of shared memory, one program per SM). Checked against the
@@ -385,7 +401,8 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
         DOT_PREC=prec, num_warps=warps_s, num_stages=stages_s,
     )))
     # kernel 1: intra-chunk part of dV'
-    dvn = torch.empty(TT, H, V, dtype=f32, device=dev)
+    gd = dtype if split and grad_intermediates() == "input" else f32  # dV', dW, the partial dK between kernels
+    dvn = torch.empty(TT, H, V, dtype=gd, device=dev)
     phases.append(("dv_local", lambda: _gdn_bwd_dv_local_kernel[(cdiv(V, BVc), NT, H)](
         qt, kt, dot_, gcum, dvn, scale, T, NTs, B, H, K, V, BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec,
         num_warps=4, num_stages=2,
@@ -410,7 +427,7 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     dg = torch.empty(TT, H, dtype=f32, device=dev)
     if split:
         (dq, dk_part, dw, dg_part), dqkw = dqkw_split(qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, scale, T, NTs, B,
-                                                      prec)
+                                                      prec, gd)
         phases.append(("dqkw", dqkw))
         # kernel 4: WY part, final dk, dv, dbeta, dg
         phases.append(("wy", wy_split(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B,

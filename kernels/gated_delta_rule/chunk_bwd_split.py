@@ -121,8 +121,8 @@ def _gdn_bwd_dqkw_split_kernel(
     b_dq += tl.dot(b_P.to(b_k.dtype), b_k, input_precision=DOT_PREC)
     b_dk += tl.dot(b_PT.to(b_q.dtype), b_q, input_precision=DOT_PREC)
     tl.store(dq + p_k, b_dq.to(dq.dtype.element_ty), mask=m_tk)
-    tl.store(dk + p_k, b_dk, mask=m_tk)
-    tl.store(dw + p_k, -b_dw, mask=m_tk)
+    tl.store(dk + p_k, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    tl.store(dw + p_k, (-b_dw).to(dw.dtype.element_ty), mask=m_tk)
     tl.store(dg + i_k.to(tl.int64) * TTH + (t0 + o_t) * H + i_h, b_dG, mask=m_t)
 
 
@@ -162,7 +162,7 @@ def _gdn_bwd_wy_split_kernel(
         m = m_t[:, None] & (o_k < K)[None, :]
         p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
         b_kb = tl.load(k + p, mask=m, other=0.0).to(tl.float32) * b_bg[:, None]
-        b_dw = tl.load(dw + p, mask=m, other=0.0)
+        b_dw = tl.load(dw + p, mask=m, other=0.0).to(tl.float32)  # (16-bit in between with "input" intermediates)
         b_dX += tl.dot(b_dw, tl.trans(b_kb), input_precision=DOT_PREC)
         b_dXT += tl.dot(b_kb, tl.trans(b_dw), input_precision=DOT_PREC)
     for i_v in range(0, tl.cdiv(V, BV)):
@@ -170,7 +170,7 @@ def _gdn_bwd_wy_split_kernel(
         m = m_t[:, None] & (o_v < V)[None, :]
         p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
         b_vb = tl.load(v + p, mask=m, other=0.0).to(tl.float32) * b_beta[:, None]
-        b_du = tl.load(dv + p, mask=m, other=0.0)
+        b_du = tl.load(dv + p, mask=m, other=0.0).to(tl.float32)
         b_dX += tl.dot(b_du, tl.trans(b_vb), input_precision=DOT_PREC)
         b_dXT += tl.dot(b_vb, tl.trans(b_du), input_precision=DOT_PREC)
     # dA = -(X^T dX X^T) on i < t;  dA^T = -(X dX^T X) on the mirrored entries
@@ -196,10 +196,10 @@ def _gdn_bwd_wy_split_kernel(
         p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
         b_k = tl.load(k + p, mask=m, other=0.0)
         b_kf = b_k.to(tl.float32)
-        b_dw = tl.load(dw + p, mask=m, other=0.0)
+        b_dw = tl.load(dw + p, mask=m, other=0.0).to(tl.float32)
         b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
         b_dkt = tl.dot(b_Xt, b_dw, input_precision=DOT_PREC)
-        b_dk = (tl.load(dk_part + p, mask=m, other=0.0) + b_dkt * b_bg[:, None]
+        b_dk = (tl.load(dk_part + p, mask=m, other=0.0).to(tl.float32) + b_dkt * b_bg[:, None]
                 + tl.dot(b_S, b_kf, input_precision=DOT_PREC))
         b_s = tl.sum(b_dkt * b_kf, axis=1)
         b_dbeta += tl.exp(b_g) * b_s
@@ -210,7 +210,7 @@ def _gdn_bwd_wy_split_kernel(
         m = m_t[:, None] & (o_v < V)[None, :]
         p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
         b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
-        b_dvt = tl.dot(b_Xt, tl.load(dv + p, mask=m, other=0.0), input_precision=DOT_PREC)
+        b_dvt = tl.dot(b_Xt, tl.load(dv + p, mask=m, other=0.0).to(tl.float32), input_precision=DOT_PREC)
         tl.store(dvout + p, (b_dvt * b_beta[:, None]).to(dvout.dtype.element_ty), mask=m)
         b_dbeta += tl.sum(b_dvt * b_v, axis=1)
     b_E = b_dA * b_kk * b_decay  # dA * A / beta_t
@@ -223,16 +223,16 @@ def _gdn_bwd_wy_split_kernel(
     tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
 
 
-def dqkw_split(qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, scale, T, NTs, N, prec):
-    """Buffers (dq, dk_part, dw, dg_part [NK, TT, H]) and the launch of the split dqkw kernel."""
+def dqkw_split(qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, scale, T, NTs, N, prec, inter_dtype=torch.float32):
+    """Buffers (dq, dk_part and dw in inter_dtype, dg_part [NK, TT, H]) and the launch of the split dqkw kernel."""
     TT, H, K = qt.shape
     V = vnew.shape[-1]
     BK = split_block_k(K)
     NK = triton.cdiv(K, BK)
     f32 = torch.float32
     dq = torch.empty_like(qt)
-    dk_part = torch.empty(TT, H, K, dtype=f32, device=qt.device)
-    dw = torch.empty(TT, H, K, dtype=f32, device=qt.device)
+    dk_part = torch.empty(TT, H, K, dtype=inter_dtype, device=qt.device)
+    dw = torch.empty(TT, H, K, dtype=inter_dtype, device=qt.device)
     dg_part = torch.empty(NK, TT, H, dtype=f32, device=qt.device)
 
     def launch():
