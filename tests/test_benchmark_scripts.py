@@ -197,6 +197,30 @@ def test_decode_sweep_plumbing_on_cpu(tmp_path):
     assert "| float32 | 3 | copy of the same bytes |" in table
 
 
+def test_decode_tile_grid_plumbing_on_cpu(tmp_path):
+    """decode_sweep_gpu.py --tile-grid: the one-tile kernel's configs are checked against float64 and timed as
+    "tile" rows of both state dtypes, and the persistent kernel's grid is left out."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_sweep_gpu.py"), "--cpu-smoke", "--quick",
+                        "--tile-grid", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("agree with float64") == 2, r.stdout
+    rows = json.loads((tmp_path / "decode_sweep.json").read_text())["rows"]
+    tiles = [x for x in rows if x["label"] == "tile"]
+    assert {(x["state"], x["BV"], x["num_warps"]) for x in tiles} == {(s, 16, 1) for s in ("float32", "bfloat16")}
+    assert all("us" in x for x in tiles) and not [x for x in rows if x["label"] == "new"]
+    assert "| bfloat16 | 3 | tile | 16 | 1 |" in (tmp_path / "decode_sweep.md").read_text()
+
+
+@pytest.mark.parametrize("what", ["fwd", "bwd", "decode"])
+def test_ncu_script_plumbing_on_cpu(what):
+    """ncu_kernels_gpu.py runs each path at toy size through the interpreter (on the GPU ncu wraps it; here it only
+    has to run), so a profiling step of a GPU job cannot fail on plumbing."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ncu_kernels_gpu.py"), "--what", what,
+                        "--cpu-smoke"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().endswith("state" if what == "decode" else "1x70"), r.stdout
+
+
 def test_state_pass_plumbing_on_cpu(tmp_path):
     """state_pass_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing): its
     checks run and pass (pipelined configs against the 1-stage kernel and the float32 reference, the packed pool

@@ -2,6 +2,9 @@
 # The job the fourteenth session left for the next one (through benchmarks/gpu_start.sh with the vLLM carry; ~25 min
 # of device time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what
 # finished).
+#  0. Nsight Compute on one call of each path the targets miss (the forward at 8 x 32K, the backward at 8 x 32K, bf16
+#     decode at 512 and 64): warp stall reasons, occupancy, memory throughput (ncu_kernels_gpu.py; on a gVisor
+#     machine ncu cannot read the counters and the step fails at once);
 #  1. the decode kernel as served (one tile per program) at BV 16/32/64 x warps 1/2/4, both state dtypes, checked
 #     against float64 first: one warp keeps the K reductions inside a warp (3-4 barriers per program against 18) and
 #     was never timed; the bf16 state's 62-75 % of copy bandwidth is the target's miss;
@@ -19,6 +22,13 @@ R=/tmp/hsb; mkdir -p $R/kern
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
 python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
 step() { echo "== $1 $(date +%T)"; }
+NCU="ncu --clock-control none --profile-from-start off --section SpeedOfLight --section Occupancy \
+  --section LaunchStats --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis"
+for spec in "fwd --shape 8x32768" "bwd --shape 8x32768" "decode --batch 512" "decode --batch 64"; do
+  name=$(echo $spec | tr -d ' -')
+  step "ncu: $spec"
+  timeout 150 $NCU python3 benchmarks/ncu_kernels_gpu.py --what $spec > $R/kern/ncu-$name.txt 2>&1; echo "rc=$?"
+done
 step "decode, one-tile kernel: BV x warps"
 timeout 200 python3 benchmarks/decode_sweep_gpu.py --quick --tile-grid --out $R/kern/decode-tiles \
   > $R/kern/decode-tiles.log 2>&1; echo "rc=$?"
