@@ -152,16 +152,19 @@ def _run_step(step):
     return out, recurrent, conv_state, slots
 
 
-@pytest.mark.parametrize("prefill_lens,fused", [((), False), ((7, 2, 70), False), ((7, 2, 70), True)])
-def test_serving_step_triton_route_equals_the_reference_route(monkeypatch, prefill_lens, fused):
+@pytest.mark.parametrize("prefill_lens,fused,inverse", [((), False, "substitution"), ((7, 2, 70), False, "doubling"),
+                                                        ((7, 2, 70), True, "substitution"),
+                                                        ((7, 2, 70), True, "doubling")])
+def test_serving_step_triton_route_equals_the_reference_route(monkeypatch, prefill_lens, fused, inverse):
     """serve/linear_core.py, a decode step and a mixed step with a short conv: the Triton route (conv kernels, GDN's
     SiLU fused into the decode one, then the recurrent and chunked kernels; or, fused, the one-launch chunk kernel
-    with the prologue folded in) gives the reference route's outputs and states; the padding row's slot stays
-    untouched."""
+    with the prologue folded in; (I + A)'s diagonal blocks by either inverse) gives the reference route's outputs and
+    states; the padding row's slot stays untouched."""
     step = _serving_step(prefill_lens)
     out_ref, rec_ref, conv_ref, slots = _run_step(step)
     triton_cpu.route_ops_to_triton(monkeypatch)
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000" if fused else "0")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", inverse)
     out, rec, conv, _ = _run_step(step)
     rows = torch.cat([slots[:5] >= 0, torch.ones(out.shape[0] - 5, dtype=torch.bool, device=DEV)])
     assert rel_rmse(out[rows], out_ref[rows]) <= 1e-5

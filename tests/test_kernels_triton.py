@@ -401,10 +401,12 @@ def test_gdn_chunk_varlen_pool(state_dtype, path, monkeypatch):
     assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
 
 
+@pytest.mark.parametrize("inverse", ["substitution", "doubling"])
 @pytest.mark.parametrize("BT,BV", [(16, 16), (16, 32), (32, 16)])
-def test_gdn_fused_chunk_tiles(BT, BV):
-    """The one-launch kernel at each chunk size it accepts and two V splits, float32 (1e-5 vs float64): the chunk
-    size changes only where rounding happens, never the math."""
+def test_gdn_fused_chunk_tiles(BT, BV, inverse, monkeypatch):
+    """The one-launch kernel at each chunk size it accepts and two V splits, its BT x BT inverse either way, float32
+    (1e-5 vs float64): the chunk size and the inverse change only where rounding happens, never the math."""
+    monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", inverse)
     q, k, v, g, beta = gdn_inputs((2, 77), 31, torch.float32)
     h0 = torch.randn(2, H, K, V, generator=gen(32)).to(DEV)
     ht = torch.empty(2, H, K, V, device=DEV)
