@@ -308,6 +308,12 @@ def decode_gla(kernels, fla, batches, copy_bw):
         empty_cache()
 
 
+def _tuned(kernel) -> str | None:
+    """An autotuned kernel's chosen config as "w4 s2" (None before it ran, or under the interpreter)."""
+    cfg = getattr(kernel, "best_config", None)
+    return None if cfg is None else f"w{cfg.num_warps} s{cfg.num_stages}"
+
+
 INVERSES = {  # label: (HYBRIDSERVE_GDN_BLOCKED_INVERSE, HYBRIDSERVE_GDN_DIAG_INVERSE)
     "16x16 blocks": ("1", "substitution"),  # the default
     "16x16 blocks, diagonal by doubling": ("1", "doubling"),
@@ -318,7 +324,7 @@ INVERSES = {  # label: (HYBRIDSERVE_GDN_BLOCKED_INVERSE, HYBRIDSERVE_GDN_DIAG_IN
 def chunk_phase_breakdown(grid):
     """Time the three forward kernels (prep: cumsum + (I + A)^-1 + W, U; state: the sequential pass; out) one by one
     on the same buffers, with each way to (I + A)^-1: where the forward's time goes."""
-    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
+    from hybridserve.kernels.gated_delta_rule.chunk import _gdn_chunk_prep_kernel, chunk_gdn_fwd
 
     names = ("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "HYBRIDSERVE_GDN_DIAG_INVERSE")
     saved = {n: os.environ.get(n) for n in names}
@@ -332,6 +338,7 @@ def chunk_phase_breakdown(grid):
             for name, launch in phases:
                 res = _try(f"phase {name} {B}x{T}", lambda: bench(launch))
                 r[f"{name}_ms"] = res
+            r["prep_config"] = _tuned(_gdn_chunk_prep_kernel)  # the autotuner's pick at this shape
             row(**r)
             del phases
         del q, k, v, g, beta
@@ -420,11 +427,11 @@ def markdown(_unused=None):
     phases = by("gdn_chunk_phases")
     if phases:
         out.append("\n## Chunk forward, kernel by kernel (ms, L2 flushed before each)\n")
-        out.append("| B x T | (I+A)^-1 | prep (cumsum, (I+A)^-1, W, U) | state (sequential) | out |")
-        out.append("|---|---|---|---|---|")
+        out.append("| B x T | (I+A)^-1 | prep (cumsum, (I+A)^-1, W, U) | prep config | state (sequential) | out |")
+        out.append("|---|---|---|---|---|---|")
         for r in phases:
             out.append(f"| {r['B']}x{r['T']} | {r.get('inverse', '')} | {fmt(r.get('prep_ms'))} | "
-                       f"{fmt(r.get('state_ms'))} | {fmt(r.get('out_ms'))} |")
+                       f"{r.get('prep_config') or '–'} | {fmt(r.get('state_ms'))} | {fmt(r.get('out_ms'))} |")
     sweep = by("gdn_chunk_state_sweep")
     if sweep:
         out.append("\n## Chunk forward: state-pass split sweep (BV_state x num_warps)\n")

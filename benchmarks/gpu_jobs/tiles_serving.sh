@@ -32,6 +32,9 @@ done
 step "decode, one-tile kernel: BV x warps"
 timeout 200 python3 benchmarks/decode_sweep_gpu.py --quick --tile-grid --out $R/kern/decode-tiles \
   > $R/kern/decode-tiles.log 2>&1; echo "rc=$?"
+step "chunk forward kernel by kernel (with the prep's autotuned config)"
+timeout 120 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases \
+  > $R/kern/phases.log 2>&1; echo "rc=$?"
 step "check, GDN chunk, doubling, K = V = 64"
 HYBRIDSERVE_GDN_DIAG_INVERSE=doubling timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
   --dims 9,64,64 --json $R/kern/check-dbl-64.json > $R/kern/check-dbl-64.log 2>&1; echo "rc=$?"
