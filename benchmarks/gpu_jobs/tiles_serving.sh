@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The job the fourteenth session left for the next one (through benchmarks/gpu_start.sh with the vLLM carry; ~25 min
+# The job the fourteenth session left for the next one (through benchmarks/gpu_start.sh with the vLLM carry; ~35 min
 # of device time, in priority order; every step writes under /tmp/hsb, so a job cut short still brings back what
-# finished).
+# finished). More than one lease holds: the kernel steps come first (issue #7 is open), the serving steps of the
+# resolved #4 last, so a cut loses those.
 #  0. Nsight Compute on one call of each path the targets miss (the forward at 8 x 32K, the backward at 8 x 32K, bf16
 #     decode at 512 and 64): warp stall reasons, occupancy, memory throughput (ncu_kernels_gpu.py; on a gVisor
 #     machine ncu cannot read the counters and the step fails at once);
@@ -13,6 +14,8 @@
 #  2b. the split backward with 16-bit intermediates (HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input: dV', dW, partial dK
 #     in bf16 as fla keeps them, ~11 GB less traffic at 8 x 32K): checked, kernel by kernel against float32
 #     intermediates in the same run, and whole next to fla;
+#  2c. GLA against fla, forward and forward + backward (never timed next to fla: fla was not carried, or the budget
+#     ran out first);
 #  3. the serving layer at the defaults (the after of the thirteenth session's two layer runs);
 #  4. what prefix caching's align mode costs the Qwen hybrid without hits: 1K and 8K rows, on and off;
 #  5. the Qwen short rows (1K/256, 128/1024) hybrid vs teacher at the defaults, one repeat.
@@ -49,6 +52,11 @@ done
 step "the ops whole with 16-bit backward intermediates vs fla"
 HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input timeout 200 python3 benchmarks/state_pass_gpu.py \
   --out $R/kern/state-pass-bwd16 --budget-s 90 > $R/kern/state-pass-bwd16.log 2>&1; echo "rc=$?"
+step "GLA vs fla: forward, then forward + backward"
+timeout 150 python3 benchmarks/kernels.py --sections gla_prefill --out $R/kern/gla-fwd > $R/kern/gla-fwd.log 2>&1
+echo "rc=$?"
+timeout 200 python3 benchmarks/kernels_bwd.py --sections gla --budget-s 150 --out $R/kern/gla-fwdbwd \
+  > $R/kern/gla-fwdbwd.log 2>&1; echo "rc=$?"
 step "serve layer at the defaults"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
   --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"
