@@ -12,7 +12,7 @@
 #  2. the diagonal inverse by doubling at K = V = 64 (the GDN chunk checks; job 2 of the fourteenth session ran out
 #     after the first), before TUNED_HEAD_DIMS could take (64, 64);
 #  2b. the split backward with 16-bit intermediates (HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input: dV', dW, partial dK
-#     in bf16 as fla keeps them, ~11 GB less traffic at 8 x 32K): checked, kernel by kernel against float32
+#     in bf16 as fla keeps them, ~10 GB less traffic at 8 x 32K): checked, kernel by kernel against float32
 #     intermediates in the same run, and whole next to fla;
 #  2c. GLA against fla, forward and forward + backward (never timed next to fla: fla was not carried, or the budget
 #     ran out first);

@@ -323,7 +323,7 @@ def grad_intermediates() -> str:
     """HYBRIDSERVE_GDN_BWD_INTERMEDIATES (read at every call): the dtype the split layout stores dV', dW and the
     partial dK in between kernels. "float32" (default: what the H200 checked and timed) or "input" (the input dtype,
     as fla does; every product still accumulates in float32). At 8 x 32K (H = 16, K = V = 128, bf16) these are
-    2.15 GB each in float32 and cross global memory ~10 times: ~11 GB less traffic in 16 bits. Float32 inputs keep
+    2.15 GB each in float32 and cross global memory ~10 times: ~10 GB less traffic in 16 bits. Float32 inputs keep
     float32 either way; the fused layout always does."""
     raw = os.environ.get("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32").strip() or "float32"
     if raw not in GRAD_INTERMEDIATES:
