@@ -49,6 +49,8 @@ def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stag
     from triton.compiler import ASTSource
 
     fn = _jit_fn(kernel)
+    # constexpr parameters left out take their defaults, as a launch does (else they would compile as pointers)
+    constexprs = {**{p.name: p.default for p in fn.params if p.is_constexpr and p.has_default}, **constexprs}
     sig, aligned = {}, []
     for i, a in enumerate(fn.arg_names):
         t = "constexpr" if a in constexprs else signature.get(a, "*fp32")
@@ -159,13 +161,17 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         common = dict(cu_seqlens="*i32", chunk_seq="*i32", chunk_off="*i32", T="i32", NTs="i32", N="i32")
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
-            for varlen, store_x, blocked, dbl in ((True, False, True, False), (False, True, True, False),
-                                                  (True, False, False, False), (True, False, True, True)):
+            # (varlen, store_x, blocked, doubling, the lower blocks' products at the input's precision)
+            cases = [(True, False, True, False, False), (False, True, True, False, False),
+                     (True, False, False, False, False), (True, False, True, True, False),
+                     (True, False, True, True, True), (False, True, True, True, True)]
+            for varlen, store_x, blocked, dbl, low in cases:
                 yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} doubling={dbl} "
-                       f"{cfg} {tag}", gc._gdn_chunk_prep_kernel, dict(sig, Xbuf="*fp32"),
+                       f"lower={prec if low else 'ieee'} {cfg} {tag}", gc._gdn_chunk_prep_kernel,
+                       dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            BLOCKED_INV=blocked, STORE_WU=True, DOUBLING=dbl, **cfg.kwargs), cfg.num_warps,
-                       cfg.num_stages)
+                            BLOCKED_INV=blocked, STORE_WU=True, DOUBLING=dbl, LOWER_PREC=prec if low else "ieee",
+                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
             if quick:
                 break
         # the split prep (HYBRIDSERVE_GDN_PREP=split): chunk.py's kernel up to X, then chunk_prep.py's W, U kernel
@@ -183,11 +189,14 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 break
         # the prep kernel with its tiles in registers (chunk_prep.py; HYBRIDSERVE_GDN_PREP=registers)
         for cfg in gq._prep_configs():
-            for varlen, store_x, dbl in ((True, False, False), (False, True, False), (True, False, True)):
-                yield (f"gdn chunk prep registers {dt} varlen={varlen} store_x={store_x} doubling={dbl} {cfg} {tag}",
-                       gq._gdn_chunk_prep_registers_kernel, dict(sig, Xbuf="*fp32"),
+            for varlen, store_x, dbl, low in ((True, False, False, False), (False, True, False, False),
+                                              (True, False, True, False), (True, False, True, True)):
+                yield (f"gdn chunk prep registers {dt} varlen={varlen} store_x={store_x} doubling={dbl} "
+                       f"lower={prec if low else 'ieee'} {cfg} {tag}", gq._gdn_chunk_prep_registers_kernel,
+                       dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=BVf, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
-                            DOUBLING=dbl, **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            DOUBLING=dbl, LOWER_PREC=prec if low else "ieee", **cfg.kwargs), cfg.num_warps,
+                       cfg.num_stages)
             if quick:
                 break
         sig = dict(k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", hbuf=f"*{dt}", vnew=f"*{dt}", h0="*fp32",

@@ -256,6 +256,43 @@ def test_gdn_split_backward_16bit_intermediates(case, monkeypatch, tf32_products
         gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
 
 
+@pytest.mark.parametrize("prep", ["scratch", "registers"])
+@pytest.mark.parametrize("case", [GDN_CASES[0], GDN_CASES[1]], ids=["2x100-K64V64-bf16-h0", "2x100-K32V64-f32-h0"])
+def test_gdn_tf32_lower_blocks(case, prep, monkeypatch, tf32_products):
+    """HYBRIDSERVE_GDN_INVERSE_LOWER=input: the off-diagonal 16 x 16 blocks of X = (I + A)^{-1} on the tensor cores
+    (TF32, emulated: operands rounded to 10 mantissa bits) for bf16 inputs, still exact for float32 ones; the forward
+    and every gradient of the backward (whose recompute writes X) within the usual tolerances of the float64
+    recurrence, with either prep kernel. A bad value is one clear error."""
+    from hybridserve.kernels.gated_delta_rule import chunk as gdn_chunk
+    from hybridserve.kernels.gated_delta_rule import chunk_prep
+    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
+
+    B, T, K_, V_, dtype, states = case
+    dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=41 + K_)
+    q, k, v, g, beta, h0, do, dht = dev
+    seen = []
+    kern = chunk_prep._gdn_chunk_prep_registers_kernel if prep == "registers" else gdn_chunk._gdn_chunk_prep_kernel
+
+    def spy(*args, _run=kern.run, **kwargs):
+        seen.append(kwargs["LOWER_PREC"])
+        return _run(*args, **kwargs)
+
+    monkeypatch.setattr(kern, "run", spy)
+    monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", prep)
+    monkeypatch.setenv("HYBRIDSERVE_GDN_INVERSE_LOWER", "input")
+    check_gdn(gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht), dev, ref, dtype, f"TF32 lower blocks, {prep}")
+    ht = torch.empty_like(h0)
+    o = chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht)
+    ro, rs = naive_recurrent_gated_delta_rule(*(x.double().cpu() for x in (q, k, v, g, beta)), 0.6,
+                                              h0.double().cpu(), True)
+    tol = 1e-5 if dtype == torch.float32 else 5e-3
+    assert rel_rmse(o, ro) <= tol and rel_rmse(ht, rs) <= tol
+    assert seen and set(seen) == {"ieee" if dtype == torch.float32 else "tf32"}
+    monkeypatch.setenv("HYBRIDSERVE_GDN_INVERSE_LOWER", "bf16")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GDN_INVERSE_LOWER"):
+        chunk_gdn_fwd(q, k, v, g, beta, 0.6)
+
+
 def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
     """The interpreter registers only an autotuned kernel's first config: run the split dqkw kernel under each of its
     GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop)."""
@@ -357,11 +394,12 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     by doubling. Head dims never timed keep what was validated before (BV <= 32, 1 stage, no one-launch route,
     forward substitution)."""
     from hybridserve.kernels.gated_delta_rule.chunk import default_state_tile
-    from hybridserve.kernels.gated_delta_rule.chunk_prep import diagonal_inverse_method
+    from hybridserve.kernels.gated_delta_rule.chunk_prep import diagonal_inverse_method, lower_blocks_precision
     from hybridserve.kernels.gated_delta_rule.fused_chunk import fused_chunk_max_tokens
     from hybridserve.kernels.gla import chunk as gla_chunk
 
-    for name in ("HYBRIDSERVE_STATE_STAGES", "HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "HYBRIDSERVE_GDN_DIAG_INVERSE"):
+    for name in ("HYBRIDSERVE_STATE_STAGES", "HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "HYBRIDSERVE_GDN_DIAG_INVERSE",
+                 "HYBRIDSERVE_GDN_INVERSE_LOWER"):
         monkeypatch.delenv(name, raising=False)
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (32, 2)]
@@ -374,6 +412,7 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 64, 64) == 1
     assert (fused_chunk_max_tokens(128, 128), fused_chunk_max_tokens(64, 64)) == (512, 0)
     assert (diagonal_inverse_method(128, 128), diagonal_inverse_method(64, 64)) == ("doubling", "substitution")
+    assert lower_blocks_precision() == "ieee"  # TF32 lower blocks: opt-in until timed
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "0")
     assert fused_chunk_max_tokens(128, 128) == 0
     monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "substitution")

@@ -6,6 +6,9 @@
 #  0. Nsight Compute on one call of each path the targets miss (the forward at 8 x 32K, the backward at 8 x 32K, bf16
 #     decode at 512 and 64): warp stall reasons, occupancy, memory throughput (ncu_kernels_gpu.py; on a gVisor
 #     machine ncu cannot read the counters and the step fails at once);
+#  0b. the prep kernel's off-diagonal inverse blocks on the tensor cores (HYBRIDSERVE_GDN_INVERSE_LOWER=input: TF32
+#     for bf16 inputs; sm_90a report 237 -> 164 registers at 4 warps, 170 -> 128 at 8, i.e. 12-16 warps per SM
+#     instead of 8): checked, kernel by kernel next to the default in the same run, the ops whole next to fla;
 #  1. the decode kernel as served (one tile per program) at BV 16/32/64 x warps 1/2/4, both state dtypes, checked
 #     against float64 first: one warp keeps the K reductions inside a warp (3-4 barriers per program against 18) and
 #     was never timed; the bf16 state's 62-75 % of copy bandwidth is the target's miss;
@@ -32,12 +35,23 @@ for spec in "fwd --shape 8x32768" "bwd --shape 8x32768" "decode --batch 512" "de
   step "ncu: $spec"
   timeout 150 $NCU python3 benchmarks/ncu_kernels_gpu.py --what $spec > $R/kern/ncu-$name.txt 2>&1; echo "rc=$?"
 done
+step "ncu: fwd, TF32 lower blocks"
+HYBRIDSERVE_GDN_INVERSE_LOWER=input timeout 150 $NCU python3 benchmarks/ncu_kernels_gpu.py --what fwd \
+  --shape 8x32768 > $R/kern/ncu-fwd-lower-input.txt 2>&1; echo "rc=$?"
+step "check, GDN chunk, TF32 lower blocks"
+HYBRIDSERVE_GDN_INVERSE_LOWER=input timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
+  --json $R/kern/check-lower.json > $R/kern/check-lower.log 2>&1; echo "rc=$?"
+for low in ieee input; do
+  step "chunk forward kernel by kernel (with the prep's autotuned config), lower blocks $low"
+  HYBRIDSERVE_GDN_INVERSE_LOWER=$low timeout 120 python3 benchmarks/kernels.py --sections ceilings,chunk_phases \
+    --out $R/kern/phases-lower-$low > $R/kern/phases-lower-$low.log 2>&1; echo "rc=$?"
+done
+step "the ops whole with TF32 lower blocks vs fla"
+HYBRIDSERVE_GDN_INVERSE_LOWER=input timeout 200 python3 benchmarks/state_pass_gpu.py --out $R/kern/state-pass-lower \
+  --budget-s 90 > $R/kern/state-pass-lower.log 2>&1; echo "rc=$?"
 step "decode, one-tile kernel: BV x warps"
 timeout 200 python3 benchmarks/decode_sweep_gpu.py --quick --tile-grid --out $R/kern/decode-tiles \
   > $R/kern/decode-tiles.log 2>&1; echo "rc=$?"
-step "chunk forward kernel by kernel (with the prep's autotuned config)"
-timeout 120 python3 benchmarks/kernels.py --sections ceilings,chunk_phases --out $R/kern/phases \
-  > $R/kern/phases.log 2>&1; echo "rc=$?"
 step "check, GDN chunk, doubling, K = V = 64"
 HYBRIDSERVE_GDN_DIAG_INVERSE=doubling timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk \
   --dims 9,64,64 --json $R/kern/check-dbl-64.json > $R/kern/check-dbl-64.log 2>&1; echo "rc=$?"

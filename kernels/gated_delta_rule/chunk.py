@@ -33,7 +33,7 @@ import triton.language as tl
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
 from .chunk_prep import (_gdn_chunk_prep_registers_kernel, diagonal_inverse_method, diagonal_inverses, launch_wu,
-                         lower_blocks_of_inverse, prep_variant, store_x_row)
+                         lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -51,6 +51,7 @@ def _gdn_chunk_prep_kernel(
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
     STORE_X: tl.constexpr, BLOCKED_INV: tl.constexpr, STORE_WU: tl.constexpr, DOUBLING: tl.constexpr = False,
+    LOWER_PREC: tl.constexpr = "ieee",
 ):
     """Per chunk: G = cumsum(g), A, X = (I + A)^{-1} (left in Xbuf: always with BLOCKED_INV, which uses Xbuf as
     scratch; else only with STORE_X), and W and U unless STORE_WU is off (chunk_prep.py's split: a second kernel
@@ -116,7 +117,8 @@ def _gdn_chunk_prep_kernel(
         A32 = tl.load(p_blk + 48 * H * BT + 32, mask=m3, other=0.0)
         tl.debug_barrier()
         T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33, DOUBLING)
-        X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
+        X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32,
+                                                               LOWER_PREC)
         zero = tl.zeros([16, 16], dtype=tl.float32)
         store_x_row(p_X, 0, n_in, H * BT, T00, zero, zero, zero)
         store_x_row(p_X, 16, n_in, H * BT, X10, T11, zero, zero)
@@ -362,18 +364,19 @@ def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, var
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
     variant = prep_variant()
     doubling = diagonal_inverse_method(K, V) == "doubling"
+    lower = prec if lower_blocks_precision() == "input" else "ieee"
     if variant == "registers":
         _gdn_chunk_prep_registers_kernel[(NT, H)](
             kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
             BT=CHUNK, BK=max(16, next_pow2(K)), BV=max(16, next_pow2(V)), IS_VARLEN=varlen, DOT_PREC=prec,
-            STORE_X=store_x, DOUBLING=doubling)
+            STORE_X=store_x, DOUBLING=doubling, LOWER_PREC=lower)
         return
     split = variant == "split"
     _gdn_chunk_prep_kernel[(NT, H)](
         kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
         BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
         DOT_PREC=prec, STORE_X=store_x or split, BLOCKED_INV=blocked_inverse(), STORE_WU=not split,
-        DOUBLING=doubling)
+        DOUBLING=doubling, LOWER_PREC=lower)
     if split:
         launch_wu(kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec)
 

@@ -61,6 +61,19 @@ def diagonal_inverse_method(K: int, V: int) -> str:
     return raw
 
 
+LOWER_BLOCK_PRECISIONS = ("ieee", "input")
+
+
+def lower_blocks_precision() -> str:
+    """HYBRIDSERVE_GDN_INVERSE_LOWER (read at every call): the products of `lower_blocks_of_inverse` in exact
+    float32 ("ieee", default: what the GPU checked and timed) or at the input's dot precision ("input": TF32 on the
+    tensor cores for 16-bit inputs, still exact float32 for float32 inputs). Waits for the GPU to time it."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_INVERSE_LOWER", "ieee").strip() or "ieee"
+    if raw not in LOWER_BLOCK_PRECISIONS:
+        raise ValueError(f"HYBRIDSERVE_GDN_INVERSE_LOWER={raw!r}: expected one of {', '.join(LOWER_BLOCK_PRECISIONS)}")
+    return raw
+
+
 @triton.jit
 def diagonal_inverses(A00, A11, A22, A33, DOUBLING: tl.constexpr = False):
     """(I + A_ii)^{-1} of four strictly lower 16 x 16 blocks, side by side: by forward substitution (15 dependent
@@ -119,18 +132,22 @@ def doubling_inverse(A, N: tl.constexpr):
 
 
 @triton.jit
-def lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32):
-    """X_ij = -T_ii sum_{j <= m < i} A_im X_mj, in exact float32 (not TF32 as for the bf16 tiles): 16 x 16 blocks cost
-    nothing, and the errors of the off-diagonal blocks of X would compound through W and U into every later chunk."""
-    X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision="ieee"), input_precision="ieee")
-    X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision="ieee"), input_precision="ieee")
-    X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision="ieee"), input_precision="ieee")
-    X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision="ieee") + tl.dot(A21, X10, input_precision="ieee"),
-                  input_precision="ieee")
-    X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision="ieee") + tl.dot(A32, X21, input_precision="ieee"),
-                  input_precision="ieee")
-    X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision="ieee") + tl.dot(A31, X10, input_precision="ieee")
-                  + tl.dot(A32, X20, input_precision="ieee"), input_precision="ieee")
+def lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32, PREC: tl.constexpr = "ieee"):
+    """X_ij = -T_ii sum_{j <= m < i} A_im X_mj. PREC "ieee" (default): exact float32 products, FMAs on the CUDA
+    cores, whose operand tiles take the prep kernel to 237-240 registers at 4 warps (two programs per SM); "tf32":
+    the tensor cores (chunk.py passes it for 16-bit inputs with `lower_blocks_precision() == "input"`), 164
+    registers at 4 warps, 128 at 8 (sm_90a compile report): X, which W and U use rounded to the input dtype anyway,
+    then carries TF32's 2^-11 rounding of its operands besides bf16's 2^-9. Not for the diagonal blocks: their
+    doubling sums powers that cancel (`doubling_inverse`)."""
+    X10 = -tl.dot(T11, tl.dot(A10, T00, input_precision=PREC), input_precision=PREC)
+    X21 = -tl.dot(T22, tl.dot(A21, T11, input_precision=PREC), input_precision=PREC)
+    X32 = -tl.dot(T33, tl.dot(A32, T22, input_precision=PREC), input_precision=PREC)
+    X20 = -tl.dot(T22, tl.dot(A20, T00, input_precision=PREC) + tl.dot(A21, X10, input_precision=PREC),
+                  input_precision=PREC)
+    X31 = -tl.dot(T33, tl.dot(A31, T11, input_precision=PREC) + tl.dot(A32, X21, input_precision=PREC),
+                  input_precision=PREC)
+    X30 = -tl.dot(T33, tl.dot(A30, T00, input_precision=PREC) + tl.dot(A31, X10, input_precision=PREC)
+                  + tl.dot(A32, X20, input_precision=PREC), input_precision=PREC)
     return X10, X20, X21, X30, X31, X32
 
 
@@ -226,7 +243,7 @@ def _gdn_chunk_prep_registers_kernel(
     k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
-    STORE_X: tl.constexpr, DOUBLING: tl.constexpr = False,
+    STORE_X: tl.constexpr, DOUBLING: tl.constexpr = False, LOWER_PREC: tl.constexpr = "ieee",
 ):
     """One program per (chunk, head); chunk.py's _gdn_chunk_prep_kernel's outputs (BT = 64; BK, BV: K, V whole)."""
     tl.static_assert(BT == 64, "four row blocks of 16")
@@ -265,7 +282,8 @@ def _gdn_chunk_prep_registers_kernel(
     A31 = _a_block(k3, k1, G3, G1, be3, m3, False, DOT_PREC)
     A32 = _a_block(k3, k2, G3, G2, be3, m3, False, DOT_PREC)
     T00, T11, T22, T33 = diagonal_inverses(A00, A11, A22, A33, DOUBLING)
-    X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32)
+    X10, X20, X21, X30, X31, X32 = lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32,
+                                                           LOWER_PREC)
     if STORE_X:  # the backward needs X again, in chunk.py's [TT, H, BT] layout
         zero = tl.zeros([16, 16], dtype=tl.float32)
         p_X = Xbuf + (t0 * H + i_h) * BT
