@@ -186,6 +186,21 @@ def ref_gla(q, k, v, gk, h0, chunk=True):
     return naive_recurrent_gla(q.float(), k.float(), v.float(), gk.float(), None, h0, True)
 
 
+def public_op_grads(rep, tag, op, ref, xs, names, tol):
+    """o and every input gradient of a public chunk op (Triton forward and backward) against autograd through the
+    float32 reference, on the same inputs and the same random dO."""
+    o, _ = op(*xs)
+    do = torch.randn_like(o)
+    o.backward(do)
+    grads = [x.grad.clone() for x in xs]
+    ys = [x.detach().float().requires_grad_(True) for x in xs]
+    ro, _ = ref(*ys, None)
+    ro.backward(do.float())
+    rep.add(f"{tag} public chunk op o 2x{xs[0].shape[1]}", o, ro, tol)
+    for name, gr, y in zip(names, grads, ys):
+        rep.add(f"{tag} public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+
+
 GROUPS = ("gdn_chunk", "gdn_decode", "gdn_recurrent", "gla")
 
 
@@ -345,33 +360,15 @@ def run_checks(size="full", groups=GROUPS):
         rep.add(f"gdn fused_recurrent o {RB}x{RT}", o, ro, TOL)
         rep.add(f"gdn fused_recurrent final state {RB}x{RT}", ht, rs, TOL)
 
+    # ---------------------------------------------------------------------- autograd through the public ops
     if "gdn_chunk" in groups:
-        # ------------------------------------------------------------------------ GDN autograd (public op)
         print("GDN public op fwd+bwd", flush=True)
         xs = gdn_inputs(2, sz["grad_T"], seed=12, req=True)
-        o, _ = kernels.chunk_gated_delta_rule(*xs)
-        do = torch.randn_like(o)
-        o.backward(do)
-        grads = [x.grad.clone() for x in xs]
-        ys = [x.detach().float().requires_grad_(True) for x in xs]
-        ro, _ = ref_gdn(*ys, None)
-        ro.backward(do.float())
-        rep.add(f"gdn public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
-        for name, gr, y in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, ys):
-            rep.add(f"gdn public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+        public_op_grads(rep, "gdn", kernels.chunk_gated_delta_rule, ref_gdn, xs, ["dq", "dk", "dv", "dg", "dbeta"], TOL)
     if "gla" in groups:
         print("GLA public op fwd+bwd", flush=True)
         xs = gla_inputs(2, sz["grad_T"], seed=13, req=True)
-        o, _ = kernels.chunk_gla(*xs)
-        do = torch.randn_like(o)
-        o.backward(do)
-        grads = [x.grad.clone() for x in xs]
-        ys = [x.detach().float().requires_grad_(True) for x in xs]
-        ro, _ = ref_gla(*ys, None)
-        ro.backward(do.float())
-        rep.add(f"gla public chunk op o 2x{sz['grad_T']}", o, ro, TOL)
-        for name, gr, y in zip(["dq", "dk", "dv", "dgk"], grads, ys):
-            rep.add(f"gla public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
+        public_op_grads(rep, "gla", kernels.chunk_gla, ref_gla, xs, ["dq", "dk", "dv", "dgk"], TOL)
 
         # ------------------------------------------------------------------------------------------ GLA
         for B, T in sz["dense"]:

@@ -308,10 +308,12 @@ def decode_gla(kernels, fla, batches, copy_bw):
         empty_cache()
 
 
-def _tuned(kernel) -> str | None:
-    """An autotuned kernel's chosen config as "w4 s2" (None before it ran, or under the interpreter)."""
-    cfg = getattr(kernel, "best_config", None)
-    return None if cfg is None else f"w{cfg.num_warps} s{cfg.num_stages}"
+def config_str(cfg) -> str | None:
+    """A triton.Config as "BV=64 w4 s2" (None for None: an autotuner's best_config before it ran)."""
+    if cfg is None:
+        return None
+    kw = ",".join(f"{k}={v}" for k, v in cfg.kwargs.items())
+    return f"{kw + ' ' if kw else ''}w{cfg.num_warps} s{cfg.num_stages}"
 
 
 INVERSES = {  # label: (HYBRIDSERVE_GDN_BLOCKED_INVERSE, HYBRIDSERVE_GDN_DIAG_INVERSE)
@@ -338,7 +340,7 @@ def chunk_phase_breakdown(grid):
             for name, launch in phases:
                 res = _try(f"phase {name} {B}x{T}", lambda: bench(launch))
                 r[f"{name}_ms"] = res
-            r["prep_config"] = _tuned(_gdn_chunk_prep_kernel)  # the autotuner's pick at this shape
+            r["prep_config"] = config_str(getattr(_gdn_chunk_prep_kernel, "best_config", None))  # tuned here
             row(**r)
             del phases
         del q, k, v, g, beta

@@ -149,13 +149,6 @@ def _bwd_autotuned(variant):
     return {"dqkw": chunk_bwd._gdn_bwd_dqkw_kernel}
 
 
-def _config_str(cfg):
-    if cfg is None:
-        return None
-    kw = ",".join(f"{k}={v}" for k, v in cfg.kwargs.items())
-    return f"{kw + ' ' if kw else ''}w{cfg.num_warps} s{cfg.num_stages}"
-
-
 def copy_bandwidth():
     """Device-to-device copy bandwidth (read + write bytes per second), the memory floor's yardstick."""
     if kb.DEV != "cuda":
@@ -186,7 +179,7 @@ def gdn_bwd_phases(grid, bw):
             del res
             inter_es = q.element_size() if variant == "split" and grad_intermediates() == "input" else 4
             model = bwd_phase_model(B, T, variant, es=q.element_size(), inter_es=inter_es)
-            tuned = {name: _config_str(getattr(kern, "best_config", None))
+            tuned = {name: kb.config_str(getattr(kern, "best_config", None))
                      for name, kern in _bwd_autotuned(variant).items()}
             total = 0.0
             for name, launch in phases:
@@ -300,12 +293,12 @@ def static_report(dims=(16, 128, 128)):
     sigdh = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dht="*fp32",
                  dh0="*fp32", scale="fp32", T="i32", NTs="i32")
     shape = dict(H=H, K=K, V=V, BT=64, DOT_PREC="tf32")
-    todo = [(f"fused dqkw {_config_str(c)}", gb._gdn_bwd_dqkw_kernel, sig3, dict(shape, BK=kf, **c.kwargs),
+    todo = [(f"fused dqkw {kb.config_str(c)}", gb._gdn_bwd_dqkw_kernel, sig3, dict(shape, BK=kf, **c.kwargs),
              c.num_warps, c.num_stages) for c in gb._dqk_configs()]
     todo.append(("fused wy w8 s1", gb._gdn_bwd_wy_kernel, sig4, dict(shape, BK=bk, BV=bv), 8, 1))
-    todo += [(f"split dqkw {_config_str(c)}", gs._gdn_bwd_dqkw_split_kernel, dict(sig3, dhbuf=f"*{dt}", TTH="i32"),
+    todo += [(f"split dqkw {kb.config_str(c)}", gs._gdn_bwd_dqkw_split_kernel, dict(sig3, dhbuf=f"*{dt}", TTH="i32"),
               dict(shape, BK=gs.split_block_k(K), **c.kwargs), c.num_warps, c.num_stages) for c in gs._dqkw_configs()]
-    todo += [(f"split wy {_config_str(c)}", gs._gdn_bwd_wy_split_kernel, dict(sig4, TTH="i32"),
+    todo += [(f"split wy {kb.config_str(c)}", gs._gdn_bwd_wy_split_kernel, dict(sig4, TTH="i32"),
               dict(shape, BK=bk, BV=bv, NK=-(-K // gs.split_block_k(K))), c.num_warps, c.num_stages)
              for c in gs._wy_configs()]
     todo += [(f"dh dS'={d} BV=32", gb._gdn_bwd_dh_kernel, dict(sigdh, dhbuf=f"*{d}"),

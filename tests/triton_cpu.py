@@ -98,17 +98,11 @@ def interpreted_one_thread():
     interpreter's numpy work is serial anyway; more threads only contend), both restored afterwards."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    saved = os.environ.get("TRITON_INTERPRET")
-    if not ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
     try:
-        yield
+        with interpreted_definitions():
+            yield
     finally:
         torch.set_num_threads(threads)
-        if saved is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = saved
 
 
 def route_ops_to_triton(monkeypatch) -> None:

@@ -32,8 +32,8 @@ import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
-from .chunk_prep import (_gdn_chunk_prep_registers_kernel, diagonal_inverse_method, diagonal_inverses, launch_wu,
-                         lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
+from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _wu_block, diagonal_inverse_method, diagonal_inverses,
+                         launch_wu, lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -139,23 +139,13 @@ def _gdn_chunk_prep_kernel(
             b_X = b_X - tl.where(r == i, new[None, :], 0.0)
         if STORE_X:  # the backward needs X again
             tl.store(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, b_X, mask=m_t[:, None])
-    if STORE_WU:
+    if STORE_WU:  # W = X diag(beta e^G) K, U = X diag(beta) V, column block by column block
         b_Xd = b_X.to(k.dtype.element_ty)
         b_kscale = b_beta * tl.exp(b_g)
         for i_k in range(0, tl.cdiv(K, BK)):
-            o_k = i_k * BK + tl.arange(0, BK)
-            m = m_t[:, None] & (o_k < K)[None, :]
-            p = o_t[:, None] * (H * K) + o_k[None, :]
-            b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-            b_w = tl.dot(b_Xd, (b_k * b_kscale[:, None]).to(k.dtype.element_ty), input_precision=DOT_PREC)
-            tl.store(w + p, b_w.to(w.dtype.element_ty), mask=m)
+            _wu_block(k, w, b_Xd, b_kscale, o_t, m_t, i_k * BK + tl.arange(0, BK), K, H, DOT_PREC)
         for i_v in range(0, tl.cdiv(V, BV)):
-            o_v = i_v * BV + tl.arange(0, BV)
-            m = m_t[:, None] & (o_v < V)[None, :]
-            p = o_t[:, None] * (H * V) + o_v[None, :]
-            b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
-            b_u = tl.dot(b_Xd, (b_v * b_beta[:, None]).to(v.dtype.element_ty), input_precision=DOT_PREC)
-            tl.store(u + p, b_u.to(u.dtype.element_ty), mask=m)
+            _wu_block(v, u, b_Xd, b_beta, o_t, m_t, i_v * BV + tl.arange(0, BV), V, H, DOT_PREC)
 
 
 @triton.jit

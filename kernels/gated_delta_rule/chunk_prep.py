@@ -346,7 +346,8 @@ def _gdn_chunk_wu_kernel(
 
 @triton.jit
 def _wu_block(src, dst, b_X, b_scale, o_t, m_t, o_d, D: tl.constexpr, H: tl.constexpr, DOT_PREC: tl.constexpr):
-    """dst[rows, o_d] = X (src[rows, o_d] * scale per row), the scaled tile and X in the input dtype."""
+    """dst[rows, o_d] = X (src[rows, o_d] * scale per row), the scaled tile and X in the input dtype (X converts
+    once if the caller passes it converted: chunk.py's prep does, over its column blocks)."""
     m = m_t[:, None] & (o_d < D)[None, :]
     p = o_t[:, None] * (H * D) + o_d[None, :]
     b = tl.load(src + p, mask=m, other=0.0)
