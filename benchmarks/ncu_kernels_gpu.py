@@ -13,8 +13,11 @@ launch of each kernel of that path:
         python3 benchmarks/ncu_kernels_gpu.py --what fwd --shape 8x32768
 
 --what fwd: chunk_gdn_fwd (prep, state, out); bwd: chunk_gdn_bwd (its forward recompute and the four backward
-kernels); decode: one decode step of the serving op on a state pool (--batch, --state-dtype). H = 16, K = V = 128,
-bf16 inputs, the defaults the environment sets (HYBRIDSERVE_* variables apply as everywhere).
+kernels); gla_fwd: chunk_gla_fwd (cumsum, state, intra, out); decode: one decode step of the serving op on a state
+pool (--batch, --state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the environment sets (HYBRIDSERVE_*
+variables apply as everywhere). `--impl fla` profiles fla-core's op on the same inputs instead, kernel for kernel
+beside ours: its forward for fwd / gla_fwd, its forward and backward through autograd for bwd (its triton guard on
+the backward lifted: times only, fla #640).
 `--cpu-smoke`: the same plumbing on CPU through the Triton interpreter at toy sizes, without a profiler range.
 """
 
@@ -30,9 +33,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_kernels_gpu as chk  # noqa: E402
 
 
+def fla_call(what: str, B: int, T: int):
+    """fla-core's op on the same inputs as ours (fla takes [B, T, H, D] and the GLA decay as gk)."""
+    fla = chk.load_fla(unguarded=True)
+    if fla is None:
+        raise SystemExit("--impl fla: fla-core is not importable")
+    if what == "gla_fwd":
+        q, k, v, gk = chk.gla_inputs(B, T, seed=1)
+        return lambda: fla["chunk_gla"](q, k, v, gk)
+    if what == "fwd":
+        q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1)
+        return lambda: fla["chunk_gdn"](q, k, v, g, beta)
+    if what != "bwd":
+        raise SystemExit(f"--impl fla profiles fwd, bwd and gla_fwd, not {what}")
+    q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1, req=True)
+    do = torch.randn_like(v)
+    return lambda: fla["chunk_gdn"](q, k, v, g, beta)[0].backward(do)
+
+
 def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
     """A no-argument function that runs the path once (inputs built here, outside the profiled range)."""
     kernels = chk.load_kernels()
+    from hybridserve.kernels.gla.chunk import chunk_gla_fwd
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
 
@@ -47,6 +69,9 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
         pool = (torch.randn(batch, H, K, V, device=dev, generator=gen) * 0.1).to(state_dtype)
         idx = torch.arange(batch, device=dev, dtype=torch.int32)
         return lambda: kernels.gdn_decode_(q, k, v, a, b, A_log, dt_bias, pool, idx, use_qk_l2norm=True)
+    if what == "gla_fwd":
+        q, k, v, gk = chk.gla_inputs(B, T, seed=1)
+        return lambda: chunk_gla_fwd(q, k, v, gk)
     q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1)
     if what == "fwd":
         return lambda: chunk_gdn_fwd(q, k, v, g, beta)
@@ -56,7 +81,8 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--what", choices=("fwd", "bwd", "decode"), required=True)
+    ap.add_argument("--what", choices=("fwd", "bwd", "gla_fwd", "decode"), required=True)
+    ap.add_argument("--impl", choices=("ours", "fla"), default="ours")
     ap.add_argument("--shape", default="8x32768", help="B x T of fwd / bwd (default 8x32768)")
     ap.add_argument("--batch", type=int, default=512, help="decode: sequences per step (default 512)")
     ap.add_argument("--state-dtype", choices=("float32", "bfloat16"), default="bfloat16", help="decode's state pool")
@@ -67,7 +93,10 @@ def main():
     B, T = (int(x) for x in args.shape.lower().split("x"))
     if args.cpu_smoke:
         B, T, args.batch = 1, 70, 3
-    call = path_call(args.what, B, T, args.batch, getattr(torch, args.state_dtype))
+    if args.impl == "fla":
+        call = fla_call(args.what, B, T)
+    else:
+        call = path_call(args.what, B, T, args.batch, getattr(torch, args.state_dtype))
     for _ in range(2):  # compile and autotune outside the profiled range
         call()
     on_gpu = chk.DEV == "cuda"
@@ -79,7 +108,7 @@ def main():
         torch.cuda.synchronize()
         torch.cuda.cudart().cudaProfilerStop()
     what = f"batch {args.batch}, {args.state_dtype} state" if args.what == "decode" else f"{B}x{T}"
-    print(f"profiled one call: {args.what} {what}")
+    print(f"profiled one call: {args.impl} {args.what} {what}")
 
 
 if __name__ == "__main__":

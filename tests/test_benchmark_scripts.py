@@ -211,7 +211,7 @@ def test_decode_tile_grid_plumbing_on_cpu(tmp_path):
     assert "| bfloat16 | 3 | tile | 16 | 1 |" in (tmp_path / "decode_sweep.md").read_text()
 
 
-@pytest.mark.parametrize("what", ["fwd", "bwd", "decode"])
+@pytest.mark.parametrize("what", ["fwd", "bwd", "gla_fwd", "decode"])
 def test_ncu_script_plumbing_on_cpu(what):
     """ncu_kernels_gpu.py runs each path at toy size through the interpreter (on the GPU ncu wraps it; here it only
     has to run), so a profiling step of a GPU job cannot fail on plumbing."""
@@ -219,6 +219,18 @@ def test_ncu_script_plumbing_on_cpu(what):
                         "--cpu-smoke"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().endswith("state" if what == "decode" else "1x70"), r.stdout
+    assert f"profiled one call: ours {what} " in r.stdout
+
+
+def test_ncu_script_fla_needs_fla_or_says_so():
+    """--impl fla profiles fla-core's op beside ours; where fla is missing (CI) it stops with one line, not a trace,
+    and decode has no fla counterpart."""
+    script = str(ROOT / "benchmarks" / "ncu_kernels_gpu.py")
+    r = subprocess.run([sys.executable, script, "--what", "decode", "--impl", "fla", "--cpu-smoke"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert ("fla-core is not importable" in r.stderr) or ("not decode" in r.stderr), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
 
 
 def test_state_pass_plumbing_on_cpu(tmp_path):
