@@ -177,7 +177,7 @@ def gdn_bwd_phases(grid, bw):
                 kb.row(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase="(call)", error=res)
                 continue
             del res
-            inter_es = q.element_size() if variant == "split" and grad_intermediates() == "input" else 4
+            inter_es = q.element_size() if variant == "split" and grad_intermediates(kb.K, kb.V) == "input" else 4
             model = bwd_phase_model(B, T, variant, es=q.element_size(), inter_es=inter_es)
             tuned = {name: kb.config_str(getattr(kern, "best_config", None))
                      for name, kern in _bwd_autotuned(variant).items()}
@@ -185,7 +185,7 @@ def gdn_bwd_phases(grid, bw):
             for name, launch in phases:
                 t = kb._try(f"phase {name} {variant} {B}x{T}", lambda: kb.bench(launch))
                 nbytes, flops, kind = model[name]
-                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, intermediates=grad_intermediates(),
+                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, intermediates=grad_intermediates(kb.K, kb.V),
                          phase=name, GB=nbytes / 1e9,
                          TFLOP=flops / 1e12, product=kind, config=tuned.get(name))
                 t_mem, t_fl = nbytes / bw * 1e3, flops / (PEAK_TFLOPS[kind] * 1e12) * 1e3

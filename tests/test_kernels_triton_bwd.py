@@ -399,7 +399,7 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     from hybridserve.kernels.gla import chunk as gla_chunk
 
     for name in ("HYBRIDSERVE_STATE_STAGES", "HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "HYBRIDSERVE_GDN_DIAG_INVERSE",
-                 "HYBRIDSERVE_GDN_INVERSE_LOWER"):
+                 "HYBRIDSERVE_GDN_INVERSE_LOWER", "HYBRIDSERVE_GDN_BWD_INTERMEDIATES"):
         monkeypatch.delenv(name, raising=False)
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (32, 2)]
@@ -412,7 +412,12 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 64, 64) == 1
     assert (fused_chunk_max_tokens(128, 128), fused_chunk_max_tokens(64, 64)) == (512, 0)
     assert (diagonal_inverse_method(128, 128), diagonal_inverse_method(64, 64)) == ("doubling", "substitution")
-    assert lower_blocks_precision() == "ieee"  # TF32 lower blocks: opt-in until timed
+    # TF32 lower blocks and 16-bit backward intermediates: on where the H200 checked and timed them (K = V = 128)
+    assert (lower_blocks_precision(128, 128), lower_blocks_precision(64, 64)) == ("input", "ieee")
+    assert (gdn_bwd.grad_intermediates(128, 128), gdn_bwd.grad_intermediates(64, 64)) == ("input", "float32")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_INVERSE_LOWER", "ieee")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32")
+    assert (lower_blocks_precision(128, 128), gdn_bwd.grad_intermediates(128, 128)) == ("ieee", "float32")
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "0")
     assert fused_chunk_max_tokens(128, 128) == 0
     monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "substitution")

@@ -354,7 +354,7 @@ def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, var
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
     variant = prep_variant()
     doubling = diagonal_inverse_method(K, V) == "doubling"
-    lower = prec if lower_blocks_precision() == "input" else "ieee"
+    lower = prec if lower_blocks_precision(K, V) == "input" else "ieee"
     if variant == "registers":
         _gdn_chunk_prep_registers_kernel[(NT, H)](
             kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,

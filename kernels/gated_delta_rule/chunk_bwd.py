@@ -15,7 +15,7 @@ decay mask e^{G_t - G_i} [i <= t], D_w = diag(beta e^G), D_u = diag(beta):
         dK += D_w X^T dW + (B + B^T) K with B = dA * beta_t e^{G_t - G_i},   dV = D_u X^T dV',
         dbeta, dG from D_w, D_u and A;   dg = reverse cumulative sum of dG within the chunk.
 The forward is recomputed first (W, U, X, per-chunk states, V'). Float32 accumulation; dS', dV', dW and the
-partial dK are kept in float32, or with the split layout and `grad_intermediates() == "input"` in the input dtype
+partial dK are kept in float32, or with the split layout and `grad_intermediates(K, V) == "input"` in the input dtype
 (as fla keeps its dv, dw and dk: half the bytes of the four largest intermediates).
 
 Two layouts of kernels 3 and 4, chosen by HYBRIDSERVE_GDN_BWD (or chunk_gdn_bwd's `variant`; unset: `split` at
@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, wy_split
 
@@ -319,13 +319,16 @@ def bwd_variant(K: int | None = None, V: int | None = None) -> str:
 GRAD_INTERMEDIATES = ("float32", "input")
 
 
-def grad_intermediates() -> str:
-    """HYBRIDSERVE_GDN_BWD_INTERMEDIATES (read at every call): the dtype the split layout stores dV', dW and the
-    partial dK in between kernels. "float32" (default: what the H200 checked and timed) or "input" (the input dtype,
-    as fla does; every product still accumulates in float32). At 8 x 32K (H = 16, K = V = 128, bf16) these are
-    2.15 GB each in float32 and cross global memory ~10 times: ~10 GB less traffic in 16 bits. Float32 inputs keep
-    float32 either way; the fused layout always does."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32").strip() or "float32"
+def grad_intermediates(K: int, V: int) -> str:
+    """The dtype the split layout stores dV', dW and the partial dK in between kernels: the input dtype ("input", as
+    fla does; every product still accumulates in float32) at the head dims where the GPU checked and timed it
+    (_triton_utils.TUNED_HEAD_DIMS; H200, fifteenth session: the GDN chunk checks 17 / 17, the backward at 8 x 32K
+    31.3 -> 27.5 ms), "float32" elsewhere. At 8 x 32K (H = 16, K = V = 128, bf16) each is 2.15 GB in float32 and
+    crosses global memory ~10 times. HYBRIDSERVE_GDN_BWD_INTERMEDIATES (read at every call) overrides. Float32 inputs
+    keep float32 either way; the fused layout always does."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "").strip()
+    if not raw:
+        return "input" if tuned_head_dims(K, V) else "float32"
     if raw not in GRAD_INTERMEDIATES:
         raise ValueError(f"HYBRIDSERVE_GDN_BWD_INTERMEDIATES={raw!r}: expected one of {', '.join(GRAD_INTERMEDIATES)}")
     return raw
@@ -401,7 +404,7 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
         DOT_PREC=prec, num_warps=warps_s, num_stages=stages_s,
     )))
     # kernel 1: intra-chunk part of dV'
-    gd = dtype if split and grad_intermediates() == "input" else f32  # dV', dW, the partial dK between kernels
+    gd = dtype if split and grad_intermediates(K, V) == "input" else f32  # dV', dW, the partial dK between kernels
     dvn = torch.empty(TT, H, V, dtype=gd, device=dev)
     phases.append(("dv_local", lambda: _gdn_bwd_dv_local_kernel[(cdiv(V, BVc), NT, H)](
         qt, kt, dot_, gcum, dvn, scale, T, NTs, B, H, K, V, BT=BT, BK=BKc, BV=BVc, DOT_PREC=prec,

@@ -64,11 +64,15 @@ def diagonal_inverse_method(K: int, V: int) -> str:
 LOWER_BLOCK_PRECISIONS = ("ieee", "input")
 
 
-def lower_blocks_precision() -> str:
-    """HYBRIDSERVE_GDN_INVERSE_LOWER (read at every call): the products of `lower_blocks_of_inverse` in exact
-    float32 ("ieee", default: what the GPU checked and timed) or at the input's dot precision ("input": TF32 on the
-    tensor cores for 16-bit inputs, still exact float32 for float32 inputs). Waits for the GPU to time it."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_INVERSE_LOWER", "ieee").strip() or "ieee"
+def lower_blocks_precision(K: int, V: int) -> str:
+    """How the products of `lower_blocks_of_inverse` run: at the input's dot precision ("input": TF32 on the tensor
+    cores for 16-bit inputs, still exact float32 for float32 inputs) at the head dims where the GPU checked and timed
+    it (_triton_utils.TUNED_HEAD_DIMS; H200, fifteenth session: the GDN chunk checks 17 / 17, the prep at 8 x 32K
+    3.37 -> 2.89 ms, 255 registers with spills -> 164 without, the forward 6.99 -> 6.51 ms), exact float32 ("ieee")
+    elsewhere. HYBRIDSERVE_GDN_INVERSE_LOWER (read at every call) overrides."""
+    raw = os.environ.get("HYBRIDSERVE_GDN_INVERSE_LOWER", "").strip()
+    if not raw:
+        return "input" if tuned_head_dims(K, V) else "ieee"
     if raw not in LOWER_BLOCK_PRECISIONS:
         raise ValueError(f"HYBRIDSERVE_GDN_INVERSE_LOWER={raw!r}: expected one of {', '.join(LOWER_BLOCK_PRECISIONS)}")
     return raw
@@ -135,7 +139,7 @@ def doubling_inverse(A, N: tl.constexpr):
 def lower_blocks_of_inverse(T00, T11, T22, T33, A10, A20, A21, A30, A31, A32, PREC: tl.constexpr = "ieee"):
     """X_ij = -T_ii sum_{j <= m < i} A_im X_mj. PREC "ieee" (default): exact float32 products, FMAs on the CUDA
     cores, whose operand tiles take the prep kernel to 237-240 registers at 4 warps (two programs per SM); "tf32":
-    the tensor cores (chunk.py passes it for 16-bit inputs with `lower_blocks_precision() == "input"`), 164
+    the tensor cores (chunk.py passes it for 16-bit inputs with `lower_blocks_precision(K, V) == "input"`), 164
     registers at 4 warps, 128 at 8 (sm_90a compile report): X, which W and U use rounded to the input dtype anyway,
     then carries TF32's 2^-11 rounding of its operands besides bf16's 2^-9. Not for the diagonal blocks: their
     doubling sums powers that cancel (`doubling_inverse`)."""
