@@ -306,6 +306,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         for varlen in (True, False):
             yield (f"gla chunk intra {dt} varlen={varlen} {tag}", lc._gla_chunk_intra_kernel, sig,
                    dict(H=H, K=K, BT=64, BC=16, BK=BKf, IS_VARLEN=varlen, DOT_PREC=prec), 4, 1)
+            for cfg in lc._intra_levels_configs():
+                yield (f"gla chunk intra levels {dt} varlen={varlen} {cfg} {tag}", lc._gla_chunk_intra_levels_kernel,
+                       sig, dict(H=H, K=K, BT=64, LEVELS=6, IS_VARLEN=varlen, DOT_PREC=prec, **cfg.kwargs),
+                       cfg.num_warps, cfg.num_stages)
+                if quick:
+                    break
         sig = dict(q=f"*{dt}", v=f"*{dt}", gcum="*fp32", A="*fp32", hbuf=f"*{dt}", o=f"*{dt}", scale="fp32", **common)
         for cfg in lc._out_configs():
             yield (f"gla chunk out {dt} {cfg} {tag}", lc._gla_chunk_out_kernel, sig,

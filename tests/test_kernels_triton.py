@@ -486,6 +486,54 @@ def test_gla_chunk_strong_decay():
     check(ht, ref_s, 1e-5, "final state")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("strong", [False, True], ids=["decay", "strong-decay"])
+def test_gla_intra_weights_both_kernels(strong, dtype, monkeypatch):
+    """A, the intra-chunk weights scale * sum_c q_tc k_sc e^{B_tc - B_sc} (s <= t, one chunk), from each kernel
+    against float64, on packed sequences whose chunks end early (30 + 100 + 1 tokens): the column kernel (exact float32
+    diagonal blocks) and the level kernel (every pair one product at the input's precision; per-token decays down to
+    e^-15 must neither overflow nor lose the pairs far apart), both zero above the diagonal."""
+    from hybridserve.kernels.gated_delta_rule.chunk import CHUNK, chunk_map
+    from hybridserve.kernels.gla import chunk as gla_chunk
+
+    lens = [30, 100, 1]
+    cu = torch.tensor([0, 30, 130, 131], dtype=torch.int32, device=DEV)
+    TT = sum(lens)
+    q, k, _, gk = gla_inputs((TT,), 31 + strong, dtype, strong=strong)
+    gcum = torch.empty(TT, H, K)
+    starts = [s for n in range(len(lens)) for s in range(int(cu[n]), int(cu[n + 1]), CHUNK)]
+    for s0 in starts:
+        e0 = min(s0 + CHUNK, next(int(e) for e in cu[1:] if e > s0))
+        gcum[s0:e0] = gk[s0:e0].cpu().cumsum(0)
+    ref = torch.zeros(TT, H, CHUNK, dtype=torch.float64)
+    qd, kd, gd = (x.double().cpu() for x in (q, k, gcum))
+    for s0 in starts:
+        e0 = min(s0 + CHUNK, next(int(e) for e in cu[1:] if e > s0))
+        for t in range(s0, e0):
+            w = torch.exp(gd[t][None] - gd[s0:t + 1]) * qd[t][None] * kd[s0:t + 1]  # [s, H, K]
+            ref[t, :, :t + 1 - s0] = 0.7 * w.sum(-1).T
+    chunk_seq, chunk_off, NT = chunk_map(cu, TT, CHUNK)
+    levels = gla_chunk._gla_chunk_intra_levels_kernel
+    # the interpreter registers an autotuned kernel's first config only: the level kernel under each (BK 16: two
+    # K blocks of K = 32 accumulate)
+    runs = [("columns", None)] + [("levels", triton.Config({"BK": bk}, num_warps=w, num_stages=1))
+                                  for bk, w in gla_chunk.INTRA_LEVELS_CONFIGS]
+    for method, cfg in runs:
+        monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", method)
+        if cfg is not None:
+            monkeypatch.setattr(levels, "configs", [cfg])
+            levels.cache.clear()
+        A = torch.full((TT, H, CHUNK), float("nan"), device=DEV)
+        gla_chunk.launch_intra(q.contiguous(), k.contiguous(), gcum.to(DEV), A, cu, chunk_seq, chunk_off, 0.7, 0, 0,
+                               len(lens), NT, True, "ieee" if dtype == torch.float32 else "tf32")
+        assert torch.isfinite(A).all(), (method, cfg)
+        check(A, ref, TOL[dtype], f"A, {method} {cfg}")
+    levels.cache.clear()
+    monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", "rows")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GLA_INTRA"):
+        chunk_gla_fwd(q[None], k[None], q[None], gk[None])
+
+
 @pytest.mark.parametrize("kind", ["recurrent", "chunk"])
 def test_gla_varlen_pool(kind):
     lens = [7, 1, 66, 3] if kind == "chunk" else [7, 1, 12, 3]

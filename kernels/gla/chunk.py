@@ -16,6 +16,8 @@ Same token / state / cu_seqlens / state-pool interface as the GDN kernels (gated
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -160,6 +162,103 @@ def _gla_chunk_intra_kernel(
     tl.store(A + rows[:, None] * (H * BT) + o_a[None, :], tl.zeros([BC, BT], dtype=tl.float32), mask=m_up)
 
 
+# (BK, warps) of the level kernel. sm_90a (bf16, K = 128): BK 32 x 8 warps 199 registers, BK 16 x 8 warps 160,
+# BK 32 x 16 warps 112, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB there)
+INTRA_LEVELS_CONFIGS = [(32, 8), (16, 8), (32, 16)]
+
+
+def _intra_levels_configs():
+    return tuned_configs("_gla_chunk_intra_levels_kernel", [
+        triton.Config({"BK": bk}, num_warps=w, num_stages=1) for bk, w in INTRA_LEVELS_CONFIGS])
+
+
+@triton.autotune(configs=_intra_levels_configs(), key=["H", "K", "DOT_PREC"])
+@triton.jit
+def _gla_chunk_intra_levels_kernel(
+    q, k, gcum, A, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, LEVELS: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, BK: tl.constexpr,
+):
+    """A of one whole chunk (BT = 2^LEVELS rows) on the tensor cores, every exponent <= 0 as in the kernel above.
+    A pair s < t first falls into different halves at the highest bit where t and s differ: at that level, with
+    half = 2^bit, both lie in one group of 2 * half rows, t in its later half, s in its earlier one, and r = the
+    last row of the earlier half sits between them (s <= r < t). So e^{B_t - B_s} = e^{B_t - B_r} e^{B_r - B_s},
+    both factors <= 1, and each level is one product (Q e^{B - B_r}) (K e^{B_r - B})^T kept on its own pairs. One
+    exponential per element and level (LEVELS x BT x K per chunk) instead of the column loop's 16 per element of a
+    sub-block's rows, and no cross-thread reductions; the products round their operands to the input dtype, as the
+    off-diagonal blocks above do."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    n_valid = eos - t0
+    o_t = tl.arange(0, BT)
+    m_t = o_t < n_valid
+    q += (t0 * H + i_h) * K
+    k += (t0 * H + i_h) * K
+    gcum += (t0 * H + i_h) * K
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    b_diag = tl.zeros([BT], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m = m_t[:, None] & m_k[None, :]
+        p = o_t[:, None] * (H * K) + o_k[None, :]
+        b_q = tl.load(q + p, mask=m, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+        b_g = tl.load(gcum + p, mask=m, other=0.0)
+        b_diag += tl.sum(b_q * b_k, axis=1)  # t = s: e^0
+        for lvl in tl.static_range(LEVELS):
+            half = BT >> (lvl + 1)
+            later = (o_t % (2 * half)) >= half
+            ref = (o_t // (2 * half)) * (2 * half) + half - 1
+            b_gr = tl.load(gcum + ref[:, None] * (H * K) + o_k[None, :], mask=(ref < n_valid)[:, None] & m_k[None, :],
+                           other=0.0)
+            # rows of later halves: B_t - B_r; rows of earlier halves (as columns): B_r - B_s. Both <= 0 for every
+            # pair kept; the clamp only stops rows past the sequence end (r beyond it) from overflowing.
+            b_e = tl.exp(tl.minimum(tl.where(later[:, None], b_g - b_gr, b_gr - b_g), 0.0))
+            b_qf = tl.where(later[:, None], b_q * b_e, 0.0).to(q.dtype.element_ty)
+            b_kf = tl.where(later[:, None], 0.0, b_k * b_e).to(k.dtype.element_ty)
+            b_p = tl.dot(b_qf, tl.trans(b_kf), input_precision=DOT_PREC)
+            same = (o_t[:, None] // (2 * half)) == (o_t[None, :] // (2 * half))
+            b_A += tl.where(same, b_p, 0.0)
+    b_A += tl.where(o_t[:, None] == o_t[None, :], b_diag[:, None], 0.0)
+    p_A = A + (t0 * H + i_h) * BT + o_t[:, None] * (H * BT) + o_t[None, :]
+    tl.store(p_A, b_A * scale, mask=m_t[:, None])
+
+
+INTRA_METHODS = ("columns", "levels")
+
+
+def intra_method() -> str:
+    """HYBRIDSERVE_GLA_INTRA (read at every call): how A, the intra-chunk weights, is made. "columns" (default:
+    `_gla_chunk_intra_kernel`, per 16-row sub-block, its diagonal block one column at a time in exact float32) or
+    "levels" (`_gla_chunk_intra_levels_kernel`, per chunk, every pair on the tensor cores). Nsight Compute on the
+    H200 (fifteenth session, 8 x 32K) put the column kernel at 11.7 of the GLA forward's 17 ms, where fla's two
+    intra kernels take 5.6; the level kernel waits for the GPU to check and time it."""
+    raw = os.environ.get("HYBRIDSERVE_GLA_INTRA", "columns").strip() or "columns"
+    if raw not in INTRA_METHODS:
+        raise ValueError(f"HYBRIDSERVE_GLA_INTRA={raw!r}: expected one of {', '.join(INTRA_METHODS)}")
+    return raw
+
+
+def launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
+    """A for NT chunks (float32, [tokens, H, BT], scaled), as intra_method() says; the forward and the backward's
+    recompute share it."""
+    H, K = qt.shape[1], qt.shape[2]
+    if intra_method() == "levels":
+        _gla_chunk_intra_levels_kernel[(NT, H)](
+            qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
+            BT=CHUNK, LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen, DOT_PREC=prec,
+        )
+        return
+    _gla_chunk_intra_kernel[(NT * (CHUNK // SUB), H)](
+        qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
+        BT=CHUNK, BC=SUB, BK=max(16, next_pow2(K)), IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
+    )
+
+
 def _out_configs():
     return tuned_configs("_gla_chunk_out_kernel", [
         triton.Config({"BV": bv}, num_warps=w, num_stages=s)
@@ -294,10 +393,7 @@ def chunk_gla_fwd(
     )
     if NT == 0:
         return o.reshape(*v.shape[:-1], V)
-    _gla_chunk_intra_kernel[(NT * (BT // SUB), H)](
-        qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
-        BT=BT, BC=SUB, BK=max(16, next_pow2(K)), IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
-    )
+    launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
     grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
     _gla_chunk_out_kernel[grid](
         qt, vt, gcum, A, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,

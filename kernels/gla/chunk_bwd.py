@@ -31,7 +31,7 @@ import triton.language as tl
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
-from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, SUB, _gla_chunk_cumsum_kernel, _gla_chunk_intra_kernel,
+from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, SUB, _gla_chunk_cumsum_kernel, launch_intra,
                     _gla_chunk_state_kernel, default_state_blocks)
 
 
@@ -333,10 +333,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
             USE_H0=h0 is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec,
             num_warps=warps_state, num_stages=stages_state,
         )
-        _gla_chunk_intra_kernel[(NT * (BT // SUB), H)](
-            qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
-            BT=BT, BC=SUB, BK=BKf, IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
-        )
+        launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
     # kernel 1: dS' of every chunk, dh0
     dhbuf = torch.empty(NT, H, K, V, dtype=f32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
