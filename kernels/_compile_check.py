@@ -37,8 +37,9 @@ def _ptxas_path():
         return path if os.path.exists(path) else None
 
 
-def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stages=2, arch=90):
-    """Compile for sm_{arch}a; returns (compiled kernel, registers or None, spill bytes or None).
+def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stages=2, arch=90, maxnreg=None):
+    """Compile for sm_{arch}a; returns (compiled kernel, registers or None, spill bytes or None). maxnreg caps the
+    registers per thread as triton.Config(maxnreg=) does (what a tighter cap would spill, for more warps per SM).
 
     Specialised as Triton's launcher specialises a real launch: every pointer 16-byte aligned (torch's allocations
     are), and the integer arguments typed "i32:16" / "i64:16" known to be multiples of 16. Without these hints the
@@ -60,7 +61,8 @@ def compile_one(kernel, signature: dict, constexprs: dict, num_warps=4, num_stag
     src = ASTSource(fn, signature=sig, constexprs=dict(constexprs),
                     attrs={(i,): [["tt.divisibility", 16]] for i in aligned})
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                              options=dict(num_warps=num_warps, num_stages=num_stages))
+                              options=dict(num_warps=num_warps, num_stages=num_stages,
+                                           **({"maxnreg": maxnreg} if maxnreg else {})))
     regs = spills = None
     ptxas = _ptxas_path()
     if ptxas:
@@ -329,6 +331,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                    dk_intra="*fp32", scale="fp32", **common)
         yield (f"gla bwd intra {dt} {tag}", lb._gla_bwd_intra_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BC=16, BK=BKf, BV=BVf, IS_VARLEN=True, DOT_PREC=prec), 4, 1)
+        for cfg in lb._intra_levels_configs():
+            yield (f"gla bwd intra levels {dt} {cfg} {tag}", lb._gla_bwd_intra_levels_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BV=BVc, LEVELS=6, IS_VARLEN=True, DOT_PREC=prec, **cfg.kwargs),
+                   cfg.num_warps, cfg.num_stages)
+            if quick:
+                break
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gcum="*fp32", do=f"*{dt}", hbuf=f"*{dt}", dhbuf="*fp32",
                    dq_intra="*fp32", dk_intra="*fp32", dq=f"*{dt}", dk=f"*{dt}", dgk="*fp32", scale="fp32", **common)
         yield (f"gla bwd inter {dt} {tag}", lb._gla_bwd_inter_kernel, sig,

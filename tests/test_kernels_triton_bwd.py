@@ -109,6 +109,29 @@ def test_gla_chunk_backward_varlen_strong_decay():
     assert torch.equal(grads[4][3].cpu(), dht[3])
 
 
+@pytest.mark.parametrize("method", ["columns"] + [f"levels-{i}" for i in range(3)])
+def test_gla_chunk_backward_each_intra_method(method, monkeypatch):
+    """Both ways of the intra-chunk parts (HYBRIDSERVE_GLA_INTRA: the forward's A and the backward's dQ, dK switch
+    together), the level kernels under each of their GPU configs (the interpreter registers only the first one;
+    BK 16 over K = 32 makes two K blocks): the dense bf16 and the packed strong-decay cases above."""
+    import triton
+
+    from hybridserve.kernels.gla import chunk as gla_chunk
+    from hybridserve.kernels.gla import chunk_bwd as gla_bwd
+
+    monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", method.split("-")[0])
+    kernels = (gla_chunk._gla_chunk_intra_levels_kernel, gla_bwd._gla_bwd_intra_levels_kernel)
+    if method != "columns":
+        bk, w = gla_chunk.INTRA_LEVELS_CONFIGS[int(method.split("-")[1])]
+        for kern in kernels:
+            monkeypatch.setattr(kern, "configs", [triton.Config({"BK": bk}, num_warps=w, num_stages=1)])
+            kern.cache.clear()
+    test_gla_chunk_backward_dense(torch.bfloat16)
+    test_gla_chunk_backward_varlen_strong_decay()
+    for kern in kernels:
+        kern.cache.clear()
+
+
 def test_gla_bwd_custom_op_uses_the_kernel(monkeypatch):
     """hybridserve::gla_chunk_bwd on the Triton route (no initial state): the kernel's gradients, not the
     reference recompute's (checked by comparing with the kernel called directly, bit for bit)."""

@@ -29,10 +29,10 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
-from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, SUB, _gla_chunk_cumsum_kernel, launch_intra,
-                    _gla_chunk_state_kernel, default_state_blocks)
+from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB, _gla_chunk_cumsum_kernel,
+                    _gla_chunk_state_kernel, default_state_blocks, intra_method, launch_intra)
 
 
 @triton.jit
@@ -172,6 +172,100 @@ def _gla_bwd_intra_kernel(
                          0.0)
     tl.store(dq_intra + (t0 * H + i_h) * K + p_rk, b_dq, mask=m_rk)
     tl.store(dk_intra + (t0 * H + i_h) * K + p_rk, b_dk, mask=m_rk)
+
+
+def _intra_levels_configs():
+    # sm_90a registers in kernels/_compile_check.py's report ("gla bwd intra levels")
+    return tuned_configs("_gla_bwd_intra_levels_kernel", [
+        triton.Config({"BK": bk}, num_warps=w, num_stages=1) for bk, w in INTRA_LEVELS_CONFIGS])
+
+
+@triton.autotune(configs=_intra_levels_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.jit
+def _gla_bwd_intra_levels_kernel(
+    q, k, v, gcum, do, dq_intra, dk_intra, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, LEVELS: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, BK: tl.constexpr,
+):
+    """The intra-chunk parts of dQ and dK of one whole chunk, by the levels of chunk.py's
+    `_gla_chunk_intra_levels_kernel`: with dA = scale dO V^T (t >= s),
+        dQ_t = sum_s dA[t, s] k_s e^{B_t - B_s},   dK_s = sum_t dA[t, s] q_t e^{B_t - B_s},
+    and a level's pairs (t in a group's later half, s in its earlier half, r the earlier half's last row) give
+        dQ_t += e^{B_t - B_r} sum_s dA[t, s] (k_s e^{B_r - B_s}),
+        dK_s += e^{B_r - B_s} sum_t dA^T[s, t] (q_t e^{B_t - B_r}).
+    One exponential per element and level serves both (a later row's factor is dQ's, an earlier row's dK's). dA^T
+    comes from its own product V dO^T, not from transposing dA's (a transposed MMA result is what Triton <= 3.7.0
+    miscompiles on Hopper, fla #640)."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
+    if not valid:
+        return
+    n_valid = eos - t0
+    o_t = tl.arange(0, BT)
+    m_t = o_t < n_valid
+    r = o_t[:, None]
+    c = o_t[None, :]
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dAT = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m = m_t[:, None] & (o_v < V)[None, :]
+        p = (t0 * H + i_h) * V + o_t[:, None] * (H * V) + o_v[None, :]
+        b_do = tl.load(do + p, mask=m, other=0.0)
+        b_v = tl.load(v + p, mask=m, other=0.0)
+        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=DOT_PREC)
+        b_dAT += tl.dot(b_v, tl.trans(b_do), input_precision=DOT_PREC)
+    b_dA = tl.where(c <= r, b_dA * scale, 0.0)
+    b_dAT = tl.where(r <= c, b_dAT * scale, 0.0)
+    b_diag = tl.sum(tl.where(r == c, b_dA, 0.0), axis=1)  # t = s: e^0
+    q += (t0 * H + i_h) * K
+    k += (t0 * H + i_h) * K
+    gcum += (t0 * H + i_h) * K
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m = m_t[:, None] & m_k[None, :]
+        p = o_t[:, None] * (H * K) + o_k[None, :]
+        b_q = tl.load(q + p, mask=m, other=0.0).to(tl.float32)
+        b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
+        b_g = tl.load(gcum + p, mask=m, other=0.0)
+        b_dq = b_diag[:, None] * b_k
+        b_dk = b_diag[:, None] * b_q
+        for lvl in tl.static_range(LEVELS):
+            half = BT >> (lvl + 1)
+            later = ((o_t % (2 * half)) >= half)[:, None]
+            ref = (o_t // (2 * half)) * (2 * half) + half - 1
+            b_gr = tl.load(gcum + ref[:, None] * (H * K) + o_k[None, :], mask=(ref < n_valid)[:, None] & m_k[None, :],
+                           other=0.0)
+            b_e = tl.exp(tl.minimum(tl.where(later, b_g - b_gr, b_gr - b_g), 0.0))  # <= 0 on every kept pair
+            same = (r // (2 * half)) == (c // (2 * half))
+            b_kf = tl.where(later, 0.0, b_k * b_e).to(k.dtype.element_ty)
+            b_qf = tl.where(later, b_q * b_e, 0.0).to(q.dtype.element_ty)
+            b_pq = tl.dot(tl.where(same, b_dA, 0.0).to(k.dtype.element_ty), b_kf, input_precision=DOT_PREC)
+            b_pk = tl.dot(tl.where(same, b_dAT, 0.0).to(q.dtype.element_ty), b_qf, input_precision=DOT_PREC)
+            b_dq += tl.where(later, b_e * b_pq, 0.0)
+            b_dk += tl.where(later, 0.0, b_e * b_pk)
+        tl.store(dq_intra + (t0 * H + i_h) * K + p, b_dq, mask=m)
+        tl.store(dk_intra + (t0 * H + i_h) * K + p, b_dk, mask=m)
+
+
+def launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
+    """The intra-chunk parts of dQ and dK for NT chunks, as chunk.py's intra_method() says (the forward's A and these
+    switch together)."""
+    H, K, V = qt.shape[1], qt.shape[2], vt.shape[2]
+    if intra_method() == "levels":
+        _gla_bwd_intra_levels_kernel[(NT, H)](
+            qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, H, K, V,
+            BT=CHUNK, BV=min(64, max(16, next_pow2(V))), LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen,
+            DOT_PREC=prec,
+        )
+        return
+    _gla_bwd_intra_kernel[(NT * (CHUNK // SUB), H)](
+        qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, H, K, V,
+        BT=CHUNK, BC=SUB, BK=max(16, next_pow2(K)), BV=max(16, next_pow2(V)), IS_VARLEN=varlen, DOT_PREC=prec,
+        num_warps=4,
+    )
 
 
 @triton.jit
@@ -315,7 +409,6 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     varlen = cu_seqlens is not None
     BKc = min(64, max(16, next_pow2(K)))
     BVc = min(64, max(16, next_pow2(V)))
-    BKf, BVf = max(16, next_pow2(K)), max(16, next_pow2(V))  # whole head dims (the 16-row sub-block kernels)
     dBK, dBV = default_state_blocks(N, H, K, V)
     BKs, BVs = max(16, min(dBK, next_pow2(K))), max(16, min(dBV, next_pow2(V)))
     warps_state = 8 if BKs * BVs >= 4096 else 4
@@ -352,10 +445,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
         # kernel 2: intra-chunk parts of dq, dk
         dq_intra = torch.empty(TT, H, K, dtype=f32, device=dev)
         dk_intra = torch.empty(TT, H, K, dtype=f32, device=dev)
-        _gla_bwd_intra_kernel[(NT * (BT // SUB), H)](
-            qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, H, K, V,
-            BT=BT, BC=SUB, BK=BKf, BV=BVf, IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
-        )
+        launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
         # kernel 3: state parts, dq, dk, dgk
         _gla_bwd_inter_kernel[(cdiv(K, BKc), NT, H)](
             qt, kt, vt, gcum, dot_, hbuf, dhbuf, dq_intra, dk_intra, dq, dk, dgk, cu, cs, co, scale, T, NTs, N,
