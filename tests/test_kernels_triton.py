@@ -489,8 +489,8 @@ def test_gla_chunk_strong_decay():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("strong", [False, True], ids=["decay", "strong-decay"])
 def test_gla_intra_weights_both_kernels(strong, dtype, monkeypatch):
-    """A, the intra-chunk weights scale * sum_c q_tc k_sc e^{B_tc - B_sc} (s <= t, one chunk), from each kernel
-    against float64, on packed sequences whose chunks end early (30 + 100 + 1 tokens): the column kernel (exact float32
+    """A, the intra-chunk weights scale * sum_c q_tc k_sc e^{B_tc - B_sc} (s <= t, one chunk), and B from each way
+    (the cumsum and column kernels, or the level kernel alone) against float64, on packed sequences whose chunks end early (30 + 100 + 1 tokens): the column kernel (exact float32
     diagonal blocks) and the level kernel (every pair one product at the input's precision; per-token decays down to
     e^-15 must neither overflow nor lose the pairs far apart), both zero above the diagonal."""
     from hybridserve.kernels.gated_delta_rule.chunk import CHUNK, chunk_map
@@ -524,10 +524,12 @@ def test_gla_intra_weights_both_kernels(strong, dtype, monkeypatch):
             monkeypatch.setattr(levels, "configs", [cfg])
             levels.cache.clear()
         A = torch.full((TT, H, CHUNK), float("nan"), device=DEV)
-        gla_chunk.launch_intra(q.contiguous(), k.contiguous(), gcum.to(DEV), A, cu, chunk_seq, chunk_off, 0.7, 0, 0,
-                               len(lens), NT, True, "ieee" if dtype == torch.float32 else "tf32")
+        B = torch.full((TT, H, K), float("nan"), device=DEV)
+        gla_chunk.launch_intra(q.contiguous(), k.contiguous(), gk.contiguous(), B, A, cu, chunk_seq, chunk_off, 0.7,
+                               0, 0, len(lens), NT, True, "ieee" if dtype == torch.float32 else "tf32")
         assert torch.isfinite(A).all(), (method, cfg)
         check(A, ref, TOL[dtype], f"A, {method} {cfg}")
+        torch.testing.assert_close(B.cpu(), gcum, rtol=1e-6, atol=1e-6)  # B, made on the way, for the later kernels
     levels.cache.clear()
     monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", "rows")
     with pytest.raises(ValueError, match="HYBRIDSERVE_GLA_INTRA"):

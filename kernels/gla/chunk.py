@@ -175,7 +175,7 @@ def _intra_levels_configs():
 @triton.autotune(configs=_intra_levels_configs(), key=["H", "K", "DOT_PREC"])
 @triton.jit
 def _gla_chunk_intra_levels_kernel(
-    q, k, gcum, A, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
+    q, k, gk, gcum, A, cu_seqlens, chunk_seq, chunk_off, scale, T, NTs, N,
     H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, LEVELS: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr, BK: tl.constexpr,
 ):
@@ -186,7 +186,8 @@ def _gla_chunk_intra_levels_kernel(
     both factors <= 1, and each level is one product (Q e^{B - B_r}) (K e^{B_r - B})^T kept on its own pairs. One
     exponential per element and level (LEVELS x BT x K per chunk) instead of the column loop's 16 per element of a
     sub-block's rows, and no cross-thread reductions; the products round their operands to the input dtype, as the
-    off-diagonal blocks above do."""
+    off-diagonal blocks above do. It also makes B from gk (the cumsum kernel's work, one launch and one read of gk
+    fewer) and writes it to gcum for the later kernels; the reference rows are read back from there."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_n, bos, eos, t0, valid = locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT, IS_VARLEN)
@@ -197,6 +198,7 @@ def _gla_chunk_intra_levels_kernel(
     m_t = o_t < n_valid
     q += (t0 * H + i_h) * K
     k += (t0 * H + i_h) * K
+    gk += (t0 * H + i_h) * K
     gcum += (t0 * H + i_h) * K
     b_A = tl.zeros([BT, BT], dtype=tl.float32)
     b_diag = tl.zeros([BT], dtype=tl.float32)
@@ -207,7 +209,9 @@ def _gla_chunk_intra_levels_kernel(
         p = o_t[:, None] * (H * K) + o_k[None, :]
         b_q = tl.load(q + p, mask=m, other=0.0).to(tl.float32)
         b_k = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-        b_g = tl.load(gcum + p, mask=m, other=0.0)
+        b_g = tl.cumsum(tl.load(gk + p, mask=m, other=0.0).to(tl.float32), axis=0)
+        tl.store(gcum + p, b_g, mask=m)
+        tl.debug_barrier()  # the reference rows below are other threads' stores
         b_diag += tl.sum(b_q * b_k, axis=1)  # t = s: e^0
         for lvl in tl.static_range(LEVELS):
             half = BT >> (lvl + 1)
@@ -243,16 +247,19 @@ def intra_method() -> str:
     return raw
 
 
-def launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
-    """A for NT chunks (float32, [tokens, H, BT], scaled), as intra_method() says; the forward and the backward's
-    recompute share it."""
+def launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
+    """B (gcum, the in-chunk cumulative decay of gt) and A (float32, [tokens, H, BT], scaled) for NT >= 1 chunks, as
+    intra_method() says: the level kernel makes both, the column kernel needs the cumsum kernel first. The forward
+    and the backward's recompute share it; the state pass, which reads B, runs after it."""
     H, K = qt.shape[1], qt.shape[2]
     if intra_method() == "levels":
         _gla_chunk_intra_levels_kernel[(NT, H)](
-            qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
+            qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
             BT=CHUNK, LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen, DOT_PREC=prec,
         )
         return
+    _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=CHUNK,
+                                      BK=min(64, max(16, next_pow2(K))), IS_VARLEN=varlen)
     _gla_chunk_intra_kernel[(NT * (CHUNK // SUB), H)](
         qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
         BT=CHUNK, BC=SUB, BK=max(16, next_pow2(K)), IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4,
@@ -371,7 +378,7 @@ def chunk_gla_fwd(
     varlen = cu_seqlens is not None
     BKc = min(64, max(16, next_pow2(K)))
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
-        _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=BT, BK=BKc, IS_VARLEN=varlen)
+        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)  # B and A
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     dBK, dBV = default_state_blocks(N, H, K, V)
@@ -393,7 +400,6 @@ def chunk_gla_fwd(
     )
     if NT == 0:
         return o.reshape(*v.shape[:-1], V)
-    launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
     grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
     _gla_chunk_out_kernel[grid](
         qt, vt, gcum, A, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,

@@ -31,7 +31,7 @@ import triton.language as tl
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
-from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB, _gla_chunk_cumsum_kernel,
+from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB,
                     _gla_chunk_state_kernel, default_state_blocks, intra_method, launch_intra)
 
 
@@ -419,14 +419,13 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     A = torch.empty(TT, H, BT, dtype=f32, device=dev)
     if NT > 0:
-        _gla_chunk_cumsum_kernel[(NT, H)](gt, gcum, cu, cs, co, T, NTs, N, H, K, BT=BT, BK=BKc, IS_VARLEN=varlen)
+        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)  # B and A
         _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
             kt, vt, gcum, hbuf, h0 if h0 is not None else dummy, dummy, dummy, dummy, cu, co, T, NTs,
             h0.stride(0) if h0 is not None else 0, 0, H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
             USE_H0=h0 is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec,
             num_warps=warps_state, num_stages=stages_state,
         )
-        launch_intra(qt, kt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
     # kernel 1: dS' of every chunk, dh0
     dhbuf = torch.empty(NT, H, K, V, dtype=f32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
