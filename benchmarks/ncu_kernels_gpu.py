@@ -13,11 +13,12 @@ launch of each kernel of that path:
         python3 benchmarks/ncu_kernels_gpu.py --what fwd --shape 8x32768
 
 --what fwd: chunk_gdn_fwd (prep, state, out); bwd: chunk_gdn_bwd (its forward recompute and the four backward
-kernels); gla_fwd: chunk_gla_fwd (cumsum, state, intra, out); decode: one decode step of the serving op on a state
+kernels); gla_fwd: chunk_gla_fwd (cumsum, state, intra, out); gla_bwd: chunk_gla_bwd (its recompute and its four
+kernels); decode: one decode step of the serving op on a state
 pool (--batch, --state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the environment sets (HYBRIDSERVE_*
 variables apply as everywhere). `--impl fla` profiles fla-core's op on the same inputs instead, kernel for kernel
-beside ours: its forward for fwd / gla_fwd, its forward and backward through autograd for bwd (its triton guard on
-the backward lifted: times only, fla #640).
+beside ours: its forward for fwd / gla_fwd, its forward and backward through autograd for bwd / gla_bwd (its triton
+guard on the backward lifted: times only, fla #640).
 `--cpu-smoke`: the same plumbing on CPU through the Triton interpreter at toy sizes, without a profiler range.
 """
 
@@ -41,11 +42,15 @@ def fla_call(what: str, B: int, T: int):
     if what == "gla_fwd":
         q, k, v, gk = chk.gla_inputs(B, T, seed=1)
         return lambda: fla["chunk_gla"](q, k, v, gk)
+    if what == "gla_bwd":
+        q, k, v, gk = chk.gla_inputs(B, T, seed=1, req=True)
+        do = torch.randn_like(v)
+        return lambda: fla["chunk_gla"](q, k, v, gk)[0].backward(do)
     if what == "fwd":
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1)
         return lambda: fla["chunk_gdn"](q, k, v, g, beta)
     if what != "bwd":
-        raise SystemExit(f"--impl fla profiles fwd, bwd and gla_fwd, not {what}")
+        raise SystemExit(f"--impl fla profiles fwd, bwd, gla_fwd and gla_bwd, not {what}")
     q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1, req=True)
     do = torch.randn_like(v)
     return lambda: fla["chunk_gdn"](q, k, v, g, beta)[0].backward(do)
@@ -55,6 +60,7 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
     """A no-argument function that runs the path once (inputs built here, outside the profiled range)."""
     kernels = chk.load_kernels()
     from hybridserve.kernels.gla.chunk import chunk_gla_fwd
+    from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
 
@@ -72,6 +78,10 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
     if what == "gla_fwd":
         q, k, v, gk = chk.gla_inputs(B, T, seed=1)
         return lambda: chunk_gla_fwd(q, k, v, gk)
+    if what == "gla_bwd":
+        q, k, v, gk = chk.gla_inputs(B, T, seed=1)
+        do = torch.randn_like(v)
+        return lambda: chunk_gla_bwd(q, k, v, gk, K**-0.5, None, do, None)
     q, k, v, g, beta = chk.gdn_inputs(B, T, seed=1)
     if what == "fwd":
         return lambda: chunk_gdn_fwd(q, k, v, g, beta)
@@ -81,7 +91,7 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--what", choices=("fwd", "bwd", "gla_fwd", "decode"), required=True)
+    ap.add_argument("--what", choices=("fwd", "bwd", "gla_fwd", "gla_bwd", "decode"), required=True)
     ap.add_argument("--impl", choices=("ours", "fla"), default="ours")
     ap.add_argument("--shape", default="8x32768", help="B x T of fwd / bwd (default 8x32768)")
     ap.add_argument("--batch", type=int, default=512, help="decode: sequences per step (default 512)")

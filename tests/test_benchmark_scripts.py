@@ -211,7 +211,7 @@ def test_decode_tile_grid_plumbing_on_cpu(tmp_path):
     assert "| bfloat16 | 3 | tile | 16 | 1 |" in (tmp_path / "decode_sweep.md").read_text()
 
 
-@pytest.mark.parametrize("what", ["fwd", "bwd", "gla_fwd", "decode"])
+@pytest.mark.parametrize("what", ["fwd", "bwd", "gla_fwd", "gla_bwd", "decode"])
 def test_ncu_script_plumbing_on_cpu(what):
     """ncu_kernels_gpu.py runs each path at toy size through the interpreter (on the GPU ncu wraps it; here it only
     has to run), so a profiling step of a GPU job cannot fail on plumbing."""
