@@ -187,13 +187,14 @@ def prefill_gdn(kernels, fla, grid, with_bwd):
             row(**r)
 
 
-def prefill_gla(kernels, fla, grid):
+def prefill_gla(kernels, fla, grid, with_ref=True):
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
     impls = {"ours": lambda q, k, v, gk: kernels.chunk_gla(q, k, v, gk)[0]}
     if fla is not None:
         impls["fla"] = lambda q, k, v, gk: fla["chunk_gla"](q, k, v, gk)[0]
-    impls["torch ref"] = lambda q, k, v, gk: naive_chunk_gla(q, k, v, gk, chunk_size=16)[0]
+    if with_ref:
+        impls["torch ref"] = lambda q, k, v, gk: naive_chunk_gla(q, k, v, gk, chunk_size=16)[0]
     for B, T in grid:
         for name, f in impls.items():
             if name == "torch ref" and B * T > 4 * 8192:
@@ -457,6 +458,8 @@ def main():
     ap.add_argument("--check", action="store_true", help="run check_kernels_gpu.py first")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--no-ref", action="store_true", help="leave the PyTorch reference out of the GLA prefill rows "
+                    "(seconds per shape; its numbers are in earlier runs)")
     ap.add_argument("--out", default=os.environ.get("OUT"))
     ap.add_argument("--cpu-smoke", action="store_true")
     ap.add_argument("--budget-s", type=float, default=500.0,
@@ -502,7 +505,7 @@ def main():
         print(f"[{time.time() - t0:.0f} s] checks done", flush=True)
     grid = [(1, 4096), (4, 8192)] if args.quick else [(1, 4096), (4, 8192), (1, 32768), (8, 32768)]
     bwd_grid = grid if not args.quick else [(1, 4096)]
-    gla_grid = [(1, 4096), (4, 8192)] if args.quick else [(1, 4096), (4, 8192), (1, 32768)]
+    gla_grid = [(1, 4096), (4, 8192)] if args.quick else [(1, 4096), (4, 8192), (1, 32768), (8, 32768)]
     batches, gla_batches, sweep_batches = [1, 16, 64, 256, 512], [1, 64, 512], [64, 512]
     sweep_bv, sweep_nw = (8, 16, 32, 64), (1, 2, 4, 8)
     state_grid = [(1, 32768)] if not args.quick else [(1, 8192)]
@@ -529,7 +532,7 @@ def main():
         ("GDN prefill", lambda: prefill_gdn(kernels, fla, grid, dict(on=True, grid=bwd_grid))),
         ("GLA decode", lambda: decode_gla(kernels, fla, gla_batches, copy_bw[0])),
         ("GDN chunk forward by kernel", lambda: chunk_phase_breakdown(phase_grid)),
-        ("GLA prefill", lambda: prefill_gla(kernels, fla, gla_grid)),
+        ("GLA prefill", lambda: prefill_gla(kernels, fla, gla_grid, with_ref=not args.no_ref)),
     ]
     if not args.no_sweep:
         sections.append(("sweeps (decode BV x warps, chunk state BV)", do_sweeps))

@@ -268,3 +268,16 @@ def test_short_prefill_plumbing_on_cpu(tmp_path):
     timed = [x for x in rows if x["kind"] in ("size", "serving_op", "sweep")]
     assert timed and all(isinstance(x["graph_ms"], float) for x in timed)  # a string would be a caught error
     assert "## The serving op (prologue + forward + pool)" in (tmp_path / "short_prefill.md").read_text()
+
+
+def test_kernels_bench_gla_rows_without_the_reference(tmp_path):
+    """kernels.py --no-ref: the GLA prefill rows of ours (and fla where importable) without the PyTorch reference,
+    whose seconds per shape a short GPU job cannot spend; without the flag the reference row is there."""
+    script = str(ROOT / "benchmarks" / "kernels.py")
+    for flags, with_ref in (["--no-ref"], False), ([], True):
+        out = tmp_path / ("noref" if flags else "ref")
+        r = subprocess.run([sys.executable, script, "--cpu-smoke", "--sections", "gla_prefill", "--out", str(out),
+                            *flags], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        rows = [x for x in json.loads((out / "kernels_bench.json").read_text())["rows"] if x["kind"] == "gla_prefill"]
+        assert {x["impl"] for x in rows} - {"fla"} == ({"ours", "torch ref"} if with_ref else {"ours"}), rows
