@@ -526,7 +526,7 @@ def test_gla_intra_weights_both_kernels(strong, dtype, monkeypatch):
         A = torch.full((TT, H, CHUNK), float("nan"), device=DEV)
         B = torch.full((TT, H, K), float("nan"), device=DEV)
         gla_chunk.launch_intra(q.contiguous(), k.contiguous(), gk.contiguous(), B, A, cu, chunk_seq, chunk_off, 0.7,
-                               0, 0, len(lens), NT, True, "ieee" if dtype == torch.float32 else "tf32")
+                               0, 0, len(lens), NT, True, "ieee" if dtype == torch.float32 else "tf32", V)
         assert torch.isfinite(A).all(), (method, cfg)
         check(A, ref, TOL[dtype], f"A, {method} {cfg}")
         torch.testing.assert_close(B.cpu(), gcum, rtol=1e-6, atol=1e-6)  # B, made on the way, for the later kernels

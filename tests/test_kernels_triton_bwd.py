@@ -111,8 +111,8 @@ def test_gla_chunk_backward_varlen_strong_decay():
 
 @pytest.mark.parametrize("method", ["columns"] + [f"levels-{i}" for i in range(3)])
 def test_gla_chunk_backward_each_intra_method(method, monkeypatch):
-    """Both ways of the intra-chunk parts (HYBRIDSERVE_GLA_INTRA: the forward's A and the backward's dQ, dK switch
-    together), the level kernels under each of their GPU configs (the interpreter registers only the first one;
+    """Both ways of the intra-chunk parts (HYBRIDSERVE_GLA_INTRA: the forward's A, which the backward recomputes;
+    HYBRIDSERVE_GLA_BWD_INTRA: the backward's dQ, dK), the level kernels under each of their GPU configs (the interpreter registers only the first one;
     BK 16 over K = 32 makes two K blocks): the dense bf16 and the packed strong-decay cases above."""
     import triton
 
@@ -120,6 +120,7 @@ def test_gla_chunk_backward_each_intra_method(method, monkeypatch):
     from hybridserve.kernels.gla import chunk_bwd as gla_bwd
 
     monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", method.split("-")[0])
+    monkeypatch.setenv("HYBRIDSERVE_GLA_BWD_INTRA", method.split("-")[0])
     kernels = (gla_chunk._gla_chunk_intra_levels_kernel, gla_bwd._gla_bwd_intra_levels_kernel)
     if method != "columns":
         bk, w = gla_chunk.INTRA_LEVELS_CONFIGS[int(method.split("-")[1])]
@@ -422,7 +423,8 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     from hybridserve.kernels.gla import chunk as gla_chunk
 
     for name in ("HYBRIDSERVE_STATE_STAGES", "HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "HYBRIDSERVE_GDN_DIAG_INVERSE",
-                 "HYBRIDSERVE_GDN_INVERSE_LOWER", "HYBRIDSERVE_GDN_BWD_INTERMEDIATES"):
+                 "HYBRIDSERVE_GDN_INVERSE_LOWER", "HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "HYBRIDSERVE_GLA_INTRA",
+                 "HYBRIDSERVE_GLA_BWD_INTRA"):
         monkeypatch.delenv(name, raising=False)
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (32, 2)]
@@ -438,6 +440,15 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     # TF32 lower blocks and 16-bit backward intermediates: on where the H200 checked and timed them (K = V = 128)
     assert (lower_blocks_precision(128, 128), lower_blocks_precision(64, 64)) == ("input", "ieee")
     assert (gdn_bwd.grad_intermediates(128, 128), gdn_bwd.grad_intermediates(64, 64)) == ("input", "float32")
+    # GLA: A by levels where timed; the backward's dQ, dK by levels only when asked (not yet timed against columns)
+    assert (gla_chunk.intra_method(128, 128), gla_chunk.intra_method(64, 64)) == ("levels", "columns")
+    assert gla_chunk.bwd_intra_method() == "columns"
+    monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", "columns")
+    monkeypatch.setenv("HYBRIDSERVE_GLA_BWD_INTRA", "levels")
+    assert (gla_chunk.intra_method(128, 128), gla_chunk.bwd_intra_method()) == ("columns", "levels")
+    monkeypatch.setenv("HYBRIDSERVE_GLA_BWD_INTRA", "rows")
+    with pytest.raises(ValueError, match="HYBRIDSERVE_GLA_BWD_INTRA"):
+        gla_chunk.bwd_intra_method()
     monkeypatch.setenv("HYBRIDSERVE_GDN_INVERSE_LOWER", "ieee")
     monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "float32")
     assert (lower_blocks_precision(128, 128), gdn_bwd.grad_intermediates(128, 128)) == ("ieee", "float32")

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 
 SUB = 16
@@ -235,24 +235,38 @@ def _gla_chunk_intra_levels_kernel(
 INTRA_METHODS = ("columns", "levels")
 
 
-def intra_method() -> str:
-    """HYBRIDSERVE_GLA_INTRA (read at every call): how A, the intra-chunk weights, is made. "columns" (default:
-    `_gla_chunk_intra_kernel`, per 16-row sub-block, its diagonal block one column at a time in exact float32) or
-    "levels" (`_gla_chunk_intra_levels_kernel`, per chunk, every pair on the tensor cores). Nsight Compute on the
-    H200 (fifteenth session, 8 x 32K) put the column kernel at 11.7 of the GLA forward's 17 ms, where fla's two
-    intra kernels take 5.6; the level kernel waits for the GPU to check and time it."""
-    raw = os.environ.get("HYBRIDSERVE_GLA_INTRA", "columns").strip() or "columns"
+def intra_method(K: int, V: int) -> str:
+    """How A, the intra-chunk weights, is made (with B on the way): "levels" (`_gla_chunk_intra_levels_kernel`, per
+    chunk, every pair on the tensor cores, B made in the same launch) at the head dims where the GPU checked and timed
+    it (_triton_utils.TUNED_HEAD_DIMS; H200, fifteenth session: the GLA checks 13 / 13, the forward at 8 x 32K 17.2
+    -> 13.1 ms, 1 x 32K 2.87 -> 2.35, 4 x 8K 2.17 -> 1.66), "columns" elsewhere (the cumsum kernel, then
+    `_gla_chunk_intra_kernel`: per 16-row sub-block, its diagonal block one column at a time in exact float32).
+    HYBRIDSERVE_GLA_INTRA (read at every call) overrides."""
+    raw = os.environ.get("HYBRIDSERVE_GLA_INTRA", "").strip()
+    if not raw:
+        return "levels" if tuned_head_dims(K, V) else "columns"
     if raw not in INTRA_METHODS:
         raise ValueError(f"HYBRIDSERVE_GLA_INTRA={raw!r}: expected one of {', '.join(INTRA_METHODS)}")
     return raw
 
 
-def launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
+def bwd_intra_method() -> str:
+    """How the backward's intra-chunk dQ and dK are made: "columns" (default: chunk_bwd.py's `_gla_bwd_intra_kernel`)
+    or "levels" (its `_gla_bwd_intra_levels_kernel`; checked on the H200 through the public op's gradients, 14.0 ms at
+    8 x 32K by Nsight Compute, but not yet timed against the column kernel). HYBRIDSERVE_GLA_BWD_INTRA (read at every
+    call) overrides."""
+    raw = os.environ.get("HYBRIDSERVE_GLA_BWD_INTRA", "columns").strip() or "columns"
+    if raw not in INTRA_METHODS:
+        raise ValueError(f"HYBRIDSERVE_GLA_BWD_INTRA={raw!r}: expected one of {', '.join(INTRA_METHODS)}")
+    return raw
+
+
+def launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V):
     """B (gcum, the in-chunk cumulative decay of gt) and A (float32, [tokens, H, BT], scaled) for NT >= 1 chunks, as
-    intra_method() says: the level kernel makes both, the column kernel needs the cumsum kernel first. The forward
-    and the backward's recompute share it; the state pass, which reads B, runs after it."""
+    intra_method(K, V) says (V: the value head dim): the level kernel makes both, the column kernel needs the cumsum
+    kernel first. The forward and the backward's recompute share it; the state pass, which reads B, runs after it."""
     H, K = qt.shape[1], qt.shape[2]
-    if intra_method() == "levels":
+    if intra_method(K, V) == "levels":
         _gla_chunk_intra_levels_kernel[(NT, H)](
             qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, H, K,
             BT=CHUNK, LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen, DOT_PREC=prec,
@@ -378,7 +392,7 @@ def chunk_gla_fwd(
     varlen = cu_seqlens is not None
     BKc = min(64, max(16, next_pow2(K)))
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
-        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)  # B and A
+        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V)  # B and A
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     dBK, dBV = default_state_blocks(N, H, K, V)

@@ -32,7 +32,7 @@ from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB,
-                    _gla_chunk_state_kernel, default_state_blocks, intra_method, launch_intra)
+                    _gla_chunk_state_kernel, bwd_intra_method, default_state_blocks, launch_intra)
 
 
 @triton.jit
@@ -251,10 +251,9 @@ def _gla_bwd_intra_levels_kernel(
 
 
 def launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
-    """The intra-chunk parts of dQ and dK for NT chunks, as chunk.py's intra_method() says (the forward's A and these
-    switch together)."""
+    """The intra-chunk parts of dQ and dK for NT chunks, as chunk.py's bwd_intra_method() says."""
     H, K, V = qt.shape[1], qt.shape[2], vt.shape[2]
-    if intra_method() == "levels":
+    if bwd_intra_method() == "levels":
         _gla_bwd_intra_levels_kernel[(NT, H)](
             qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, H, K, V,
             BT=CHUNK, BV=min(64, max(16, next_pow2(V))), LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen,
@@ -419,7 +418,7 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     A = torch.empty(TT, H, BT, dtype=f32, device=dev)
     if NT > 0:
-        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)  # B and A
+        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V)  # B and A
         _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
             kt, vt, gcum, hbuf, h0 if h0 is not None else dummy, dummy, dummy, dummy, cu, co, T, NTs,
             h0.stride(0) if h0 is not None else 0, 0, H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
