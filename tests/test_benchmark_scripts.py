@@ -281,3 +281,36 @@ def test_kernels_bench_gla_rows_without_the_reference(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         rows = [x for x in json.loads((out / "kernels_bench.json").read_text())["rows"] if x["kind"] == "gla_prefill"]
         assert {x["impl"] for x in rows} - {"fla"} == ({"ours", "torch ref"} if with_ref else {"ours"}), rows
+
+
+def test_ncu_summary_one_row_per_launch(tmp_path):
+    """ncu_summary.py reads Nsight Compute's text report: one row per launch (names with spaces and parentheses
+    too), durations in ms whatever the unit, the sum per report; a missing file is one clear error."""
+    ncu_summary = load_benchmark("ncu_summary")
+    report = """==PROF== Disconnected from process 1
+  _gdn_chunk_prep_kernel (4096, 16, 1)x(128, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    Section: GPU Speed Of Light Throughput
+    DRAM Throughput                   %        44.28
+    Duration                         ms         2.87
+    Compute (SM) Throughput           %        33.96
+    Local Memory Spilling Requests                        3,014,656
+    Registers Per Thread             register/thread             164
+    Theoretical Active Warps per SM        warp           12
+  void at::vectorized_elementwise_kernel<8, at::FillFunctor<c10::BFloat16>> (int, T2, T3) (262144, 1, 1)x(128, 1, 1), \
+Context 1, Stream 7, Device 0, CC 9.0
+    Duration                         us       159.42
+"""  # (the backslash joins the launch line, as ncu prints it)
+    rows = ncu_summary.parse(report)
+    assert [r["kernel"] for r in rows] == ["_gdn_chunk_prep_kernel",
+                                          "void at::vectorized_elementwise_kernel<8, at::FillFunctor<c10::BFloat16>> "
+                                          "(int, T2, T3)"]
+    assert rows[0] == dict(kernel="_gdn_chunk_prep_kernel", grid=(4096, 16, 1), block=(128, 1, 1), dram_pct=44.28,
+                           duration=2.87, sm_pct=33.96, spill_requests=3014656.0, registers=164.0, warps_per_sm=12.0)
+    assert rows[1]["duration"] == pytest.approx(0.15942)
+    (tmp_path / "a.txt").write_text(report)
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ncu_summary.py"), str(tmp_path / "a.txt")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "| a | **sum** | | **3.03** |" in r.stdout, r.stdout
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ncu_summary.py"), str(tmp_path / "none.txt")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "no such report" in r.stderr
