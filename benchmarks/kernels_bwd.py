@@ -462,6 +462,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1x4K only")
     ap.add_argument("--budget-s", type=float, default=200.0, help="start no measurement after this many seconds")
     ap.add_argument("--cpu-smoke", action="store_true")
+    ap.add_argument("--no-ref", action="store_true", help="leave the PyTorch references out of the fwd+bwd rows")
     ap.add_argument("--static", action="store_true", help="only the sm_90a compile report (needs no GPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"which measurements, in this order: {','.join(SECTIONS)} (e.g. fwdbwd for the fla comparison "
@@ -501,12 +502,15 @@ def main():
     gdn = {"ours (Triton fwd + default Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
            "ours (Triton fwd + fused Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
                                                     {"HYBRIDSERVE_GDN_BWD": "fused"})}
-    gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0]}
+    gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
+           # the backward's intra dQ, dK by levels (opt-in until this row beats the one above)
+           "ours (bwd intra by levels)": (lambda *x: kernels.chunk_gla(*x)[0], {"HYBRIDSERVE_GLA_BWD_INTRA": "levels"})}
     if fla is not None:
         gdn["fla (bwd guard bypassed)"] = lambda *x: fla["chunk_gdn"](*x)[0]
         gla["fla chunk_gla"] = lambda *x: fla["chunk_gla"](*x)[0]
-    gdn["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gated_delta_rule(*x)[0]
-    gla["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gla(*x, chunk_size=16)[0]
+    if not args.no_ref:
+        gdn["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gated_delta_rule(*x)[0]
+        gla["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gla(*x, chunk_size=16)[0]
     t0 = time.time()
     bw = kb._try("copy bandwidth", copy_bandwidth)
     info.update(copy_TBps=round(bw / 1e12, 2) if isinstance(bw, float) else bw)
