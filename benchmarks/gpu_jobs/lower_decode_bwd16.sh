@@ -2,8 +2,8 @@
 # First GPU job of the fifteenth session (kernels only: benchmarks/gpu_start.sh with a carry of just the fla wheels;
 # ~18 min of device time, in priority order; every step writes under /tmp/hsb, so a cut keeps what finished).
 # The kernel half of the fourteenth session's queue (tiles_serving.sh, since renamed gla_backward_serving.sh and
-# refilled), reordered so the three missed targets of
-# issue #7 come first; the serving steps of the resolved #4 wait for a lease with the vLLM carry.
+# refilled), reordered so the three missed targets of issue #7 come first; the serving steps of the resolved #4
+# wait for a lease with the vLLM carry.
 #  1. the prep's off-diagonal inverse blocks on the tensor cores (HYBRIDSERVE_GDN_INVERSE_LOWER=input; sm_90a
 #     237 -> 164 registers at 4 warps): the GDN chunk checks, then the forward kernel by kernel next to the default;
 #  2. the served decode kernel at BV 16/32/64 x 1/2/4 warps, both state dtypes, checked against float64 first;
