@@ -10,6 +10,9 @@ The math is `naive.py::naive_chunk_gla`, with B the in-chunk cumulative per-chan
       of column block j, so every exponent is <= 0 (no overflow whatever the decay); the diagonal blocks one
       column at a time from the exact decay differences.
     kernel 4 (per chunk, head, V block):  O_c = scale (Q_c * e^B) H_c + A V_c
+At K = V = 128 one level kernel (per chunk, head) replaces kernels 1 and 3 (`intra_method`): it makes B, then A
+with every pair s < t as one tensor-core product at the level where t and s first split; it runs first, since the
+state pass reads B.
 
 Same token / state / cu_seqlens / state-pool interface as the GDN kernels (gated_delta_rule/chunk.py).
 """
@@ -162,8 +165,9 @@ def _gla_chunk_intra_kernel(
     tl.store(A + rows[:, None] * (H * BT) + o_a[None, :], tl.zeros([BC, BT], dtype=tl.float32), mask=m_up)
 
 
-# (BK, warps) of the level kernel. sm_90a (bf16, K = 128): BK 32 x 8 warps 199 registers, BK 16 x 8 warps 160,
-# BK 32 x 16 warps 112, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB there)
+# (BK, warps) of the level kernel. sm_90a (bf16, K = 128): BK 32 x 8 warps 211 registers, BK 16 x 8 warps 160,
+# BK 32 x 16 warps 120, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB there). The H200's
+# autotuner took BK 32 x 16 warps at 8 x 32K (one 512-thread block per SM)
 INTRA_LEVELS_CONFIGS = [(32, 8), (16, 8), (32, 16)]
 
 

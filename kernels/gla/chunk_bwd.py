@@ -15,10 +15,11 @@ chunk's last token, S the state before the chunk, S' the state after it and A th
         dgk = reverse cumulative sum of dB within the chunk                            (kernel 3)
 The brackets are formed like the forward's A: 16 x 16 blocks below the diagonal as products with a reference
 decay per block (the first row of the query block for dQ, the last row of the key block for dK), so that every
-exponent is <= 0 whatever the decay; the diagonal blocks one column at a time from the exact differences. No
+exponent is <= 0 whatever the decay; the diagonal blocks one column at a time from the exact differences (or, with
+HYBRIDSERVE_GLA_BWD_INTRA=levels, per chunk by the forward level kernel's levels: `_gla_bwd_intra_levels_kernel`). No
 kernel transposes a tile that came out of a matrix product (Hopper miscompiles that, fla-org/
 flash-linear-attention#640): transposed operands are loaded transposed, or recomputed as V dO^T.
-The forward intermediates (B, per-chunk states, A) are recomputed first with the forward's kernels. Float32
+The forward intermediates (B, A, per-chunk states) are recomputed first with the forward's kernels. Float32
 accumulation; dS' is kept in float32.
 """
 
