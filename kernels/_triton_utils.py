@@ -139,6 +139,17 @@ def tuned_head_dims(K: int, V: int) -> bool:
     return (K, V) in TUNED_HEAD_DIMS
 
 
+def env_choice(name: str, choices, tuned: str, untuned: str, K: int | None = None, V: int | None = None) -> str:
+    """A kernel switch read at every call: the environment variable `name` if set (one of `choices`, else one clear
+    ValueError), otherwise `tuned` at the TUNED_HEAD_DIMS and `untuned` elsewhere (K, V left out: `untuned`)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return tuned if K is not None and tuned_head_dims(K, V) else untuned
+    if raw not in choices:
+        raise ValueError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
 def state_pass_stages(default: int, K: int, V: int) -> int:
     """HYBRIDSERVE_STATE_STAGES (1-4), else `default` at the TUNED_HEAD_DIMS and 1 elsewhere: the num_stages of a
     sequential chunk pass with head dims K, V."""

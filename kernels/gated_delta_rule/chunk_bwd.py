@@ -35,7 +35,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
+from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, wy_split
 
@@ -326,12 +326,7 @@ def grad_intermediates(K: int, V: int) -> str:
     31.3 -> 27.5 ms), "float32" elsewhere. At 8 x 32K (H = 16, K = V = 128, bf16) each is 2.15 GB in float32 and
     crosses global memory ~10 times. HYBRIDSERVE_GDN_BWD_INTERMEDIATES (read at every call) overrides. Float32 inputs
     keep float32 either way; the fused layout always does."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", "").strip()
-    if not raw:
-        return "input" if tuned_head_dims(K, V) else "float32"
-    if raw not in GRAD_INTERMEDIATES:
-        raise ValueError(f"HYBRIDSERVE_GDN_BWD_INTERMEDIATES={raw!r}: expected one of {', '.join(GRAD_INTERMEDIATES)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", GRAD_INTERMEDIATES, "input", "float32", K, V)
 
 
 # The dh pass's pipelining depth, measured on the H200 (docs/benchmarks/kernels.md, thirteenth session): fastest at

@@ -23,13 +23,11 @@ as measured records of what did not pay:
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import tuned_configs, tuned_head_dims
+from .._triton_utils import env_choice, tuned_configs
 
 
 PREP_VARIANTS = ("scratch", "registers", "split")
@@ -38,10 +36,7 @@ PREP_VARIANTS = ("scratch", "registers", "split")
 def prep_variant() -> str:
     """HYBRIDSERVE_GDN_PREP (read at every call): "scratch" (default: chunk.py's one kernel, the fastest on the
     H200), "registers" (this file's one kernel) or "split" (chunk.py's kernel up to X, then `_gdn_chunk_wu_kernel`)."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_PREP", "scratch").strip() or "scratch"
-    if raw not in PREP_VARIANTS:
-        raise ValueError(f"HYBRIDSERVE_GDN_PREP={raw!r}: expected one of {', '.join(PREP_VARIANTS)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GDN_PREP", PREP_VARIANTS, "scratch", "scratch")
 
 
 DIAGONAL_INVERSES = ("substitution", "doubling")
@@ -53,12 +48,7 @@ def diagonal_inverse_method(K: int, V: int) -> str:
     (_triton_utils.TUNED_HEAD_DIMS; H200, fourteenth session: the prep at 8 x 32K 4.23 -> 3.36 ms, the GDN forward
     7.90 -> 6.99 ms, the one-launch kernel's GPU time at 1 x 512 0.116 -> 0.077 ms), "substitution" elsewhere.
     HYBRIDSERVE_GDN_DIAG_INVERSE (read at every call) overrides."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_DIAG_INVERSE", "").strip()
-    if not raw:
-        return "doubling" if tuned_head_dims(K, V) else "substitution"
-    if raw not in DIAGONAL_INVERSES:
-        raise ValueError(f"HYBRIDSERVE_GDN_DIAG_INVERSE={raw!r}: expected one of {', '.join(DIAGONAL_INVERSES)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GDN_DIAG_INVERSE", DIAGONAL_INVERSES, "doubling", "substitution", K, V)
 
 
 LOWER_BLOCK_PRECISIONS = ("ieee", "input")
@@ -70,12 +60,7 @@ def lower_blocks_precision(K: int, V: int) -> str:
     it (_triton_utils.TUNED_HEAD_DIMS; H200, fifteenth session: the GDN chunk checks 17 / 17, the prep at 8 x 32K
     3.37 -> 2.89 ms, 255 registers with spills -> 164 without, the forward 6.99 -> 6.51 ms), exact float32 ("ieee")
     elsewhere. HYBRIDSERVE_GDN_INVERSE_LOWER (read at every call) overrides."""
-    raw = os.environ.get("HYBRIDSERVE_GDN_INVERSE_LOWER", "").strip()
-    if not raw:
-        return "input" if tuned_head_dims(K, V) else "ieee"
-    if raw not in LOWER_BLOCK_PRECISIONS:
-        raise ValueError(f"HYBRIDSERVE_GDN_INVERSE_LOWER={raw!r}: expected one of {', '.join(LOWER_BLOCK_PRECISIONS)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GDN_INVERSE_LOWER", LOWER_BLOCK_PRECISIONS, "input", "ieee", K, V)
 
 
 @triton.jit

@@ -19,14 +19,12 @@ Same token / state / cu_seqlens / state-pool interface as the GDN kernels (gated
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
+from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 
 SUB = 16
@@ -165,6 +163,27 @@ def _gla_chunk_intra_kernel(
     tl.store(A + rows[:, None] * (H * BT) + o_a[None, :], tl.zeros([BC, BT], dtype=tl.float32), mask=m_up)
 
 
+@triton.jit
+def level_terms(q, k, gcum, b_q, b_k, b_g, o_t, o_k, m_k, n_valid, half: tl.constexpr, H: tl.constexpr,
+                K: tl.constexpr):
+    """One level of the level kernels (this file's A, chunk_bwd.py's dQ and dK) on the K block o_k of a chunk, whose
+    groups are 2 * half rows and whose reference row r is each group's earlier half's last. Returns
+      later [BT, 1]   rows in their group's later half,
+      same [BT, BT]   pairs within one group,
+      e [BT, BK]      e^{B_t - B_r} on later rows, e^{B_r - B_s} on earlier ones: both <= 1 on every pair kept; the
+                      clamp only stops rows past the sequence end (r beyond it) from overflowing,
+      q e on later rows and k e on earlier ones (zero elsewhere), rounded to q's and k's dtypes for the products."""
+    later = ((o_t % (2 * half)) >= half)[:, None]
+    ref = (o_t // (2 * half)) * (2 * half) + half - 1
+    b_gr = tl.load(gcum + ref[:, None] * (H * K) + o_k[None, :], mask=(ref < n_valid)[:, None] & m_k[None, :],
+                   other=0.0)
+    b_e = tl.exp(tl.minimum(tl.where(later, b_g - b_gr, b_gr - b_g), 0.0))
+    same = (o_t[:, None] // (2 * half)) == (o_t[None, :] // (2 * half))
+    b_qf = tl.where(later, b_q * b_e, 0.0).to(q.dtype.element_ty)
+    b_kf = tl.where(later, 0.0, b_k * b_e).to(k.dtype.element_ty)
+    return later, same, b_e, b_qf, b_kf
+
+
 # (BK, warps) of the level kernel. sm_90a (bf16, K = 128): BK 32 x 8 warps 211 registers, BK 16 x 8 warps 160,
 # BK 32 x 16 warps 120, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB there). The H200's
 # autotuner took BK 32 x 16 warps at 8 x 32K (one 512-thread block per SM)
@@ -218,18 +237,9 @@ def _gla_chunk_intra_levels_kernel(
         tl.debug_barrier()  # the reference rows below are other threads' stores
         b_diag += tl.sum(b_q * b_k, axis=1)  # t = s: e^0
         for lvl in tl.static_range(LEVELS):
-            half = BT >> (lvl + 1)
-            later = (o_t % (2 * half)) >= half
-            ref = (o_t // (2 * half)) * (2 * half) + half - 1
-            b_gr = tl.load(gcum + ref[:, None] * (H * K) + o_k[None, :], mask=(ref < n_valid)[:, None] & m_k[None, :],
-                           other=0.0)
-            # rows of later halves: B_t - B_r; rows of earlier halves (as columns): B_r - B_s. Both <= 0 for every
-            # pair kept; the clamp only stops rows past the sequence end (r beyond it) from overflowing.
-            b_e = tl.exp(tl.minimum(tl.where(later[:, None], b_g - b_gr, b_gr - b_g), 0.0))
-            b_qf = tl.where(later[:, None], b_q * b_e, 0.0).to(q.dtype.element_ty)
-            b_kf = tl.where(later[:, None], 0.0, b_k * b_e).to(k.dtype.element_ty)
+            _, same, _, b_qf, b_kf = level_terms(q, k, gcum, b_q, b_k, b_g, o_t, o_k, m_k, n_valid, BT >> (lvl + 1),
+                                                 H, K)
             b_p = tl.dot(b_qf, tl.trans(b_kf), input_precision=DOT_PREC)
-            same = (o_t[:, None] // (2 * half)) == (o_t[None, :] // (2 * half))
             b_A += tl.where(same, b_p, 0.0)
     b_A += tl.where(o_t[:, None] == o_t[None, :], b_diag[:, None], 0.0)
     p_A = A + (t0 * H + i_h) * BT + o_t[:, None] * (H * BT) + o_t[None, :]
@@ -246,12 +256,7 @@ def intra_method(K: int, V: int) -> str:
     -> 13.1 ms, 1 x 32K 2.87 -> 2.35, 4 x 8K 2.17 -> 1.66), "columns" elsewhere (the cumsum kernel, then
     `_gla_chunk_intra_kernel`: per 16-row sub-block, its diagonal block one column at a time in exact float32).
     HYBRIDSERVE_GLA_INTRA (read at every call) overrides."""
-    raw = os.environ.get("HYBRIDSERVE_GLA_INTRA", "").strip()
-    if not raw:
-        return "levels" if tuned_head_dims(K, V) else "columns"
-    if raw not in INTRA_METHODS:
-        raise ValueError(f"HYBRIDSERVE_GLA_INTRA={raw!r}: expected one of {', '.join(INTRA_METHODS)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GLA_INTRA", INTRA_METHODS, "levels", "columns", K, V)
 
 
 def bwd_intra_method() -> str:
@@ -259,10 +264,7 @@ def bwd_intra_method() -> str:
     or "levels" (its `_gla_bwd_intra_levels_kernel`; checked on the H200 through the public op's gradients, 14.0 ms at
     8 x 32K by Nsight Compute, but not yet timed against the column kernel). HYBRIDSERVE_GLA_BWD_INTRA (read at every
     call) overrides."""
-    raw = os.environ.get("HYBRIDSERVE_GLA_BWD_INTRA", "columns").strip() or "columns"
-    if raw not in INTRA_METHODS:
-        raise ValueError(f"HYBRIDSERVE_GLA_BWD_INTRA={raw!r}: expected one of {', '.join(INTRA_METHODS)}")
-    return raw
+    return env_choice("HYBRIDSERVE_GLA_BWD_INTRA", INTRA_METHODS, "columns", "columns")
 
 
 def launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V):

@@ -33,7 +33,7 @@ from .._triton_common import first_chunk, locate_chunk, seq_bounds
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB,
-                    _gla_chunk_state_kernel, bwd_intra_method, default_state_blocks, launch_intra)
+                    _gla_chunk_state_kernel, bwd_intra_method, default_state_blocks, launch_intra, level_terms)
 
 
 @triton.jit
@@ -234,15 +234,8 @@ def _gla_bwd_intra_levels_kernel(
         b_dq = b_diag[:, None] * b_k
         b_dk = b_diag[:, None] * b_q
         for lvl in tl.static_range(LEVELS):
-            half = BT >> (lvl + 1)
-            later = ((o_t % (2 * half)) >= half)[:, None]
-            ref = (o_t // (2 * half)) * (2 * half) + half - 1
-            b_gr = tl.load(gcum + ref[:, None] * (H * K) + o_k[None, :], mask=(ref < n_valid)[:, None] & m_k[None, :],
-                           other=0.0)
-            b_e = tl.exp(tl.minimum(tl.where(later, b_g - b_gr, b_gr - b_g), 0.0))  # <= 0 on every kept pair
-            same = (r // (2 * half)) == (c // (2 * half))
-            b_kf = tl.where(later, 0.0, b_k * b_e).to(k.dtype.element_ty)
-            b_qf = tl.where(later, b_q * b_e, 0.0).to(q.dtype.element_ty)
+            later, same, b_e, b_qf, b_kf = level_terms(q, k, gcum, b_q, b_k, b_g, o_t, o_k, m_k, n_valid,
+                                                       BT >> (lvl + 1), H, K)
             b_pq = tl.dot(tl.where(same, b_dA, 0.0).to(k.dtype.element_ty), b_kf, input_precision=DOT_PREC)
             b_pk = tl.dot(tl.where(same, b_dAT, 0.0).to(q.dtype.element_ty), b_qf, input_precision=DOT_PREC)
             b_dq += tl.where(later, b_e * b_pq, 0.0)
