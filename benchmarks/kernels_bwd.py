@@ -102,9 +102,10 @@ def env(**kw):
                 os.environ[k] = v
 
 
-def bwd_phase_model(B, T, variant, es=2, inter_es=4):
+def bwd_phase_model(B, T, variant, es=2, inter_es=4, wy="products"):
     """{phase: (bytes, FLOPs, product type)} of chunk_gdn_bwd at H, K, V = kb.H, kb.K, kb.V, element size `es`;
-    dV', dW and the partial dK of `inter_es` bytes (2 with the split layout's 16-bit intermediates).
+    dV', dW and the partial dK of `inter_es` bytes (2 with the split layout's 16-bit intermediates); `wy`: the split
+    layout's WY kernel (HYBRIDSERVE_GDN_WY).
 
     Bytes: every tensor the phase reads or writes, once (what it must move at least; a kernel that re-reads a tile
     per V block hits L2 or pays more). FLOPs: its products as issued (full 64 x 64 tiles, masks included)."""
@@ -133,7 +134,9 @@ def bwd_phase_model(B, T, variant, es=2, inter_es=4):
         m["dqkw"] = (dq_bytes + n * 2 * C * es, n * (6 * kv + 2 * C * V + 6 * C * K), "bf16")
     # reads k, v, beta, gcum, X, dw, dV', dk_part, dG partials; writes dk, dv, dbeta, dg
     wy_bytes = n * ((K + V) * es + es + 4 + C * f + (2 * K + V) * inter_es + nk * 4 + (K + V) * es + es + 4)
-    if split:
+    if split and wy == "scratch":  # no dX^T, dA^T products; B out to its scratch tile and back transposed
+        m["wy"] = (wy_bytes + n * 2 * C * f, n * (2 * C * (4 * K + 2 * V) + 4 * C * C), "tf32")
+    elif split:
         m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 3 * V) + 8 * C * C), "tf32")
     else:  # everything but K K^T as float32 FMA (input_precision="ieee")
         m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 2 * V) + 4 * C * C), "fp32 FMA")
@@ -142,10 +145,12 @@ def bwd_phase_model(B, T, variant, es=2, inter_es=4):
 
 def _bwd_autotuned(variant):
     """{phase: autotuned kernel} of one layout."""
-    from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split, chunk_bwd_wy
 
     if variant == "split":
-        return {"dqkw": chunk_bwd_split._gdn_bwd_dqkw_split_kernel, "wy": chunk_bwd_split._gdn_bwd_wy_split_kernel}
+        wy = (chunk_bwd_wy._gdn_bwd_wy_scratch_kernel if chunk_bwd_wy.wy_variant(kb.K, kb.V) == "scratch"
+              else chunk_bwd_split._gdn_bwd_wy_split_kernel)  # HYBRIDSERVE_GDN_WY
+        return {"dqkw": chunk_bwd_split._gdn_bwd_dqkw_split_kernel, "wy": wy}
     return {"dqkw": chunk_bwd._gdn_bwd_dqkw_kernel}
 
 
@@ -163,6 +168,7 @@ def gdn_bwd_phases(grid, bw):
     """Each backward kernel timed alone (both layouts), with the bytes / FLOP model; plus the whole call. The split
     layout's intermediates as HYBRIDSERVE_GDN_BWD_INTERMEDIATES says (the row's `intermediates`)."""
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd, grad_intermediates
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd_wy import wy_variant
 
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=3)
@@ -178,7 +184,7 @@ def gdn_bwd_phases(grid, bw):
                 continue
             del res
             inter_es = q.element_size() if variant == "split" and grad_intermediates(kb.K, kb.V) == "input" else 4
-            model = bwd_phase_model(B, T, variant, es=q.element_size(), inter_es=inter_es)
+            model = bwd_phase_model(B, T, variant, es=q.element_size(), inter_es=inter_es, wy=wy_variant(kb.K, kb.V))
             tuned = {name: kb.config_str(getattr(kern, "best_config", None))
                      for name, kern in _bwd_autotuned(variant).items()}
             total = 0.0
@@ -186,6 +192,7 @@ def gdn_bwd_phases(grid, bw):
                 t = kb._try(f"phase {name} {variant} {B}x{T}", lambda: kb.bench(launch))
                 nbytes, flops, kind = model[name]
                 r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, intermediates=grad_intermediates(kb.K, kb.V),
+                         wy=wy_variant(kb.K, kb.V),
                          phase=name, GB=nbytes / 1e9,
                          TFLOP=flops / 1e12, product=kind, config=tuned.get(name))
                 t_mem, t_fl = nbytes / bw * 1e3, flops / (PEAK_TFLOPS[kind] * 1e12) * 1e3
@@ -501,7 +508,9 @@ def main():
     # (the default backward is `split` at K = V = 128 since session 4: the second row times the other layout)
     gdn = {"ours (Triton fwd + default Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
            "ours (Triton fwd + fused Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-                                                    {"HYBRIDSERVE_GDN_BWD": "fused"})}
+                                                    {"HYBRIDSERVE_GDN_BWD": "fused"}),
+           # the split layout's WY kernel with B^T through scratch (opt-in until this row beats the first)
+           "ours (wy by scratch)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0], {"HYBRIDSERVE_GDN_WY": "scratch"})}
     gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
            # the backward's intra dQ, dK by levels (opt-in until this row beats the one above)
            "ours (bwd intra by levels)": (lambda *x: kernels.chunk_gla(*x)[0], {"HYBRIDSERVE_GLA_BWD_INTRA": "levels"})}

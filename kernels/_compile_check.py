@@ -87,6 +87,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from .gated_delta_rule import chunk as gc
     from .gated_delta_rule import chunk_bwd as gb
     from .gated_delta_rule import chunk_bwd_split as gs
+    from .gated_delta_rule import chunk_bwd_wy as gw
     from .gated_delta_rule import chunk_prep as gq
     from .gated_delta_rule import decode as gd
     from .gated_delta_rule import fused_chunk as gf
@@ -294,6 +295,13 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                        cfg.num_warps, cfg.num_stages)
                 if quick:
                     break
+            for cfg in gw._wy_scratch_configs():
+                yield (f"gdn bwd split wy scratch {dt} inter={inter} {cfg} {tag}", gw._gdn_bwd_wy_scratch_kernel,
+                       dict(sig, scratch="*fp32"),
+                       dict(H=H, K=K, V=V, BT=64, NK=cdiv(K, gs.split_block_k(K)), DOT_PREC=prec, **cfg.kwargs),
+                       cfg.num_warps, cfg.num_stages, cfg.maxnreg)
+                if quick:
+                    break
         # GLA forward
         dBK, dBV = lc.default_state_blocks(1, H, K, V)
         sig = dict(gk="*fp32", gcum="*fp32", **common)
@@ -339,8 +347,9 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 break
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gcum="*fp32", do=f"*{dt}", hbuf=f"*{dt}", dhbuf="*fp32",
                    dq_intra="*fp32", dk_intra="*fp32", dq=f"*{dt}", dk=f"*{dt}", dgk="*fp32", scale="fp32", **common)
-        yield (f"gla bwd inter {dt} {tag}", lb._gla_bwd_inter_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), 4, 2)
+        for w, s in lb.INTER_CONFIGS[:1] if quick else lb.INTER_CONFIGS:
+            yield (f"gla bwd inter {dt} warps={w} stages={s} {tag}", lb._gla_bwd_inter_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), w, s)
         sig = dict(k=f"*{dt}", gcum="*fp32", do=f"*{dt}", A="*fp32", dhbuf="*fp32", dv=f"*{dt}", **common)
         yield (f"gla bwd dv {dt} {tag}", lb._gla_bwd_dv_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), 4, 2)
@@ -349,8 +358,8 @@ def _variants(quick: bool, dims=(16, 128, 128)):
 def compile_all(quick: bool = True, verbose: bool = False, dims=(16, 128, 128)):
     """Yield (variant name, registers or None, spill bytes or None, shared-memory bytes) for every kernel variant;
     raises on a compile error."""
-    for name, kernel, sig, constexprs, nw, ns in _variants(quick, dims):
-        compiled, regs, spills = compile_one(kernel, sig, constexprs, nw, ns)
+    for name, kernel, sig, constexprs, nw, ns, *maxnreg in _variants(quick, dims):  # maxnreg: a config's cap
+        compiled, regs, spills = compile_one(kernel, sig, constexprs, nw, ns, maxnreg=(maxnreg or [None])[0])
         smem = compiled.metadata.shared
         if verbose:
             # cp.async: global -> shared copies in flight while the loop computes, i.e. Triton's pipeliner took the loop

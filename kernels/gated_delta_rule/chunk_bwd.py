@@ -38,6 +38,7 @@ from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, wy_split
+from .chunk_bwd_wy import wy_scratch, wy_variant
 
 
 @triton.jit
@@ -428,8 +429,11 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
                                                       prec, gd)
         phases.append(("dqkw", dqkw))
         # kernel 4: WY part, final dk, dv, dbeta, dg
-        phases.append(("wy", wy_split(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B,
-                                      prec)))
+        wy_args = (kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B, prec)
+        if wy_variant(K, V) == "scratch":  # dS' is dead once dqkw has run: its memory holds the scratch tiles
+            phases.append(("wy", wy_scratch(*wy_args, spare=dhbuf)))
+        else:
+            phases.append(("wy", wy_split(*wy_args)))
     else:
         dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
         dk_part = torch.empty(TT, H, K, dtype=f32, device=dev)

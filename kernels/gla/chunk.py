@@ -185,9 +185,10 @@ def level_terms(q, k, gcum, b_q, b_k, b_g, o_t, o_k, m_k, n_valid, half: tl.cons
 
 
 # (BK, warps) of the level kernel. sm_90a (bf16, K = 128): BK 32 x 8 warps 211 registers, BK 16 x 8 warps 160,
-# BK 32 x 16 warps 120, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB there). The H200's
-# autotuner took BK 32 x 16 warps at 8 x 32K (one 512-thread block per SM)
-INTRA_LEVELS_CONFIGS = [(32, 8), (16, 8), (32, 16)]
+# BK 32 x 16 warps 120, BK 64 x 16 warps 128, no spills; 4 warps spill at every BK (and float32 inputs spill 17 KB
+# there). The H200's autotuner took BK 32 x 16 warps at 8 x 32K (one 512-thread block per SM, 72 block-wide
+# barriers per chunk); BK 64 x 16 warps needs 40 (sixteenth session: offered to the autotuner)
+INTRA_LEVELS_CONFIGS = [(32, 8), (16, 8), (32, 16), (64, 16)]
 
 
 def _intra_levels_configs():
