@@ -120,6 +120,8 @@ def bwd_phase_model(B, T, variant, es=2, inter_es=4, wy="products"):
         # reads k, v, g, beta; writes gcum, w, u, X; the blocked inverse's scratch: A out, 10 of its 16 blocks in, X in
         "prep": (n * ((K + V) * es + 4 + es + 4 + (K + V) * es + C * f * (2 + 10 / 16)),
                  n * 2 * C * (2 * K + V), "bf16"),
+        # with the forward's X and G kept: reads k, v, beta, G, X; writes w, u
+        "wu": (n * ((K + V) * es + es + 4 + C * f + (K + V) * es), n * 2 * C * (K + V), "bf16"),
         "state": (n * ((2 * K + V) * es + 4 + V * es) + nc * kv * es, n * 4 * kv, "bf16"),
         "dv_local": (n * (2 * K * es + V * es + 4 + V * inter_es), n * 2 * C * (K + V), "bf16"),
         # reads q, k, w, do, gcum, dV' (read and written in place); writes dS' per chunk
@@ -134,8 +136,9 @@ def bwd_phase_model(B, T, variant, es=2, inter_es=4, wy="products"):
         m["dqkw"] = (dq_bytes + n * 2 * C * es, n * (6 * kv + 2 * C * V + 6 * C * K), "bf16")
     # reads k, v, beta, gcum, X, dw, dV', dk_part, dG partials; writes dk, dv, dbeta, dg
     wy_bytes = n * ((K + V) * es + es + 4 + C * f + (2 * K + V) * inter_es + nk * 4 + (K + V) * es + es + 4)
-    if split and wy == "scratch":  # no dX^T, dA^T products; B out to its scratch tile and back transposed
-        m["wy"] = (wy_bytes + n * 2 * C * f, n * (2 * C * (4 * K + 2 * V) + 4 * C * C), "tf32")
+    if split and wy != "products":  # no dX^T, dA^T products; B out to its scratch tile and back transposed
+        m["wy"] = (wy_bytes + n * 2 * C * f, n * (2 * C * (4 * K + 2 * V) + 4 * C * C),
+                   "bf16" if wy == "scratch-input" else "tf32")
     elif split:
         m["wy"] = (wy_bytes, n * (2 * C * (5 * K + 3 * V) + 8 * C * C), "tf32")
     else:  # everything but K K^T as float32 FMA (input_precision="ieee")
@@ -148,7 +151,7 @@ def _bwd_autotuned(variant):
     from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split, chunk_bwd_wy
 
     if variant == "split":
-        wy = (chunk_bwd_wy._gdn_bwd_wy_scratch_kernel if chunk_bwd_wy.wy_variant(kb.K, kb.V) == "scratch"
+        wy = (chunk_bwd_wy._gdn_bwd_wy_scratch_kernel if chunk_bwd_wy.wy_variant(kb.K, kb.V) != "products"
               else chunk_bwd_split._gdn_bwd_wy_split_kernel)  # HYBRIDSERVE_GDN_WY
         return {"dqkw": chunk_bwd_split._gdn_bwd_dqkw_split_kernel, "wy": wy}
     return {"dqkw": chunk_bwd._gdn_bwd_dqkw_kernel}
@@ -167,20 +170,25 @@ def copy_bandwidth():
 def gdn_bwd_phases(grid, bw):
     """Each backward kernel timed alone (both layouts), with the bytes / FLOP model; plus the whole call. The split
     layout's intermediates as HYBRIDSERVE_GDN_BWD_INTERMEDIATES says (the row's `intermediates`)."""
+    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd, grad_intermediates
     from hybridserve.kernels.gated_delta_rule.chunk_bwd_wy import wy_variant
 
     for B, T in grid:
         q, k, v, g, beta = chk.gdn_inputs(B, T, seed=3)
         do = torch.randn_like(v)
-        for variant in BWD_VARIANTS:
+        for label in BWD_VARIANTS + ("split, inverse kept",):
+            variant, kept = label.split(",")[0], label.endswith("kept")
             for kern in _bwd_autotuned(variant).values():  # tune at this size (the key has no T or B)
                 getattr(kern, "cache", {}).clear()
             phases = []
-            res = kb._try(f"gdn bwd {variant} {B}x{T}", lambda: chunk_gdn_bwd(
-                q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant, _phases=phases))
+            inv = {}
+            if kept:  # the training op's forward hands X and G over (gdn_chunk_train)
+                _, inv["inverse"], inv["gcum"] = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
+            res = kb._try(f"gdn bwd {label} {B}x{T}", lambda: chunk_gdn_bwd(
+                q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant, _phases=phases, **inv))
             if isinstance(res, str):
-                kb.row(kind="gdn_bwd_phase", B=B, T=T, variant=variant, phase="(call)", error=res)
+                kb.row(kind="gdn_bwd_phase", B=B, T=T, variant=label, phase="(call)", error=res)
                 continue
             del res
             inter_es = q.element_size() if variant == "split" and grad_intermediates(kb.K, kb.V) == "input" else 4
@@ -191,7 +199,7 @@ def gdn_bwd_phases(grid, bw):
             for name, launch in phases:
                 t = kb._try(f"phase {name} {variant} {B}x{T}", lambda: kb.bench(launch))
                 nbytes, flops, kind = model[name]
-                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=variant, intermediates=grad_intermediates(kb.K, kb.V),
+                r = dict(kind="gdn_bwd_phase", B=B, T=T, variant=label, intermediates=grad_intermediates(kb.K, kb.V),
                          wy=wy_variant(kb.K, kb.V),
                          phase=name, GB=nbytes / 1e9,
                          TFLOP=flops / 1e12, product=kind, config=tuned.get(name))
@@ -204,16 +212,16 @@ def gdn_bwd_phases(grid, bw):
                 else:
                     r.update(error=t)
                 kb.row(**r)
-            whole = kb._try(f"gdn bwd alone {variant} {B}x{T}", lambda: kb.bench(
-                lambda: chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant),
+            whole = kb._try(f"gdn bwd alone {label} {B}x{T}", lambda: kb.bench(
+                lambda: chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant=variant, **inv),
                 warmup=3, rep=10))
-            r = dict(kind="gdn_bwd_alone", impl=f"ours ({variant})", B=B, T=T, phases_sum_ms=total)
+            r = dict(kind="gdn_bwd_alone", impl=f"ours ({label})", B=B, T=T, phases_sum_ms=total)
             if isinstance(whole, float):
                 r.update(bwd_ms=whole, bwd_TFLOPs=2 * kb.gdn_flops_fwd(B, T) / (whole * 1e-3) / 1e12)
             else:
                 r.update(error=whole)
             kb.row(**r)
-            phases = None
+            phases = inv = None
             kb.empty_cache()
         q = k = v = g = beta = do = None
         kb.empty_cache()
@@ -470,6 +478,8 @@ def main():
     ap.add_argument("--budget-s", type=float, default=200.0, help="start no measurement after this many seconds")
     ap.add_argument("--cpu-smoke", action="store_true")
     ap.add_argument("--no-ref", action="store_true", help="leave the PyTorch references out of the fwd+bwd rows")
+    ap.add_argument("--shapes", default="", help="B x T list for every section instead of its own grid (e.g. "
+                    "8x32768,1x4096)")
     ap.add_argument("--static", action="store_true", help="only the sm_90a compile report (needs no GPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"which measurements, in this order: {','.join(SECTIONS)} (e.g. fwdbwd for the fla comparison "
@@ -498,6 +508,8 @@ def main():
     inv_cases = [(1, 4096, torch.bfloat16, "random"), (1, 4096, torch.bfloat16, "correlated"),
                  (1, 4096, torch.float32, "correlated"), (4, 8192, torch.bfloat16, "random")]
     check_cases = [(1, 4096), (2, 1000)]
+    if args.shapes:
+        grid = gla_grid = [tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",")]
     if kb.SMOKE:
         grid = gla_grid = [(1, 70)]
         inv_cases = [(1, 70, torch.bfloat16, "correlated"), (1, 70, torch.float32, "random")]
@@ -510,7 +522,9 @@ def main():
            "ours (Triton fwd + fused Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
                                                     {"HYBRIDSERVE_GDN_BWD": "fused"}),
            # the split layout's WY kernel with B^T through scratch (opt-in until this row beats the first)
-           "ours (wy by scratch)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0], {"HYBRIDSERVE_GDN_WY": "scratch"})}
+           "ours (wy by scratch)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0], {"HYBRIDSERVE_GDN_WY": "scratch"}),
+           "ours (wy by scratch, input-dtype operands)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
+                                                          {"HYBRIDSERVE_GDN_WY": "scratch-input"})}
     gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
            # the backward's intra dQ, dK by levels (opt-in until this row beats the one above)
            "ours (bwd intra by levels)": (lambda *x: kernels.chunk_gla(*x)[0], {"HYBRIDSERVE_GLA_BWD_INTRA": "levels"})}

@@ -12,9 +12,9 @@ launch of each kernel of that path:
         --section WarpStateStats --section MemoryWorkloadAnalysis --section LaunchStats \\
         python3 benchmarks/ncu_kernels_gpu.py --what fwd --shape 8x32768
 
---what fwd: chunk_gdn_fwd (prep, state, out); bwd: chunk_gdn_bwd (its forward recompute and the four backward
-kernels); gla_fwd: chunk_gla_fwd; gla_bwd: chunk_gla_bwd (its recompute and its four kernels); decode: one decode
-step of the serving op on a state pool (--batch, --state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the
+--what fwd: chunk_gdn_fwd (prep, state, out); bwd: chunk_gdn_bwd (its forward recompute, W and U from the X and G
+the training op's forward keeps, and the four backward kernels); gla_fwd: chunk_gla_fwd; gla_bwd: chunk_gla_bwd
+(its recompute and its four kernels); decode: one decode step of the serving op on a state pool (--batch, --state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the
 environment sets (HYBRIDSERVE_* variables apply as everywhere). `--impl fla` profiles fla-core's op on the same
 inputs instead, kernel for kernel beside ours: its forward for fwd / gla_fwd, its forward and backward through
 autograd for bwd / gla_bwd (its triton guard on the backward lifted: times only, fla #640).
@@ -85,7 +85,9 @@ def path_call(what: str, B: int, T: int, batch: int, state_dtype: torch.dtype):
     if what == "fwd":
         return lambda: chunk_gdn_fwd(q, k, v, g, beta)
     do = torch.randn_like(v)
-    return lambda: chunk_gdn_bwd(q, k, v, g, beta, K**-0.5, None, do, None)
+    # as training runs it (gdn_chunk_train): the forward's X and G handed over, so the recompute is the W, U kernel
+    _, X, G = chunk_gdn_fwd(q, k, v, g, beta, K**-0.5, keep_inverse=True)
+    return lambda: chunk_gdn_bwd(q, k, v, g, beta, K**-0.5, None, do, None, inverse=X, gcum=G)
 
 
 def main():

@@ -296,10 +296,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 if quick:
                     break
             for cfg in gw._wy_scratch_configs():
-                yield (f"gdn bwd split wy scratch {dt} inter={inter} {cfg} {tag}", gw._gdn_bwd_wy_scratch_kernel,
-                       dict(sig, scratch="*fp32"),
-                       dict(H=H, K=K, V=V, BT=64, NK=cdiv(K, gs.split_block_k(K)), DOT_PREC=prec, **cfg.kwargs),
-                       cfg.num_warps, cfg.num_stages, cfg.maxnreg)
+                for operands in (False, True):
+                    yield (f"gdn bwd split wy scratch {dt} inter={inter} input_operands={operands} {cfg} {tag}",
+                           gw._gdn_bwd_wy_scratch_kernel, dict(sig, scratch="*fp32"),
+                           dict(H=H, K=K, V=V, BT=64, NK=cdiv(K, gs.split_block_k(K)), DOT_PREC=prec,
+                                INPUT_OPERANDS=operands, **cfg.kwargs),
+                           cfg.num_warps, cfg.num_stages, cfg.maxnreg)
                 if quick:
                     break
         # GLA forward

@@ -19,7 +19,11 @@ def _scale(q, scale):
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False):
     """Gated delta rule over whole sequences (training, prefill)."""
     if use_triton(q, k, v, g, beta, initial_state):
-        o, s = torch.ops.hybridserve.gdn_chunk(q, k, v, g, beta, _scale(q, scale), initial_state)
+        if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta, initial_state)):
+            # training: the op that keeps the forward's (I + A)^-1 for the backward
+            o, s, _, _ = torch.ops.hybridserve.gdn_chunk_train(q, k, v, g, beta, _scale(q, scale), initial_state)
+        else:
+            o, s = torch.ops.hybridserve.gdn_chunk(q, k, v, g, beta, _scale(q, scale), initial_state)
         return o, (s if output_final_state else None)
     return naive_chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, output_final_state)
 

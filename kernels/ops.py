@@ -8,6 +8,8 @@ the references (`gated_delta_rule/naive.py`, `gla/naive.py`). Triton is imported
 Whole-sequence ops (the model's four public functions route CUDA tensors here; layouts q, k [B, T, H, K],
 v [B, T, H, V], g/beta [B, T, H], gk [B, T, H, K], states [B, H, K, V]):
     gdn_chunk, gdn_recurrent(q, k, v, g, beta, scale, initial_state?) -> (o, final_state float32)
+    gdn_chunk_train(same) -> (o, final_state, X, G): gdn_chunk under autograd, handing its forward's (I + A)^-1 and
+      cumulative gates to the backward (the model-facing function takes it when a gradient is wanted)
     gla_chunk, gla_recurrent(q, k, v, gk, scale, initial_state?)      -> (o, final_state float32)
   differentiable; their backward is the op gdn_chunk_bwd / gla_chunk_bwd: the Triton backward
   (gated_delta_rule/chunk_bwd.py, gla/chunk_bwd.py; K, V <= 128), else a recompute through the chunked PyTorch
@@ -111,6 +113,43 @@ def _gdn_fake(q, k, v, g, beta, scale, initial_state):
     return q.new_empty(v.shape, dtype=q.dtype), _state_like(q, v, q.shape[0])
 
 
+def _keeps_inverse(q, k, v, g, beta, initial_state) -> bool:
+    """Whether gdn_chunk_train hands the forward's X and G to the backward: on the Triton route, where the Triton
+    backward takes them (K, V <= 128). The same answer for real and fake tensors, so the fake's shapes are right."""
+    if not use_triton(q, k, v, g, beta, initial_state):
+        return False
+    from .gated_delta_rule import chunk_bwd
+
+    return chunk_bwd.supported(q, v)
+
+
+@custom_op(f"{NS}::gdn_chunk_train", mutates_args=())
+def gdn_chunk_train(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
+                    initial_state: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """gdn_chunk for autograd: (o, final state, X, G) with X = (I + A)^{-1} of every chunk [B, T, H, 64] and G the
+    in-chunk cumulative gates [B, T, H] (float32, not differentiable), which the Triton backward reloads instead of
+    recomputing the inverse (8 x 32K, H = 16: X is 1.07 GB, which the forward writes anyway as its prep's scratch).
+    Off the Triton route X and G are empty and the backward recomputes as gdn_chunk's does."""
+    if _keeps_inverse(q, k, v, g, beta, initial_state):
+        from .gated_delta_rule.chunk import chunk_gdn_fwd
+
+        B, T, H, K = q.shape
+        ht = _state_like(q, v, B)
+        o, X, gcum = chunk_gdn_fwd(q, k, v, g, beta, scale, initial_state=_slot_ok(initial_state, B, H, K, v.shape[-1]),
+                                   final_state=ht, keep_inverse=True)
+        return o, ht, X, gcum
+    o, ht = gdn_chunk(q, k, v, g, beta, scale, initial_state)
+    return o, ht, q.new_empty(0, dtype=torch.float32), q.new_empty(0, dtype=torch.float32)
+
+
+@gdn_chunk_train.register_fake
+def _gdn_train_fake(q, k, v, g, beta, scale, initial_state):
+    keep = _keeps_inverse(q, k, v, g, beta, initial_state)
+    return (q.new_empty(v.shape, dtype=q.dtype), _state_like(q, v, q.shape[0]),
+            q.new_empty((*g.shape, 64) if keep else (0,), dtype=torch.float32),
+            q.new_empty(g.shape if keep else (0,), dtype=torch.float32))
+
+
 def _grads_like(grads, primals: list, inputs: tuple) -> list:
     """Each gradient with its primal's dtype, shape and the strides of empty_like(primal), as the fake
     implementations promise. The Triton backward already returns fresh tensors of the primal's dtype, contiguous,
@@ -143,13 +182,16 @@ def _vjp_reference(fn, primals: list, cotangents: tuple) -> list:
 
 @custom_op(f"{NS}::gdn_chunk_bwd", mutates_args=())
 def gdn_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
-                  initial_state: Optional[Tensor], do: Tensor, dht: Tensor
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  initial_state: Optional[Tensor], do: Tensor, dht: Tensor, inverse: Optional[Tensor] = None,
+                  gcum: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """inverse, gcum: gdn_chunk_train's X and G (the Triton backward then skips recomputing them)."""
     if use_triton(q, k, v, g, beta, initial_state, do, dht):
         from .gated_delta_rule import chunk_bwd
 
         if chunk_bwd.supported(q, v):
-            grads = chunk_bwd.chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht)
+            kept = inverse is not None and inverse.numel() > 0
+            grads = chunk_bwd.chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht,
+                                            inverse=inverse if kept else None, gcum=gcum if kept else None)
             inputs = (q, k, v, g, beta, initial_state, do, dht)
             return tuple(_grads_like(grads, [q, k, v, g, beta, initial_state], inputs))
     if initial_state is None:
@@ -163,7 +205,7 @@ def gdn_chunk_bwd(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scal
 
 
 @gdn_chunk_bwd.register_fake
-def _gdn_bwd_fake(q, k, v, g, beta, scale, initial_state, do, dht):
+def _gdn_bwd_fake(q, k, v, g, beta, scale, initial_state, do, dht, inverse=None, gcum=None):
     dh0 = torch.empty_like(initial_state) if initial_state is not None else q.new_empty(0)
     return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(g), torch.empty_like(beta),
             dh0)
@@ -176,18 +218,27 @@ def _gdn_setup(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, g, beta, initial_state)
 
 
-def _gdn_backward(ctx, do, dht):
-    q, k, v, g, beta, h0 = ctx.saved_tensors
+def _gdn_backward(ctx, do, dht, *_kept_grads):
+    q, k, v, g, beta, h0, *kept = ctx.saved_tensors
     if do is None:
         do = q.new_zeros(v.shape)
     if dht is None:
         dht = q.new_zeros(q.shape[0], q.shape[2], q.shape[3], v.shape[-1], dtype=_state_dtype(q))
-    dq, dk, dv, dg, dbeta, dh0 = torch.ops.hybridserve.gdn_chunk_bwd(q, k, v, g, beta, ctx.scale, h0, do, dht)
+    dq, dk, dv, dg, dbeta, dh0 = torch.ops.hybridserve.gdn_chunk_bwd(q, k, v, g, beta, ctx.scale, h0, do, dht, *kept)
     return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None)
+
+
+def _gdn_train_setup(ctx, inputs, output):
+    q, k, v, g, beta, scale, initial_state = inputs
+    ctx.scale = scale
+    ctx.has_h0 = initial_state is not None
+    ctx.mark_non_differentiable(output[2], output[3])
+    ctx.save_for_backward(q, k, v, g, beta, initial_state, output[2], output[3])
 
 
 gdn_chunk.register_autograd(_gdn_backward, setup_context=_gdn_setup)
 gdn_recurrent.register_autograd(_gdn_backward, setup_context=_gdn_setup)
+gdn_chunk_train.register_autograd(_gdn_backward, setup_context=_gdn_train_setup)
 
 
 # ------------------------------------------------------------------------------------------- GLA, whole sequences

@@ -79,6 +79,8 @@ def _opcheck_args():
     return [
         (ops.gdn_chunk.default, (q, k, v, g, beta, 0.5, h0)),
         (ops.gdn_chunk.default, (q, k, v, g, beta, 0.5, None)),
+        (ops.gdn_chunk_train.default, (q, k, v, g, beta, 0.5, h0)),
+        (ops.gdn_chunk_train.default, (q, k, v, g, beta, 0.5, None)),
         (ops.gdn_recurrent.default, (q, k, v, g, beta, 0.5, h0)),
         (ops.gla_chunk.default, (q, k, v, gk, 0.5, h0)),
         (ops.gla_recurrent.default, (q, k, v, gk, 0.5, None)),
@@ -92,7 +94,7 @@ def _opcheck_args():
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(11))
 def test_opcheck(case):
     """Schema, fake (meta) implementation, autograd registration and AOT dispatch of every custom op (on the CPU
     reference path: opcheck runs each op several times)."""

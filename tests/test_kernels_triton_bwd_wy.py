@@ -7,30 +7,32 @@ a buffer of their own when not), and the switch's parse.
 
 from __future__ import annotations
 
-from . import triton_cpu  # noqa: F401  (sets TRITON_INTERPRET before anything imports triton)
+from . import triton_cpu  # (sets TRITON_INTERPRET before anything imports triton)
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
 
-from .test_kernels_triton_bwd import GDN_CASES, check_gdn, gdn_bwd, gdn_case, tf32_products  # noqa: E402,F401
+from .test_kernels_triton_bwd import GDN_CASES, H as H_, check_gdn, gdn_bwd, gdn_case, tf32_products  # noqa: E402,F401
 from hybridserve.kernels.gated_delta_rule import chunk_bwd_split as gs  # noqa: E402
 from hybridserve.kernels.gated_delta_rule import chunk_bwd_wy as gw  # noqa: E402
 
 
+@pytest.mark.parametrize("wy", ["scratch", "scratch-input"])
 @pytest.mark.parametrize("case", GDN_CASES, ids=lambda c: f"{c[0]}x{c[1]}-K{c[2]}V{c[3]}-{str(c[4])[6:]}"
                          f"-{'h0' if c[5] else 'nostate'}")
-def test_gdn_backward_with_the_scratch_wy(case, monkeypatch, tf32_products):
-    """Every gradient against the float64 recurrence, with both dtypes of the intermediates in between."""
+def test_gdn_backward_with_the_scratch_wy(case, wy, monkeypatch, tf32_products):
+    """Every gradient against the float64 recurrence, with both dtypes of the intermediates in between, the
+    products' operands in float32 (TF32 for bf16 inputs) or in the input dtype (bf16 products for bf16 inputs)."""
     B, T, K_, V_, dtype, states = case
     dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=B * T + K_ + V_)
     q, k, v, g, beta, h0, do, dht = dev
-    monkeypatch.setenv("HYBRIDSERVE_GDN_WY", "scratch")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_WY", wy)
     for inter in ("input", "float32"):
         monkeypatch.setenv("HYBRIDSERVE_GDN_BWD_INTERMEDIATES", inter)
         grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
-        check_gdn(grads, dev, ref, dtype, f"scratch wy, {inter} intermediates")
+        check_gdn(grads, dev, ref, dtype, f"{wy} wy, {inter} intermediates")
 
 
 def test_scratch_wy_every_block_size(monkeypatch, tf32_products):
@@ -86,9 +88,91 @@ def test_wy_switch(monkeypatch):
     dev, _ = gdn_case(1, 70, 32, 32, torch.float32, False, seed=3)
     q, k, v, g, beta, h0, do, dht = dev
     ran = []
-    for name, kern in (("products", gs._gdn_bwd_wy_split_kernel), ("scratch", gw._gdn_bwd_wy_scratch_kernel)):
-        monkeypatch.setattr(kern, "run", lambda *a, _n=name, _r=kern.run, **kw: (ran.append(_n), _r(*a, **kw))[1])
+    monkeypatch.setattr(gs._gdn_bwd_wy_split_kernel, "run",
+                        lambda *a, _r=gs._gdn_bwd_wy_split_kernel.run, **kw: (ran.append("products"), _r(*a, **kw))[1])
+    monkeypatch.setattr(gw._gdn_bwd_wy_scratch_kernel, "run", lambda *a, _r=gw._gdn_bwd_wy_scratch_kernel.run, **kw: (
+        ran.append("scratch-input" if kw["INPUT_OPERANDS"] else "scratch"), _r(*a, **kw))[1])
     for name in gw.WY_VARIANTS:
         monkeypatch.setenv("HYBRIDSERVE_GDN_WY", name)
         gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
     assert ran == list(gw.WY_VARIANTS)
+
+
+# ------------------------------------------------------------------------------ the forward's inverse, kept
+def _inverse_ref(k, g, beta, C=64):
+    """X = (I + A)^{-1} per chunk and the in-chunk cumulative gates, float64, [B, T, H, C] and [B, T, H]."""
+    B, T, H, _ = k.shape
+    k, g, beta = k.double().cpu(), g.double().cpu(), beta.double().cpu()
+    X = torch.zeros(B, T, H, C, dtype=torch.float64)
+    G = torch.zeros(B, T, H, dtype=torch.float64)
+    for c0 in range(0, T, C):
+        n = min(C, T - c0)
+        Gc = g[:, c0:c0 + n].cumsum(1)  # [B, n, H]
+        G[:, c0:c0 + n] = Gc
+        kc = k[:, c0:c0 + n].permute(0, 2, 1, 3)  # [B, H, n, K]
+        Gh, bh = Gc.permute(0, 2, 1), beta[:, c0:c0 + n].permute(0, 2, 1)
+        lower = torch.tril(torch.ones(n, n, dtype=torch.bool), -1)
+        A = torch.where(lower, (kc @ kc.transpose(-1, -2)) * (Gh[..., :, None] - Gh[..., None, :]).exp()
+                        * bh[..., :, None], 0.0)
+        X[:, c0:c0 + n, :, :n] = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + A).permute(0, 2, 1, 3)
+    return X, G
+
+
+@pytest.mark.parametrize("case", [GDN_CASES[0], GDN_CASES[2]], ids=["2x100-K64V64-bf16-h0", "1x130-K64V32-f32"])
+def test_forward_keeps_its_inverse_and_the_backward_reloads_it(case, monkeypatch, tf32_products):
+    """chunk_gdn_fwd(keep_inverse=True): the same output, plus X (each chunk's (I + A)^{-1}, float64 reference) and
+    G; chunk_gdn_bwd given them launches the W, U kernel instead of the prep and every gradient still matches the
+    float64 recurrence. Shapes that do not belong to the inputs are one clear error."""
+    from hybridserve.kernels.gated_delta_rule import chunk as gc
+    from hybridserve.kernels.gated_delta_rule import chunk_prep as gq
+
+    B, T, K_, V_, dtype, states = case
+    dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=11 + T)
+    q, k, v, g, beta, h0, do, dht = dev
+    plain = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0)
+    o, X, G = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, keep_inverse=True)
+    assert torch.equal(o, plain)
+    X_ref, G_ref = _inverse_ref(k, g, beta)
+    assert X.shape == (B, T, H_, 64) and G.shape == (B, T, H_) and X.dtype == G.dtype == torch.float32
+    tol = 1e-5 if dtype == torch.float32 else 2e-2  # bf16 k enters K K^T as it is; the TF32 lower blocks round
+    for t0 in range(0, T, 64):  # rows past a partial chunk's end hold nothing
+        n = min(64, T - t0)
+        got, want = X[:, t0:t0 + n, :, :n], X_ref[:, t0:t0 + n, :, :n]
+        assert ((got.double().cpu() - want).norm() / want.norm()).item() < tol
+    assert torch.allclose(G.double().cpu(), G_ref, atol=1e-5)
+    launched = []
+    for kern in (gc._gdn_chunk_prep_kernel, gq._gdn_chunk_wu_kernel):
+        monkeypatch.setattr(kern, "run", lambda *a, _k=kern, _r=kern.run, **kw: (launched.append(_k), _r(*a, **kw))[1])
+    grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, inverse=X, gcum=G)
+    assert launched == [gq._gdn_chunk_wu_kernel]
+    check_gdn(grads, dev, ref, dtype, "inverse kept")
+    with pytest.raises(ValueError, match="keep_inverse"):
+        gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, inverse=X[:, :-1], gcum=G[:, :-1])
+
+
+def test_training_takes_the_op_that_keeps_the_inverse(monkeypatch, tf32_products):
+    """chunk_gated_delta_rule with a gradient wanted runs hybridserve::gdn_chunk_train and its backward hands X, G
+    to chunk_gdn_bwd (gradients against the float64 recurrence); without one it runs gdn_chunk (the one-launch short
+    kernel included) and keeps nothing; fake tensors get the shapes the Triton route gives."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from hybridserve.kernels import chunk_gated_delta_rule
+
+    triton_cpu.route_ops_to_triton(monkeypatch)
+    dev, ref = gdn_case(1, 100, 32, 32, torch.float32, True, seed=23)
+    q, k, v, g, beta, h0, do, dht = dev
+    seen = []
+    real = gdn_bwd.chunk_gdn_bwd
+    monkeypatch.setattr(gdn_bwd, "chunk_gdn_bwd", lambda *a, **kw: (seen.append(kw), real(*a, **kw))[1])
+    leaves = [x.clone().requires_grad_(True) for x in (q, k, v, g, beta, h0)]
+    o, s = chunk_gated_delta_rule(*leaves[:5], 0.6, leaves[5], True)
+    ((o * do).sum() + (s * dht).sum()).backward()
+    assert len(seen) == 1 and seen[0]["inverse"].shape == (1, 100, H_, 64) and seen[0]["gcum"].shape == (1, 100, H_)
+    check_gdn([x.grad for x in leaves], dev, ref, torch.float32, "through the training op")
+    with torch.no_grad():
+        o2, _ = chunk_gated_delta_rule(q, k, v, g, beta, 0.6, h0, True)
+    assert torch.allclose(o2, o.detach(), atol=1e-5)
+    with FakeTensorMode():
+        qf, vf, gf = torch.empty(2, 70, H_, 32), torch.empty(2, 70, H_, 32), torch.empty(2, 70, H_)
+        outs = torch.ops.hybridserve.gdn_chunk_train(qf, qf, vf, gf, gf, 0.5, None)
+        assert [tuple(x.shape) for x in outs] == [(2, 70, H_, 32), (2, H_, 32, 32), (2, 70, H_, 64), (2, 70, H_)]

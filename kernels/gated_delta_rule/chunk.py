@@ -391,9 +391,13 @@ def token_major(q, k, v, g, beta):
 @on_tensor_device
 def chunk_gdn_fwd(
     q, k, v, g, beta, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BV_state=None, num_warps_state=4, num_stages_state=None, _phases=None,
+    cu_seqlens=None, BV_state=None, num_warps_state=4, num_stages_state=None, keep_inverse=False, _phases=None,
 ):
     """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
+    keep_inverse (training): return (o, X, G) instead, X = (I + A)^{-1} of every chunk as the prep left it
+    ([.., H, 64] float32, rows of a chunk's lower triangle; with the default blocked inverse the prep writes it
+    anyway, as its scratch) and G the in-chunk cumulative gates ([.., H] float32), so that chunk_bwd.py reloads them
+    instead of recomputing the inverse (fla keeps its forward's too). Always the three-kernel route.
 
     q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. BV_state, num_warps_state,
     num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_tile,
@@ -415,7 +419,7 @@ def chunk_gdn_fwd(
     scale = K**-0.5 if scale is None else float(scale)
     indexed = state_indices is not None
     check_states(initial_state, final_state, indexed, N, H, K, V)
-    if 0 < TT <= fused_chunk_max_tokens(K, V) and _phases is None:  # short: one launch, no chunk map, no scratch
+    if 0 < TT <= fused_chunk_max_tokens(K, V) and _phases is None and not keep_inverse:  # short: one launch
         o = fused_chunk_gdn_fwd(qt, kt, vt, gt, bt, scale, N, T, initial_state, state_indices, has_initial_state,
                                 final_state, cu_seqlens)
         return o.reshape(*v.shape[:-1], V)
@@ -436,14 +440,18 @@ def chunk_gdn_fwd(
     cu = cu_seqlens if cu_seqlens is not None else dummy
     cs = chunk_seq if chunk_seq is not None else dummy
     co = chunk_off if chunk_off is not None else dummy
+    def result():
+        o_ = o.reshape(*v.shape[:-1], V)
+        return (o_, Xbuf.view(*v.shape[:-1], BT), gcum.view(v.shape[:-1])) if keep_inverse else o_
     if N == 0:
-        return o.reshape(*v.shape[:-1], V)
+        return result()
     BKc = min(64, max(16, next_pow2(K)))
     varlen = cu_seqlens is not None
     phases = []
 
     def prep():
-        launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x=False)
+        launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec,
+                    store_x=keep_inverse)
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
@@ -480,4 +488,4 @@ def chunk_gdn_fwd(
         launch()
     if _phases is not None:
         _phases.extend(phases)
-    return o.reshape(*v.shape[:-1], V)
+    return result()

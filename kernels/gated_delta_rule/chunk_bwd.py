@@ -39,6 +39,7 @@ from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, wy_split
 from .chunk_bwd_wy import wy_scratch, wy_variant
+from .chunk_prep import launch_wu
 
 
 @triton.jit
@@ -347,16 +348,20 @@ def default_dh_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
 
 
 @on_tensor_device
-def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=None, BV_dh=None, warps_dh=None,
-                  stages_dh=None, _phases=None):
+def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, inverse=None, gcum=None, variant=None,
+                  BV_dh=None, warps_dh=None, stages_dh=None, _phases=None):
     """Gradients (dq, dk, dv, dg, dbeta, dh0 or None) of chunk_gdn_fwd over [B, T, H, *] (no varlen).
+
+    inverse, gcum: what chunk_gdn_fwd(keep_inverse=True) returned for these inputs (X [B, T, H, 64] and G [B, T, H],
+    float32): the recompute then makes only W and U from them (chunk_prep.py's `_gdn_chunk_wu_kernel`, the phase
+    "wu") instead of running the whole prep again (K K^T and the inverse; the phase "prep").
 
     variant: "fused" | "split" (default: bwd_variant(K, V)). BV_dh: V block of the sequential passes (the state
     recompute and the dh reverse pass; default: the forward's default_state_tile and default_dh_tile); warps_dh,
     stages_dh: their warps (4) and pipelining depth (default: those tiles'). `_phases` (a list, for profiling, as
-    chunk_gdn_fwd's): receives ("prep" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that re-run each
-    kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the returned
-    gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
+    chunk_gdn_fwd's): receives ("prep" or "wu" | "state" | "dv_local" | "dh" | "dqkw" | "wy", launch) pairs that
+    re-run each kernel on the same buffers so a benchmark can time them one by one. Re-running them overwrites the
+    returned gradients (the dh pass accumulates into dV' in place, so its values drift; the timing does not)."""
     variant = variant or bwd_variant(q.shape[-1], v.shape[-1])
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
@@ -378,15 +383,25 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
     dot_ = do.reshape(TT, H, V).to(dtype).contiguous()
     f32 = torch.float32
     phases = []
-    # recompute the forward intermediates
-    gcum = torch.empty(TT, H, dtype=f32, device=dev)
+    # recompute the forward intermediates (W, U; X and G too unless the forward kept them)
     w = torch.empty(TT, H, K, dtype=dtype, device=dev)
     u = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    X = torch.empty(TT, H, BT, dtype=f32, device=dev)
     BKc = min(64, max(16, next_pow2(K)))
     BVc = min(64, max(16, next_pow2(V)))
-    phases.append(("prep", lambda: launch_prep(kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, NT, False,
-                                               prec, store_x=True)))
+    if inverse is not None:
+        if gcum is None or inverse.shape != (*g.shape, BT) or gcum.shape != g.shape:
+            raise ValueError(f"inverse {tuple(inverse.shape)} and gcum {None if gcum is None else tuple(gcum.shape)}: "
+                             f"expected {(*g.shape, BT)} and {tuple(g.shape)}, as chunk_gdn_fwd(keep_inverse=True) "
+                             "returns them")
+        X = inverse.reshape(TT, H, BT).float().contiguous()
+        gcum = gcum.reshape(TT, H).float().contiguous()
+        phases.append(("wu", lambda: launch_wu(kt, vt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, NT, False,
+                                               prec)))
+    else:
+        gcum = torch.empty(TT, H, dtype=f32, device=dev)
+        X = torch.empty(TT, H, BT, dtype=f32, device=dev)
+        phases.append(("prep", lambda: launch_prep(kt, vt, gt, bt, gcum, w, u, X, gcum, gcum, gcum, T, NTs, B, NT,
+                                                   False, prec, store_x=True)))
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
     h0 = initial_state.contiguous() if initial_state is not None else gcum
@@ -430,8 +445,9 @@ def chunk_gdn_bwd(q, k, v, g, beta, scale, initial_state, do, dht, *, variant=No
         phases.append(("dqkw", dqkw))
         # kernel 4: WY part, final dk, dv, dbeta, dg
         wy_args = (kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, B, prec)
-        if wy_variant(K, V) == "scratch":  # dS' is dead once dqkw has run: its memory holds the scratch tiles
-            phases.append(("wy", wy_scratch(*wy_args, spare=dhbuf)))
+        wy = wy_variant(K, V)
+        if wy != "products":  # dS' is dead once dqkw has run: its memory holds the scratch tiles
+            phases.append(("wy", wy_scratch(*wy_args, spare=dhbuf, input_operands=wy == "scratch-input")))
         else:
             phases.append(("wy", wy_split(*wy_args)))
     else:

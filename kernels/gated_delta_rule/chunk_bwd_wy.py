@@ -26,12 +26,13 @@ import triton.language as tl
 from .._triton_common import locate_chunk
 from .._triton_utils import env_choice, tuned_configs
 
-WY_VARIANTS = ("products", "scratch")
+WY_VARIANTS = ("products", "scratch", "scratch-input")
 
 
 def wy_variant(K: int, V: int) -> str:
     """HYBRIDSERVE_GDN_WY (read at every call): "products" (chunk_bwd_split.py's wy kernel, dA^T from its own
-    products) or "scratch" (this file's, B^T through a scratch tile). Unset: "products" until the GPU times both."""
+    products), "scratch" (this file's, B^T through a scratch tile, float32 operands: TF32 for 16-bit inputs) or
+    "scratch-input" (the same with every operand in the input dtype). Unset: "products" until the GPU times them."""
     return env_choice("HYBRIDSERVE_GDN_WY", WY_VARIANTS, "products", "products", K, V)
 
 
@@ -48,14 +49,26 @@ def _wy_scratch_configs():
         for bk, w, r in WY_SCRATCH_CONFIGS])
 
 
-@triton.autotune(configs=_wy_scratch_configs(), key=["H", "K", "V", "NK", "DOT_PREC"])
+@triton.jit
+def _operand(x, like, INPUT: tl.constexpr):
+    """A product's operand: in `like`'s element type (the input dtype) or float32."""
+    if INPUT:
+        y = x.to(like.dtype.element_ty)
+    else:
+        y = x.to(tl.float32)
+    return y
+
+
+@triton.autotune(configs=_wy_scratch_configs(), key=["H", "K", "V", "NK", "DOT_PREC", "INPUT_OPERANDS"])
 @triton.jit
 def _gdn_bwd_wy_scratch_kernel(
     k, v, beta, gcum, Xbuf, dw, dv, dk_part, dg_part, scratch, dk, dvout, dbeta, dg, T, NTs, N, TTH,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    NK: tl.constexpr, DOT_PREC: tl.constexpr,
+    NK: tl.constexpr, DOT_PREC: tl.constexpr, INPUT_OPERANDS: tl.constexpr = False,
 ):
-    """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg; B^T through scratch."""
+    """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg; B^T through scratch.
+    INPUT_OPERANDS: every product's operands in the input dtype (fla's choice: bf16 tensor-core products at twice
+    TF32's rate, half the operand registers), else float32 (TF32 for 16-bit inputs); float32 accumulation."""
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
     i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
@@ -76,21 +89,24 @@ def _gdn_bwd_wy_scratch_kernel(
         m = m_t[:, None] & (o_k < K)[None, :]
         p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
         b_k = tl.load(k + p, mask=m, other=0.0)
-        b_dw = tl.load(dw + p, mask=m, other=0.0).to(tl.float32)
+        b_dw = _operand(tl.load(dw + p, mask=m, other=0.0), k, INPUT_OPERANDS)
         b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
-        b_dX += tl.dot(b_dw, tl.trans(b_k.to(tl.float32) * b_bg[:, None]), input_precision=DOT_PREC)
+        b_dX += tl.dot(b_dw, tl.trans(_operand(b_k.to(tl.float32) * b_bg[:, None], k, INPUT_OPERANDS)),
+                       input_precision=DOT_PREC)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m = m_t[:, None] & (o_v < V)[None, :]
         p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
-        b_vb = tl.load(v + p, mask=m, other=0.0).to(tl.float32) * b_beta[:, None]
-        b_du = tl.load(dv + p, mask=m, other=0.0).to(tl.float32)
+        b_vb = _operand(tl.load(v + p, mask=m, other=0.0).to(tl.float32) * b_beta[:, None], k, INPUT_OPERANDS)
+        b_du = _operand(tl.load(dv + p, mask=m, other=0.0), k, INPUT_OPERANDS)
         b_dX += tl.dot(b_du, tl.trans(b_vb), input_precision=DOT_PREC)
-    b_X = tl.load(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
+    b_X = _operand(tl.load(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, mask=m_t[:, None], other=0.0), k,
+                   INPUT_OPERANDS)
     b_Xt = tl.trans(b_X)  # a loaded tile, not an MMA result: transposing it is safe
     # dA = -(X^T dX X^T) on i < t, used at once: dbeta's and dG's A terms, then B
     lower = (c < r) & m_t[:, None]
-    b_dA = -tl.dot(tl.dot(b_Xt, b_dX, input_precision=DOT_PREC), b_Xt, input_precision=DOT_PREC)
+    b_dA = -tl.dot(_operand(tl.dot(b_Xt, _operand(b_dX, k, INPUT_OPERANDS), input_precision=DOT_PREC), k,
+                            INPUT_OPERANDS), b_Xt, input_precision=DOT_PREC)
     b_dA = tl.where(lower, b_dA, 0.0) * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0))
     b_E = b_dA * b_kk  # dA * A / beta_t
     b_dbeta = tl.sum(b_E, axis=1)
@@ -103,16 +119,18 @@ def _gdn_bwd_wy_scratch_kernel(
     p_s = scratch + (i_c.to(tl.int64) * H + i_h) * (BT * BT)
     tl.store(p_s + r * BT + c, b_B)
     tl.debug_barrier()
-    b_S = b_B + tl.load(p_s + c * BT + r)
+    b_S = _operand(b_B + tl.load(p_s + c * BT + r), k, INPUT_OPERANDS)
     # pass 2: dk = dk_part + D_w X^T dW + S K
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m = m_t[:, None] & (o_k < K)[None, :]
         p = base_k + o_t[:, None] * (H * K) + o_k[None, :]
-        b_kf = tl.load(k + p, mask=m, other=0.0).to(tl.float32)
-        b_dkt = tl.dot(b_Xt, tl.load(dw + p, mask=m, other=0.0).to(tl.float32), input_precision=DOT_PREC)
+        b_k = tl.load(k + p, mask=m, other=0.0)
+        b_kf = b_k.to(tl.float32)
+        b_dkt = tl.dot(b_Xt, _operand(tl.load(dw + p, mask=m, other=0.0), k, INPUT_OPERANDS),
+                       input_precision=DOT_PREC)
         b_dk = (tl.load(dk_part + p, mask=m, other=0.0).to(tl.float32) + b_dkt * b_bg[:, None]
-                + tl.dot(b_S, b_kf, input_precision=DOT_PREC))
+                + tl.dot(b_S, _operand(b_k, k, INPUT_OPERANDS), input_precision=DOT_PREC))
         b_s = tl.sum(b_dkt * b_kf, axis=1)
         b_dbeta += tl.exp(b_g) * b_s
         b_dG += b_bg * b_s
@@ -122,7 +140,8 @@ def _gdn_bwd_wy_scratch_kernel(
         m = m_t[:, None] & (o_v < V)[None, :]
         p = base_v + o_t[:, None] * (H * V) + o_v[None, :]
         b_v = tl.load(v + p, mask=m, other=0.0).to(tl.float32)
-        b_dvt = tl.dot(b_Xt, tl.load(dv + p, mask=m, other=0.0).to(tl.float32), input_precision=DOT_PREC)
+        b_dvt = tl.dot(b_Xt, _operand(tl.load(dv + p, mask=m, other=0.0), k, INPUT_OPERANDS),
+                       input_precision=DOT_PREC)
         tl.store(dvout + p, (b_dvt * b_beta[:, None]).to(dvout.dtype.element_ty), mask=m)
         b_dbeta += tl.sum(b_dvt * b_v, axis=1)
     b_dG = tl.where(m_t, b_dG, 0.0)
@@ -131,9 +150,11 @@ def _gdn_bwd_wy_scratch_kernel(
     tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
 
 
-def wy_scratch(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, N, prec, spare=None):
+def wy_scratch(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, N, prec, spare=None,
+               input_operands=False):
     """The launch of the scratch wy kernel (outputs dk, dv, dbeta, dg are the caller's). `spare`: a buffer dead by
-    the time it runs (the dS' buffer) whose memory holds the scratch tiles when it is large enough."""
+    the time it runs (the dS' buffer) whose memory holds the scratch tiles when it is large enough;
+    `input_operands`: the products' operands in the input dtype (else float32)."""
     TT, H, K = kt.shape
     V = vt.shape[-1]
     NT = N * NTs
@@ -146,6 +167,6 @@ def wy_scratch(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg
     def launch():
         _gdn_bwd_wy_scratch_kernel[(NT, H)](
             kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, scratch, dk, dv, dbeta, dg, T, NTs, N, TT * H, H, K, V,
-            BT=64, NK=dg_part.shape[0], DOT_PREC=prec,
+            BT=64, NK=dg_part.shape[0], DOT_PREC=prec, INPUT_OPERANDS=input_operands,
         )
     return launch
