@@ -517,17 +517,17 @@ def main():
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
-    # (the default backward is `split` at K = V = 128 since session 4: the second row times the other layout)
-    gdn = {"ours (Triton fwd + default Triton bwd)": lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-           "ours (Triton fwd + fused Triton bwd)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-                                                    {"HYBRIDSERVE_GDN_BWD": "fused"}),
-           # the split layout's WY kernel with B^T through scratch (opt-in until this row beats the first)
-           "ours (wy by scratch)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0], {"HYBRIDSERVE_GDN_WY": "scratch"}),
-           "ours (wy by scratch, input-dtype operands)": (lambda *x: kernels.chunk_gated_delta_rule(*x)[0],
-                                                          {"HYBRIDSERVE_GDN_WY": "scratch-input"})}
+    # (the default backward is `split` at K = V = 128 since session 4, its WY kernel `scratch-input` since session 16:
+    # the other rows time the alternatives)
+    ours_gdn = lambda *x: kernels.chunk_gated_delta_rule(*x)[0]  # noqa: E731
+    gdn = {"ours (Triton fwd + default Triton bwd)": ours_gdn,
+           "ours (Triton fwd + fused Triton bwd)": (ours_gdn, {"HYBRIDSERVE_GDN_BWD": "fused"}),
+           "ours (wy by products)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "products"}),
+           "ours (wy by scratch, TF32 operands)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "scratch"})}
+    # (the backward's intra dQ, dK by levels is the default at K = V = 128 since session 16)
     gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
-           # the backward's intra dQ, dK by levels (opt-in until this row beats the one above)
-           "ours (bwd intra by levels)": (lambda *x: kernels.chunk_gla(*x)[0], {"HYBRIDSERVE_GLA_BWD_INTRA": "levels"})}
+           "ours (bwd intra by columns)": (lambda *x: kernels.chunk_gla(*x)[0],
+                                           {"HYBRIDSERVE_GLA_BWD_INTRA": "columns"})}
     if fla is not None:
         gdn["fla (bwd guard bypassed)"] = lambda *x: fla["chunk_gdn"](*x)[0]
         gla["fla chunk_gla"] = lambda *x: fla["chunk_gla"](*x)[0]

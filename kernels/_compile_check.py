@@ -243,8 +243,9 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         # GDN backward
         sig = dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", scale="fp32", T="i32",
                    NTs="i32", N="i32")
-        yield (f"gdn bwd dv_local {dt} {tag}", gb._gdn_bwd_dv_local_kernel, sig,
-               dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec), 4, 2)
+        for bv, w, s in gb.DV_LOCAL_CONFIGS[:1] if quick else gb.DV_LOCAL_CONFIGS:
+            yield (f"gdn bwd dv_local {dt} BV={bv} warps={w} {tag}", gb._gdn_bwd_dv_local_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=min(bv, max(16, next_pow2(V))), DOT_PREC=prec), w, s)
         sig = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv="*fp32", dhbuf="*fp32",
                    dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32")
         for stages in (1,) if quick else (1, 2, 3):
@@ -268,10 +269,12 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         # HYBRIDSERVE_GDN_BWD_INTERMEDIATES=input, in the input dtype (dv_local and dh write dV' then too)
         for inter in sorted({"fp32", dt}):
             if inter != "fp32":
-                yield (f"gdn bwd dv_local {dt} dv={inter} {tag}", gb._gdn_bwd_dv_local_kernel,
-                       dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv=f"*{inter}", scale="fp32",
-                            T="i32", NTs="i32", N="i32"), dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, DOT_PREC=prec),
-                       4, 2)
+                for bv, w, s in gb.DV_LOCAL_CONFIGS[:1] if quick else gb.DV_LOCAL_CONFIGS:
+                    yield (f"gdn bwd dv_local {dt} dv={inter} BV={bv} warps={w} {tag}", gb._gdn_bwd_dv_local_kernel,
+                           dict(q=f"*{dt}", k=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv=f"*{inter}", scale="fp32",
+                                T="i32", NTs="i32", N="i32"),
+                           dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=min(bv, max(16, next_pow2(V))), DOT_PREC=prec),
+                           w, s)
                 yield (f"gdn bwd dh {dt} dv={inter} stages=2 {tag}", gb._gdn_bwd_dh_kernel,
                        dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", do=f"*{dt}", gcum="*fp32", dv=f"*{inter}",
                             dhbuf=f"*{dt}", dht="*fp32", dh0="*fp32", scale="fp32", T="i32", NTs="i32"),

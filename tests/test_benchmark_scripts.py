@@ -317,12 +317,12 @@ Context 1, Stream 7, Device 0, CC 9.0
 
 
 def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
-    """kernels_bwd.py's GLA forward + backward rows: ours with the backward's intra dQ, dK by columns (default) and
-    by levels (HYBRIDSERVE_GLA_BWD_INTRA set only around that row), no PyTorch reference with --no-ref."""
+    """kernels_bwd.py's GLA forward + backward rows: ours at the defaults and with the backward's intra dQ, dK by
+    columns (HYBRIDSERVE_GLA_BWD_INTRA set only around that row), no PyTorch reference with --no-ref."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--sections", "gla",
                         "--no-ref", "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [x for x in json.loads((tmp_path / "kernels_bwd.json").read_text())["rows"] if x["kind"] == "gla_fwdbwd"]
     impls = {x["impl"] for x in rows} - {"fla chunk_gla"}
-    assert impls == {"ours (Triton fwd + Triton bwd)", "ours (bwd intra by levels)"}, rows
+    assert impls == {"ours (Triton fwd + Triton bwd)", "ours (bwd intra by columns)"}, rows
     assert all("fwdbwd_ms" in x for x in rows)

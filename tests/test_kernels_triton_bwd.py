@@ -440,8 +440,9 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     # TF32 lower blocks and 16-bit backward intermediates: on where the H200 checked and timed them (K = V = 128)
     assert (lower_blocks_precision(128, 128), lower_blocks_precision(64, 64)) == ("input", "ieee")
     assert (gdn_bwd.grad_intermediates(128, 128), gdn_bwd.grad_intermediates(64, 64)) == ("input", "float32")
-    # GLA: A by levels where timed; the backward's dQ, dK by levels only when asked (not yet timed against columns)
+    # GLA: A and the backward's dQ, dK by levels where timed
     assert (gla_chunk.intra_method(128, 128), gla_chunk.intra_method(64, 64)) == ("levels", "columns")
+    assert (gla_chunk.bwd_intra_method(128, 128), gla_chunk.bwd_intra_method(64, 64)) == ("levels", "columns")
     assert gla_chunk.bwd_intra_method() == "columns"
     monkeypatch.setenv("HYBRIDSERVE_GLA_INTRA", "columns")
     monkeypatch.setenv("HYBRIDSERVE_GLA_BWD_INTRA", "levels")

@@ -75,10 +75,10 @@ def test_scratch_tiles_reuse_the_dead_dS_buffer(dtype, spare, monkeypatch, tf32_
 
 
 def test_wy_switch(monkeypatch):
-    """HYBRIDSERVE_GDN_WY: unset "products" (until the GPU times both), either name taken, anything else one clear
-    error; the backward runs the kernel it names."""
+    """HYBRIDSERVE_GDN_WY: unset "scratch-input" where the GPU timed it (K = V = 128), "products" elsewhere; each
+    name taken, anything else one clear error; the backward runs the kernel it names."""
     monkeypatch.delenv("HYBRIDSERVE_GDN_WY", raising=False)
-    assert gw.wy_variant(128, 128) == "products" and gw.wy_variant(64, 64) == "products"
+    assert gw.wy_variant(128, 128) == "scratch-input" and gw.wy_variant(64, 64) == "products"
     for name in gw.WY_VARIANTS:
         monkeypatch.setenv("HYBRIDSERVE_GDN_WY", name)
         assert gw.wy_variant(128, 128) == name

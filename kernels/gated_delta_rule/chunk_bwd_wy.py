@@ -30,10 +30,13 @@ WY_VARIANTS = ("products", "scratch", "scratch-input")
 
 
 def wy_variant(K: int, V: int) -> str:
-    """HYBRIDSERVE_GDN_WY (read at every call): "products" (chunk_bwd_split.py's wy kernel, dA^T from its own
-    products), "scratch" (this file's, B^T through a scratch tile, float32 operands: TF32 for 16-bit inputs) or
-    "scratch-input" (the same with every operand in the input dtype). Unset: "products" until the GPU times them."""
-    return env_choice("HYBRIDSERVE_GDN_WY", WY_VARIANTS, "products", "products", K, V)
+    """The split backward's WY kernel: "products" (chunk_bwd_split.py's, dA^T from its own products), "scratch"
+    (this file's, B^T through a scratch tile, float32 operands: TF32 for 16-bit inputs) or "scratch-input" (the same
+    with every operand in the input dtype). "scratch-input" at the head dims where the GPU checked and timed it
+    (_triton_utils.TUNED_HEAD_DIMS; H200, sixteenth session: the GDN chunk checks 17 / 17 with each, the kernel at
+    8 x 32K 8.56 ms products, 7.44 scratch, 6.54 scratch-input), "products" elsewhere. HYBRIDSERVE_GDN_WY (read at
+    every call) overrides."""
+    return env_choice("HYBRIDSERVE_GDN_WY", WY_VARIANTS, "scratch-input", "products", K, V)
 
 
 # (BK = BV, num_warps, maxnreg), 1 stage. sm_90a (ptxas of triton 3.7.1) at K = V = 128, bf16: uncapped, 4 warps

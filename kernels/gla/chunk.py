@@ -260,12 +260,13 @@ def intra_method(K: int, V: int) -> str:
     return env_choice("HYBRIDSERVE_GLA_INTRA", INTRA_METHODS, "levels", "columns", K, V)
 
 
-def bwd_intra_method() -> str:
-    """How the backward's intra-chunk dQ and dK are made: "columns" (default: chunk_bwd.py's `_gla_bwd_intra_kernel`)
-    or "levels" (its `_gla_bwd_intra_levels_kernel`; checked on the H200 through the public op's gradients, 14.0 ms at
-    8 x 32K by Nsight Compute, but not yet timed against the column kernel). HYBRIDSERVE_GLA_BWD_INTRA (read at every
+def bwd_intra_method(K: int | None = None, V: int | None = None) -> str:
+    """How the backward's intra-chunk dQ and dK are made: "levels" (chunk_bwd.py's `_gla_bwd_intra_levels_kernel`)
+    at the head dims where the GPU checked and timed it (_triton_utils.TUNED_HEAD_DIMS; H200, fifteenth session: the
+    GLA checks through the public op's gradients; sixteenth: forward + backward at 8 x 32K 51.5 ms against 123 with
+    the column kernel), "columns" elsewhere (its `_gla_bwd_intra_kernel`). HYBRIDSERVE_GLA_BWD_INTRA (read at every
     call) overrides."""
-    return env_choice("HYBRIDSERVE_GLA_BWD_INTRA", INTRA_METHODS, "columns", "columns")
+    return env_choice("HYBRIDSERVE_GLA_BWD_INTRA", INTRA_METHODS, "levels", "columns", K, V)
 
 
 def launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V):

@@ -246,9 +246,9 @@ def _gla_bwd_intra_levels_kernel(
 
 
 def launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, NT, varlen, prec):
-    """The intra-chunk parts of dQ and dK for NT chunks, as chunk.py's bwd_intra_method() says."""
+    """The intra-chunk parts of dQ and dK for NT chunks, as chunk.py's bwd_intra_method(K, V) says."""
     H, K, V = qt.shape[1], qt.shape[2], vt.shape[2]
-    if bwd_intra_method() == "levels":
+    if bwd_intra_method(K, V) == "levels":
         _gla_bwd_intra_levels_kernel[(NT, H)](
             qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, H, K, V,
             BT=CHUNK, BV=min(64, max(16, next_pow2(V))), LEVELS=CHUNK.bit_length() - 1, IS_VARLEN=varlen,
