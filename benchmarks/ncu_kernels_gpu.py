@@ -14,8 +14,8 @@ launch of each kernel of that path:
 
 --what fwd: chunk_gdn_fwd (prep, state, out); bwd: chunk_gdn_bwd (its forward recompute, W and U from the X and G
 the training op's forward keeps, and the four backward kernels); gla_fwd: chunk_gla_fwd; gla_bwd: chunk_gla_bwd
-(its recompute and its four kernels); decode: one decode step of the serving op on a state pool (--batch, --state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the
-environment sets (HYBRIDSERVE_* variables apply as everywhere). `--impl fla` profiles fla-core's op on the same
+(its recompute and its four kernels); decode: one decode step of the serving op on a state pool (--batch,
+--state-dtype). H = 16, K = V = 128, bf16 inputs, the defaults the environment sets (HYBRIDSERVE_* variables apply as everywhere). `--impl fla` profiles fla-core's op on the same
 inputs instead, kernel for kernel beside ours: its forward for fwd / gla_fwd, its forward and backward through
 autograd for bwd / gla_bwd (its triton guard on the backward lifted: times only, fla #640).
 `--cpu-smoke`: the same plumbing on CPU through the Triton interpreter at toy sizes, without a profiler range.

@@ -153,7 +153,8 @@ def test_forward_keeps_its_inverse_and_the_backward_reloads_it(case, monkeypatch
 def test_training_takes_the_op_that_keeps_the_inverse(monkeypatch, tf32_products):
     """chunk_gated_delta_rule with a gradient wanted runs hybridserve::gdn_chunk_train and its backward hands X, G
     to chunk_gdn_bwd (gradients against the float64 recurrence); without one it runs gdn_chunk (the one-launch short
-    kernel included) and keeps nothing; fake tensors get the shapes the Triton route gives."""
+    kernel included) and keeps nothing, nor with HYBRIDSERVE_GDN_KEEP_INVERSE=0; fake tensors get the shapes the
+    Triton route gives."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from hybridserve.kernels import chunk_gated_delta_rule
@@ -171,7 +172,11 @@ def test_training_takes_the_op_that_keeps_the_inverse(monkeypatch, tf32_products
     check_gdn([x.grad for x in leaves], dev, ref, torch.float32, "through the training op")
     with torch.no_grad():
         o2, _ = chunk_gated_delta_rule(q, k, v, g, beta, 0.6, h0, True)
-    assert torch.allclose(o2, o.detach(), atol=1e-5)
+    assert torch.allclose(o2, o.detach(), atol=1e-5) and len(seen) == 1
+    monkeypatch.setenv("HYBRIDSERVE_GDN_KEEP_INVERSE", "0")  # memory over speed: the backward recomputes
+    o3, _ = chunk_gated_delta_rule(*leaves[:5], 0.6, leaves[5], True)
+    o3.sum().backward()
+    assert len(seen) == 2 and seen[1].get("inverse") is None
     with FakeTensorMode():
         qf, vf, gf = torch.empty(2, 70, H_, 32), torch.empty(2, 70, H_, 32), torch.empty(2, 70, H_)
         outs = torch.ops.hybridserve.gdn_chunk_train(qf, qf, vf, gf, gf, 0.5, None)

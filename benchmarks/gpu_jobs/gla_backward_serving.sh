@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# The job the fifteenth session left for the next one (through benchmarks/gpu_start.sh with the vLLM carry; put the
-# fla wheels into part 2's whl/ too; ~20 min, in priority order; every step writes under /tmp/hsb). Its
-# kernel half first (issue #7 is open), then the serving steps of the resolved #4 queued since the thirteenth session
-# (the fourteenth's queue, tiles_serving.sh, ran its kernel half as lower_decode_bwd16.sh).
-#  1. GLA forward + backward against fla, the backward's intra dQ, dK by columns (default) and by levels
-#     (HYBRIDSERVE_GLA_BWD_INTRA=levels: 14.0 ms at 8 x 32K by Nsight Compute, the column kernel never timed);
-#  2. Nsight Compute on our GLA backward with the column kernel, and on fla's at 4 x 8K (at 8 x 32K its 18 passes
-#     over ~15 kernels ran past 100 s): kernel for kernel, as the fifteenth session did for GDN;
-#  3. the serving layer at the defaults; 4. the align-mode cost; 5. the Qwen short rows (as tiles_serving.sh had them).
+# The job the sixteenth session leaves for the next one (through benchmarks/gpu_start.sh with the vLLM carry; put the
+# fla wheels into part 2's whl/ too; ~20 min, in priority order; every step writes under /tmp/hsb). Its kernel half
+# first (issue #7 is open), then the serving steps of the resolved #4 queued since the thirteenth session.
+#  1. GDN forward + backward against fla at 8 x 32K at the sixteenth session's defaults (scratch-input WY, inverse
+#     kept: 30.4 ms; its last job's fla row ran past its limit, so the ratio stands on job 2's 30.7 vs 28.4);
+#  2. GLA forward + backward against fla at 1 x 4K and 4 x 8K (fla's row at 8 x 32K runs past 200 s), the
+#     backward's intra dQ, dK by levels (default since the sixteenth session) and by columns;
+#  3. Nsight Compute on our GLA backward at 8 x 32K, and on fla's and ours at 4 x 8K: kernel for kernel, as the
+#     fifteenth session did for GDN;
+#  4. the serving layer at the defaults; 5. the align-mode cost; 6. the Qwen short rows.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
 R=/tmp/hsb; mkdir -p $R/kern
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
 python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
 step() { echo "== $1 $(date +%T)"; }
-step "GLA forward + backward vs fla, each backward intra"
-timeout 240 python3 benchmarks/kernels_bwd.py --sections gla --no-ref --budget-s 200 --out $R/kern/gla-fwdbwd \
-  > $R/kern/gla-fwdbwd.log 2>&1; echo "rc=$?"
+step "GDN forward + backward vs fla, 8x32K, defaults"
+timeout 240 python3 benchmarks/kernels_bwd.py --sections fwdbwd --no-ref --shapes 8x32768 --budget-s 200 \
+  --out $R/kern/gdn-fwdbwd > $R/kern/gdn-fwdbwd.log 2>&1; echo "rc=$?"
+step "GLA forward + backward vs fla, each backward intra, 1x4K and 4x8K"
+timeout 240 python3 benchmarks/kernels_bwd.py --sections gla --no-ref --shapes 1x4096,4x8192 --budget-s 200 \
+  --out $R/kern/gla-fwdbwd > $R/kern/gla-fwdbwd.log 2>&1; echo "rc=$?"
 NCU="ncu --clock-control none --profile-from-start off --section SpeedOfLight --section Occupancy \
   --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis"
-step "ncu: our GLA backward, intra by columns, 8x32K"
+step "ncu: our GLA backward, 8x32K"
 timeout 120 $NCU python3 benchmarks/ncu_kernels_gpu.py --what gla_bwd --shape 8x32768 \
-  > $R/kern/ncu-gla_bwd-ours-columns.txt 2>&1; echo "rc=$?"
+  > $R/kern/ncu-gla_bwd-ours.txt 2>&1; echo "rc=$?"
 for impl in fla ours; do
   step "ncu: GLA backward, $impl, 4x8K"
   timeout 240 $NCU python3 benchmarks/ncu_kernels_gpu.py --what gla_bwd --impl $impl --shape 4x8192 \
