@@ -2,7 +2,9 @@
 chunk_bwd_wy.py) against autograd through the float64 recurrence, through Triton's interpreter (or on a GPU when
 there is one), with test_kernels_triton_bwd.py's cases, tolerances and TF32 rounding of the products: every case,
 every block size its autotune configs use, its scratch tiles in the dead dS' buffer when that is large enough (and
-a buffer of their own when not), and the switch's parse.
+a buffer of their own when not), and the switch's parse. Also the WY matrix X = (I + A)^-1 that the training op
+(hybridserve::gdn_chunk_train) keeps from the forward: against a float64 inverse, reloaded by the backward instead
+of the prep, taken by the public function only when a gradient is wanted (HYBRIDSERVE_GDN_KEEP_INVERSE=0: never).
 """
 
 from __future__ import annotations
