@@ -508,12 +508,16 @@ def main():
     inv_cases = [(1, 4096, torch.bfloat16, "random"), (1, 4096, torch.bfloat16, "correlated"),
                  (1, 4096, torch.float32, "correlated"), (4, 8192, torch.bfloat16, "random")]
     check_cases = [(1, 4096), (2, 1000)]
-    if args.shapes:
-        grid = gla_grid = [tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",")]
     if kb.SMOKE:
         grid = gla_grid = [(1, 70)]
         inv_cases = [(1, 70, torch.bfloat16, "correlated"), (1, 70, torch.float32, "random")]
         check_cases = [(2, 70)]
+    if args.shapes:
+        try:
+            grid = gla_grid = [tuple(int(n) for n in item.lower().split("x")) for item in args.shapes.split(",")]
+            assert all(len(s) == 2 and min(s) > 0 for s in grid)
+        except (ValueError, AssertionError):
+            raise SystemExit(f"--shapes {args.shapes!r}: expected B x T items such as 8x32768,1x4096")
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
