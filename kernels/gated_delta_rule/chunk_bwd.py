@@ -37,7 +37,7 @@ import triton.language as tl
 from .._triton_common import locate_chunk
 from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
-from .chunk_bwd_split import dqkw_split, wy_split
+from .chunk_bwd_split import dqkw_split, store_dg_dbeta, wy_chunk, wy_split
 from .chunk_bwd_wy import wy_scratch, wy_variant
 from .chunk_prep import launch_wu
 
@@ -230,18 +230,11 @@ def _gdn_bwd_wy_kernel(
     DOT_PREC: tl.constexpr,
 ):
     """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < eos - t0
+    i_c, i_h, t0, o_t, m_t, b_g, b_beta, b_bg = wy_chunk(k, gcum, beta, T, NTs, N, H, BT)
     r = o_t[:, None]
     c = o_t[None, :]
     base_k = (t0 * H + i_h) * K
     base_v = (t0 * H + i_h) * V
-    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
-    b_beta = tl.load(beta + (t0 + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
-    b_bg = b_beta * tl.exp(b_g)
     b_X = tl.load(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
     # pass 1: dX and K K^T
     b_dX = tl.zeros([BT, BT], dtype=tl.float32)
@@ -296,10 +289,7 @@ def _gdn_bwd_wy_kernel(
         b_dvt = tl.dot(b_Xt, b_du, input_precision="ieee")
         tl.store(dvout + p, (b_dvt * b_beta[:, None]).to(dvout.dtype.element_ty), mask=m)
         b_dbeta += tl.sum(b_dvt * b_v, axis=1)
-    b_dG = tl.where(m_t, b_dG, 0.0)
-    b_dg = tl.sum(b_dG, axis=0) - tl.cumsum(b_dG, axis=0) + b_dG  # reverse cumulative sum
-    tl.store(dg + (t0 + o_t) * H + i_h, b_dg, mask=m_t)
-    tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
+    store_dg_dbeta(dg, dbeta, b_dG, b_dbeta, t0, o_t, m_t, i_h, H)
 
 
 def supported(q, v) -> bool:

@@ -29,6 +29,39 @@ from .._triton_common import locate_chunk
 from .._triton_utils import tuned_configs
 
 
+# What the three WY kernels (chunk_bwd.py's fused one, this file's, chunk_bwd_wy.py's) share: the chunk and its rows'
+# gates, the dqkw kernel's dG partial sums, and the last step (dG's reverse cumulative sum, the stores).
+@triton.jit
+def wy_chunk(k, gcum, beta, T, NTs, N, H: tl.constexpr, BT: tl.constexpr):
+    """The program's chunk (grid: chunk, head): its head, first token, rows and their mask, and per row G, beta and
+    beta e^G in float32."""
+    i_c = tl.program_id(0)
+    i_h = tl.program_id(1)
+    i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
+    o_t = tl.arange(0, BT)
+    m_t = o_t < eos - t0
+    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_beta = tl.load(beta + (t0 + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
+    return i_c, i_h, t0, o_t, m_t, b_g, b_beta, b_beta * tl.exp(b_g)
+
+
+@triton.jit
+def add_dg_partials(b_dG, dg_part, TTH, t0, o_t, m_t, i_h, H: tl.constexpr, NK: tl.constexpr):
+    """b_dG plus the dqkw kernel's per-K-block dG partial sums of the chunk's rows, one block after another."""
+    for i in range(0, NK):
+        b_dG += tl.load(dg_part + i * TTH + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    return b_dG
+
+
+@triton.jit
+def store_dg_dbeta(dg, dbeta, b_dG, b_dbeta, t0, o_t, m_t, i_h, H: tl.constexpr):
+    """dg = the reverse cumulative sum of dG within the chunk (float32), and dbeta in its dtype."""
+    b_dG = tl.where(m_t, b_dG, 0.0)
+    b_dg = tl.sum(b_dG, axis=0) - tl.cumsum(b_dG, axis=0) + b_dG
+    tl.store(dg + (t0 + o_t) * H + i_h, b_dg, mask=m_t)
+    tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
+
+
 def split_block_k(K: int) -> int:
     """K block of the split dqkw kernel: 64 (two programs per chunk and head at K = 128), at least 16."""
     return min(64, max(16, triton.next_power_of_2(K)))
@@ -140,18 +173,11 @@ def _gdn_bwd_wy_split_kernel(
     NK: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg; tensor-core products."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < eos - t0
+    i_c, i_h, t0, o_t, m_t, b_g, b_beta, b_bg = wy_chunk(k, gcum, beta, T, NTs, N, H, BT)
     r = o_t[:, None]
     c = o_t[None, :]
     base_k = (t0 * H + i_h) * K
     base_v = (t0 * H + i_h) * V
-    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
-    b_beta = tl.load(beta + (t0 + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
-    b_bg = b_beta * tl.exp(b_g)
     b_X = tl.load(Xbuf + (t0 * H + i_h) * BT + r * (H * BT) + c, mask=m_t[:, None], other=0.0)
     b_Xt = tl.trans(b_X)  # a loaded tile, not an MMA result: transposing it is safe
     # pass 1: dX = dW (D_w K)^T + dV' (D_u V)^T and its transpose, each from the loaded tiles
@@ -185,9 +211,7 @@ def _gdn_bwd_wy_split_kernel(
     b_S = (b_dA * b_decay * b_beta[:, None]
            + b_dAT * tl.exp(tl.where(upper, b_g[None, :] - b_g[:, None], 0.0)) * b_beta[None, :])
     b_dbeta = tl.zeros([BT], dtype=tl.float32)
-    b_dG = tl.zeros([BT], dtype=tl.float32)
-    for i in range(0, NK):  # the dqkw kernel's per-K-block dG partial sums
-        b_dG += tl.load(dg_part + i * TTH + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_dG = add_dg_partials(tl.zeros([BT], dtype=tl.float32), dg_part, TTH, t0, o_t, m_t, i_h, H, NK)
     # pass 2: dk = dk_part + D_w X^T dW + S K, and K K^T for dbeta / dG through A
     b_kk = tl.zeros([BT, BT], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
@@ -217,10 +241,7 @@ def _gdn_bwd_wy_split_kernel(
     b_dbeta += tl.sum(b_E, axis=1)
     b_E = b_E * b_beta[:, None]
     b_dG += tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
-    b_dG = tl.where(m_t, b_dG, 0.0)
-    b_dg = tl.sum(b_dG, axis=0) - tl.cumsum(b_dG, axis=0) + b_dG  # reverse cumulative sum
-    tl.store(dg + (t0 + o_t) * H + i_h, b_dg, mask=m_t)
-    tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
+    store_dg_dbeta(dg, dbeta, b_dG, b_dbeta, t0, o_t, m_t, i_h, H)
 
 
 def dqkw_split(qt, kt, vnew, dot_, gcum, hbuf, dhbuf, dvn, scale, T, NTs, N, prec, inter_dtype=torch.float32):

@@ -26,8 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import locate_chunk
 from .._triton_utils import env_choice, tuned_configs
+from .chunk_bwd_split import add_dg_partials, store_dg_dbeta, wy_chunk
 
 WY_VARIANTS = ("products", "scratch", "scratch-input")
 
@@ -75,18 +75,11 @@ def _gdn_bwd_wy_scratch_kernel(
     """Per chunk: the WY part (through X, A, D_w, D_u) and the final dk, dv, dbeta, dg; B^T through scratch.
     INPUT_OPERANDS: every product's operands in the input dtype (fla's choice: bf16 tensor-core products at twice
     TF32's rate, half the operand registers), else float32 (TF32 for 16-bit inputs); float32 accumulation."""
-    i_c = tl.program_id(0)
-    i_h = tl.program_id(1)
-    i_n, bos, eos, t0, valid = locate_chunk(i_c, k, k, k, T, NTs, N, BT, False)
-    o_t = tl.arange(0, BT)
-    m_t = o_t < eos - t0
+    i_c, i_h, t0, o_t, m_t, b_g, b_beta, b_bg = wy_chunk(k, gcum, beta, T, NTs, N, H, BT)
     r = o_t[:, None]
     c = o_t[None, :]
     base_k = (t0 * H + i_h) * K
     base_v = (t0 * H + i_h) * V
-    b_g = tl.load(gcum + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
-    b_beta = tl.load(beta + (t0 + o_t) * H + i_h, mask=m_t, other=0.0).to(tl.float32)
-    b_bg = b_beta * tl.exp(b_g)
     # pass 1: dX = dW (D_w K)^T + dV' (D_u V)^T, and K K^T (A / (beta_t e^{G_t - G_i}))
     b_dX = tl.zeros([BT, BT], dtype=tl.float32)
     b_kk = tl.zeros([BT, BT], dtype=tl.float32)
@@ -118,8 +111,7 @@ def _gdn_bwd_wy_scratch_kernel(
     b_dbeta = tl.sum(b_E, axis=1)
     b_E = b_E * b_beta[:, None]
     b_dG = tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
-    for i in range(0, NK):  # the dqkw kernel's per-K-block dG partial sums
-        b_dG += tl.load(dg_part + i * TTH + (t0 + o_t) * H + i_h, mask=m_t, other=0.0)
+    b_dG = add_dg_partials(b_dG, dg_part, TTH, t0, o_t, m_t, i_h, H, NK)
     # S = B + B^T with B[t, i] = dA[t, i] beta_t e^{G_t - G_i}: dK's A part is S K. B^T comes back from scratch.
     b_B = b_dA * b_beta[:, None]
     p_s = scratch + (i_c.to(tl.int64) * H + i_h) * (BT * BT)
@@ -150,10 +142,7 @@ def _gdn_bwd_wy_scratch_kernel(
                        input_precision=DOT_PREC)
         tl.store(dvout + p, (b_dvt * b_beta[:, None]).to(dvout.dtype.element_ty), mask=m)
         b_dbeta += tl.sum(b_dvt * b_v, axis=1)
-    b_dG = tl.where(m_t, b_dG, 0.0)
-    b_dg = tl.sum(b_dG, axis=0) - tl.cumsum(b_dG, axis=0) + b_dG  # reverse cumulative sum
-    tl.store(dg + (t0 + o_t) * H + i_h, b_dg, mask=m_t)
-    tl.store(dbeta + (t0 + o_t) * H + i_h, b_dbeta.to(dbeta.dtype.element_ty), mask=m_t)
+    store_dg_dbeta(dg, dbeta, b_dG, b_dbeta, t0, o_t, m_t, i_h, H)
 
 
 def wy_scratch(kt, vt, bt, gcum, X, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, NTs, N, prec, spare=None,
