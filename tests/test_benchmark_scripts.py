@@ -331,3 +331,39 @@ def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--shapes", "8by4"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "--shapes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bwd_configs_plumbing_on_cpu(tmp_path):
+    """bwd_configs_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing): every
+    candidate config of every kernel is pinned, checked against the float32 reference and passes (the dqkw kernel's
+    DK_T layout among them), and reaches the JSON and the tables; a malformed shape is one clear error."""
+    script = str(ROOT / "benchmarks" / "bwd_configs_gpu.py")
+    r = subprocess.run([sys.executable, script, "--cpu-smoke", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    bc = load_benchmark("bwd_configs_gpu")
+    rows = json.loads((tmp_path / "bwd_configs.json").read_text())["rows"]
+    want = {"wy": len(bc.WY_CANDIDATES), "dqkw": len(bc.DQKW_CANDIDATES), "dv_local": len(bc.DV_LOCAL_CANDIDATES),
+            "dh": len(bc.DH_CANDIDATES)}
+    assert {k: sum(x["kernel"] == k for x in rows) for k in want} == want
+    assert all(x["ok"] and x["worst_rel"] <= bc.TOL and isinstance(x["ms"], float) for x in rows), rows
+    assert any("DK_T=1" in x["config"] for x in rows if x["kernel"] == "dqkw")
+    table = (tmp_path / "bwd_configs.md").read_text()
+    assert all(f"## {k}" in table for k in want) and "| BK=32 w4 s3 |" in table
+    r = subprocess.run([sys.executable, script, "--cpu-smoke", "--shape", "8by4"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0 and "--shape" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bwd_configs_a_wrong_config_fails_and_is_not_timed():
+    """A config whose gradients miss the tolerance (or are not finite) is reported FAIL and never timed."""
+    bc = load_benchmark("bwd_configs_gpu")
+    before = len(bc.kb.RESULTS["rows"])
+    timed = []
+    for worst in (bc.TOL * 3, float("nan")):
+        r = dict(kind="config", kernel="wy", config="bad", shape="1x1")
+        bc.one(r, lambda: (worst, {"dk": worst}), lambda: timed.append(1) or 1.0)
+        assert r["ok"] is False and "ms" not in r
+    assert not timed and len(bc.kb.RESULTS["rows"]) == before + 2
+    md = bc.markdown(bc.kb.RESULTS["rows"][before:], {"shape": "1x1", "check": "1x1"})
+    assert md.count("| FAIL |") == 2

@@ -319,7 +319,8 @@ def test_gdn_tf32_lower_blocks(case, prep, monkeypatch, tf32_products):
 
 def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
     """The interpreter registers only an autotuned kernel's first config: run the split dqkw kernel under each of its
-    GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop)."""
+    GPU configs (V blocks of 32 / 64 / 128 over V = 64, Q and K loaded before or after the V loop, dK accumulated
+    transposed or not)."""
     import triton
 
     from hybridserve.kernels.gated_delta_rule import chunk_bwd_split as gs
@@ -327,12 +328,13 @@ def test_gdn_split_dqkw_every_config(monkeypatch, tf32_products):
     dev, ref = gdn_case(1, 130, 64, 64, torch.bfloat16, True, seed=83)
     q, k, v, g, beta, h0, do, dht = dev
     kern = gs._gdn_bwd_dqkw_split_kernel
-    for bv, stages, early in gs.DQKW_CONFIGS:
-        cfg = triton.Config({"BV": bv, "EARLY_QK": early}, num_warps=8, num_stages=stages)
+    assert {c[3] for c in gs.DQKW_CONFIGS} == {False, True}
+    for bv, stages, early, dk_t, _ in gs.DQKW_CONFIGS:
+        cfg = triton.Config({"BV": bv, "EARLY_QK": early, "DK_T": dk_t}, num_warps=8, num_stages=stages)
         monkeypatch.setattr(kern, "configs", [cfg])
         kern.cache.clear()
         grads = gdn_bwd.chunk_gdn_bwd(q, k, v, g, beta, 0.6, h0, do, dht, variant="split")
-        check_gdn(grads, dev, ref, torch.bfloat16, f"split dqkw BV={bv} EARLY_QK={early}")
+        check_gdn(grads, dev, ref, torch.bfloat16, f"split dqkw BV={bv} EARLY_QK={early} DK_T={dk_t}")
     kern.cache.clear()
 
 
@@ -427,10 +429,10 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
                  "HYBRIDSERVE_GLA_BWD_INTRA"):
         monkeypatch.delenv(name, raising=False)
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
-    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (32, 2)]
+    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (64, 1)]
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 128, 128) == 3
     monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", False)  # the switch the GPU checks turned on
-    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 1), (32, 1), (32, 1)]
+    assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 1), (32, 1), (64, 1)]
     monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", True)
     assert [default_state_tile(n, 16, 64, 64) for n in (1, 8)] == [(16, 1), (32, 1)]
     assert [gdn_bwd.default_dh_tile(n, 16, 64, 64) for n in (1, 8)] == [(16, 1), (32, 1)]

@@ -35,7 +35,8 @@ import triton
 import triton.language as tl
 
 from .._triton_common import locate_chunk
-from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import (cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs,
+                             tuned_head_dims)
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, store_dg_dbeta, wy_chunk, wy_split
 from .chunk_bwd_wy import wy_scratch, wy_variant
@@ -43,9 +44,10 @@ from .chunk_prep import launch_wu
 
 
 # (BV, num_warps, num_stages) of the dV'_intra kernel. Each V block's program forms the chunk's [64, 64] Q K^T again:
-# at V = 128 BV 64 (the first config; 1.60 ms at 8 x 32K on the H200, against fla's 1.09 for the same product) does it
-# twice, BV 128 once. sm_90a (bf16, K = V = 128): BV 64 x 4 warps 120 registers, BV 128 x 4 148, x 8 80; no spills.
-DV_LOCAL_CONFIGS = [(64, 4, 2), (128, 4, 2), (128, 8, 2)]
+# at V = 128 BV 64 does it twice, BV 128 once. sm_90a (bf16, K = V = 128): BV 64 x 4 warps 120 registers, BV 128 x 4
+# 148, x 8 80; no spills. H200 at 8 x 32K (seventeenth session, bwd_configs_gpu.py, each checked): BV 128 x 4 warps
+# 1.12 ms at 3 stages, 1.20 at 2; x 8 warps 1.19 at 3; BV 64 1.46-1.60 (fla: 1.09).
+DV_LOCAL_CONFIGS = [(128, 4, 3), (128, 4, 2), (128, 8, 3), (64, 4, 2)]
 
 
 @triton.autotune(configs=tuned_configs("_gdn_bwd_dv_local_kernel", [
@@ -335,14 +337,18 @@ def grad_intermediates(K: int, V: int) -> str:
 # against 0.63); 3 stages at BV 32 cost 1.5x there (156 KB of shared memory, one program per SM). Checked against the
 # reference at real sizes in the fourteenth session (check_kernels_gpu.py with HYBRIDSERVE_STATE_STAGES=2 and 3: 39 /
 # 39 each), where forward + backward whole at 2 stages ran 8 x 32K in 40.1 ms against 40.5 at 1 stage.
+# Seventeenth session (benchmarks/bwd_configs_gpu.py, each tile checked, then timed alone at 8 x 32K): BV 64 x 1 stage
+# 3.25 ms against 4.14 for BV 32 x 2 stages (512 programs at two per SM: two waves; BV 64, 256 programs: one), while
+# BV 64 pipelined took 4.2-4.4 (its shared memory leaves one program per SM) and BV 16 6.9-11.
 DH_STAGES_CHECKED = True
 
 
 def default_dh_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     """(BV, num_stages) of the dh reverse pass, which carries more per program than the forward's state pass (the
-    dh and dV' tiles: 247-255 registers at K = 128)."""
-    BV = state_block_v(N, H, V, 32, 256)
-    measured = (3 if BV <= 16 else 2) if DH_STAGES_CHECKED else 1
+    dh and dV' tiles: 186-255 registers at K = 128): the widest V block (64 at the TUNED_HEAD_DIMS, else 32) that
+    still gives 256 programs, at its measured depth (BV 64: 1 stage, 32: 2, 16: 3)."""
+    BV = state_block_v(N, H, V, 64 if tuned_head_dims(K, V) else 32, 256)
+    measured = {16: 3, 32: 2}.get(BV, 1) if DH_STAGES_CHECKED else 1
     return BV, state_pass_stages(measured, K, V)
 
 

@@ -67,16 +67,22 @@ def split_block_k(K: int) -> int:
     return min(64, max(16, triton.next_power_of_2(K)))
 
 
-# (BV, num_stages, EARLY_QK), 8 warps each. At K = 128 (BK = 64) every 4-warp config spills 1.8-4.3 KB per thread on
-# sm_90a (ptxas of triton 3.7.1), these 0-480 B; capping registers for two programs per SM (maxnreg 128) spills
-# 1.1-1.7 KB. EARLY_QK issues the Q, K loads before the V loop so that their latency overlaps it (at 255 registers x
-# 8 warps one program runs per SM, and nothing else hides it); it costs spills at BV = 64 (20 -> 268 B), none at 32.
-DQKW_CONFIGS = [(64, 2, False), (32, 2, True), (64, 1, False), (128, 2, True)]
+# (BV, num_stages, EARLY_QK, DK_T, maxnreg), 8 warps each. EARLY_QK issues the Q, K loads before the V loop so that
+# their latency overlaps it. DK_T accumulates dK transposed, which drops the dsT product and its [64, 64] tile
+# (sm_90a, ptxas of triton 3.7.1, K = 128, BK = 64: 191 -> 166 registers at BV 64 x 2 stages); capped at 128 registers
+# it spills 8 B at BV 64 x 2-3 stages, so two 8-warp programs share an SM instead of one. On the H200 (seventeenth
+# session, benchmarks/bwd_configs_gpu.py: each config checked, then timed alone at 8 x 32K): DK_T capped 5.37-5.39 ms
+# at BV 64 x 2-3 stages, 6.2-6.7 at 1 stage or BV 32; DK_T uncapped 7.57; the earlier best (no DK_T, BV 64 x 2
+# stages) 8.06, kept as the fallback. Without DK_T a 128 cap spills 180 B.
+DQKW_CONFIGS = [(64, 2, False, True, 128), (64, 3, False, True, 128), (32, 1, False, True, 128),
+                (64, 2, False, False, None)]
 
 
 def _dqkw_configs():
     return tuned_configs("_gdn_bwd_dqkw_split_kernel", [
-        triton.Config({"BV": bv, "EARLY_QK": early}, num_warps=8, num_stages=s) for bv, s, early in DQKW_CONFIGS])
+        triton.Config({"BV": bv, "EARLY_QK": early, "DK_T": dk_t}, num_warps=8, num_stages=s,
+                      **({"maxnreg": r} if r else {}))
+        for bv, s, early, dk_t, r in DQKW_CONFIGS])
 
 
 @triton.autotune(configs=_dqkw_configs(), key=["H", "K", "V", "BK", "DOT_PREC"])
@@ -84,9 +90,13 @@ def _dqkw_configs():
 def _gdn_bwd_dqkw_split_kernel(
     q, k, vnew, do, gcum, hbuf, dhbuf, dv, dq, dk, dw, dg, scale, T, NTs, N, TTH,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    EARLY_QK: tl.constexpr, DOT_PREC: tl.constexpr,
+    EARLY_QK: tl.constexpr, DOT_PREC: tl.constexpr, DK_T: tl.constexpr = False,
 ):
-    """Per (K block, chunk, head): dQ (final), dK's O and S' parts, dW, and this K block's share of dG."""
+    """Per (K block, chunk, head): dQ (final), dK's O and S' parts, dW, and this K block's share of dG.
+    DK_T: dK is accumulated transposed, [BK, BT]. Its intra-chunk part P^T Q is then Q^T P, whose operands are a
+    loaded tile's transpose and P itself, so no P^T is needed (without DK_T it comes from its own product,
+    dO^T-side dsT, because Triton 3.6 miscompiles a transposed MMA result on Hopper): one product of the five per
+    V block and a [64, 64] float32 accumulator fewer; dK is stored through transposed indexing."""
     i_k = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
@@ -104,10 +114,13 @@ def _gdn_bwd_dqkw_split_kernel(
     hbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
     dhbuf += (i_c.to(tl.int64) * H + i_h) * (K * V)
     b_dq = tl.zeros([BT, BK], dtype=tl.float32)
-    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    if DK_T:
+        b_dkT = tl.zeros([BK, BT], dtype=tl.float32)
+    else:
+        b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+        b_dsT = tl.zeros([BT, BT], dtype=tl.float32)  # [i, t], ds's numbers transposed, from their own MMA
     b_dw = tl.zeros([BT, BK], dtype=tl.float32)
     b_ds = tl.zeros([BT, BT], dtype=tl.float32)  # [t, i] = dO_t . V'_i
-    b_dsT = tl.zeros([BT, BT], dtype=tl.float32)  # [i, t], the same numbers transposed, from their own MMA
     b_hdh = tl.zeros([BK], dtype=tl.float32)
     if EARLY_QK:
         b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
@@ -125,10 +138,13 @@ def _gdn_bwd_dqkw_split_kernel(
         b_dv = tl.load(dv + p_v, mask=m_tv, other=0.0).to(b_vn.dtype)
         b_do = tl.load(do + p_v, mask=m_tv, other=0.0)
         b_dq += tl.dot(b_do, tl.trans(b_h.to(b_do.dtype)), input_precision=DOT_PREC)
-        b_dk += tl.dot(b_vn, tl.trans(b_dh.to(b_vn.dtype)), input_precision=DOT_PREC)
+        if DK_T:
+            b_dkT += tl.dot(b_dh.to(b_vn.dtype), tl.trans(b_vn), input_precision=DOT_PREC)
+        else:
+            b_dk += tl.dot(b_vn, tl.trans(b_dh.to(b_vn.dtype)), input_precision=DOT_PREC)
+            b_dsT += tl.dot(b_vn, tl.trans(b_do), input_precision=DOT_PREC)
         b_dw += tl.dot(b_dv, tl.trans(b_h.to(b_vn.dtype)), input_precision=DOT_PREC)
         b_ds += tl.dot(b_do, tl.trans(b_vn), input_precision=DOT_PREC)
-        b_dsT += tl.dot(b_vn, tl.trans(b_do), input_precision=DOT_PREC)
         b_hdh += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), axis=1)
     if not EARLY_QK:
         b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
@@ -137,24 +153,33 @@ def _gdn_bwd_dqkw_split_kernel(
     b_dq = b_dq * (tl.exp(b_g) * scale)[:, None]
     b_dG = tl.sum(b_q.to(tl.float32) * b_dq, axis=1)
     # S' part
-    b_dk = b_dk * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[:, None]
-    b_kdk = tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+    if DK_T:
+        b_dkT = b_dkT * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[None, :]
+        b_kdk = tl.sum(tl.trans(b_k).to(tl.float32) * b_dkT, axis=0)  # a loaded tile's transpose: safe
+    else:
+        b_dk = b_dk * tl.exp(tl.where(m_t, g_last - b_g, 0.0))[:, None]
+        b_kdk = tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
     b_dG -= b_kdk
     dG_last = tl.exp(g_last) * tl.sum(b_hdh, axis=0) + tl.sum(b_kdk, axis=0)
     b_dG += tl.where(o_t == last, dG_last, 0.0)
-    # O intra-chunk part: P[t, i] = scale e^{G_t - G_i} dO_t . V'_i for i <= t, and P^T from dsT
+    # O intra-chunk part: P[t, i] = scale e^{G_t - G_i} dO_t . V'_i for i <= t (P^T from dsT unless DK_T)
     r = o_t[:, None]
     c = o_t[None, :]
     keep = (r >= c) & m_t[:, None]
-    keepT = (r <= c) & m_t[None, :]
     b_P = tl.where(keep, b_ds * tl.exp(tl.where(keep, b_g[:, None] - b_g[None, :], 0.0)), 0.0) * scale
-    b_PT = tl.where(keepT, b_dsT * tl.exp(tl.where(keepT, b_g[None, :] - b_g[:, None], 0.0)), 0.0) * scale
     b_E = b_P * tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)  # Q K^T over this K block
     b_dG += tl.sum(b_E, axis=1) - tl.sum(b_E, axis=0)
     b_dq += tl.dot(b_P.to(b_k.dtype), b_k, input_precision=DOT_PREC)
-    b_dk += tl.dot(b_PT.to(b_q.dtype), b_q, input_precision=DOT_PREC)
     tl.store(dq + p_k, b_dq.to(dq.dtype.element_ty), mask=m_tk)
-    tl.store(dk + p_k, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+    if DK_T:
+        b_dkT += tl.dot(tl.trans(b_q), b_P.to(b_q.dtype), input_precision=DOT_PREC)
+        p_kT = (t0 * H + i_h) * K + o_t[None, :] * (H * K) + o_k[:, None]
+        tl.store(dk + p_kT, b_dkT.to(dk.dtype.element_ty), mask=m_k[:, None] & m_t[None, :])
+    else:
+        keepT = (r <= c) & m_t[None, :]
+        b_PT = tl.where(keepT, b_dsT * tl.exp(tl.where(keepT, b_g[None, :] - b_g[:, None], 0.0)), 0.0) * scale
+        b_dk += tl.dot(b_PT.to(b_q.dtype), b_q, input_precision=DOT_PREC)
+        tl.store(dk + p_k, b_dk.to(dk.dtype.element_ty), mask=m_tk)
     tl.store(dw + p_k, (-b_dw).to(dw.dtype.element_ty), mask=m_tk)
     tl.store(dg + i_k.to(tl.int64) * TTH + (t0 + o_t) * H + i_h, b_dG, mask=m_t)
 

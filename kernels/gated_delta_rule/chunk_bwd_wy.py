@@ -42,17 +42,21 @@ def wy_variant(K: int, V: int) -> str:
     return env_choice("HYBRIDSERVE_GDN_WY", WY_VARIANTS, "scratch-input", "products", K, V)
 
 
-# (BK = BV, num_warps, maxnreg), 1 stage. sm_90a (ptxas of triton 3.7.1) at K = V = 128, bf16: uncapped, 4 warps
-# take 185 registers at BK 32 (two programs per SM) and 235 at 64, 8 warps 250-255 (one); a cap of 168 fits three
-# 4-warp programs per SM for 52 B spilled per thread at BK 32 (184 at 64), and 8 warps at 168 spill 12-36 B. The
-# products kernel it replaces: 255 registers at 8 warps, one program per SM.
-WY_SCRATCH_CONFIGS = [(32, 4, None), (32, 4, 168), (32, 8, 168), (64, 8, 168), (64, 8, None)]
+# (BK = BV, num_warps, num_stages, maxnreg). sm_90a (ptxas of triton 3.7.1) at K = V = 128, bf16: uncapped, 4 warps
+# take 201 registers at BK 32 and 1 stage, 216-224 at 2-3 stages (28-42 cp.async: the next K / V tiles fetched while
+# this one multiplies; no spills), 219 at 4: two programs per SM; a cap of 168 fits three for 28-44 B spilled. The
+# products kernel it replaces: 255 registers at 8 warps, one program per SM. BK 64 x 4 warps x 3 stages: 253, no
+# spills. On the H200 (seventeenth session, benchmarks/bwd_configs_gpu.py: each config checked, then timed alone at
+# 8 x 32K) the pipelining is what pays: BK 32 x 4 warps 6.92 ms at 1 stage, 6.65 at 2, 5.52 at 3, 5.30 at 4; capped
+# at 168, 6.54 (1 stage), 6.40 (2), 5.24 (3); BK 64 x 4 warps x 3 stages 4.29 (fla's WY kernel: 3.95 + its adds);
+# BK 16 7.6-8.2.
+WY_SCRATCH_CONFIGS = [(64, 4, 3, None), (32, 4, 3, 168), (32, 4, 4, None)]
 
 
 def _wy_scratch_configs():
     return tuned_configs("_gdn_bwd_wy_scratch_kernel", [
-        triton.Config({"BK": bk, "BV": bk}, num_warps=w, num_stages=1, **({"maxnreg": r} if r else {}))
-        for bk, w, r in WY_SCRATCH_CONFIGS])
+        triton.Config({"BK": bk, "BV": bk}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {}))
+        for bk, w, s, r in WY_SCRATCH_CONFIGS])
 
 
 @triton.jit

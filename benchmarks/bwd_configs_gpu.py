@@ -1,0 +1,217 @@
+"""The GDN split backward's tunable kernels, one config at a time: each checked, then timed alone.
+
+An autotuner keeps the fastest of its configs and says nothing about the others, and the checks only ever run the
+winner. Here every candidate config of a kernel is pinned in turn (the autotuner given that one config) and
+  * checked: the whole backward at a small size with partial chunks, an initial state and a final-state gradient,
+    every gradient against the float32 PyTorch reference (relative RMSE, the GPU checks' 2e-2), so that a config
+    miscompiled by this Triton / ptxas is named before it can win an autotune;
+  * timed: that kernel alone at a large size (L2 flushed; the backward with the forward's inverse kept, as the
+    training op runs it).
+Candidates: the WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), the dqkw kernel
+(chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and the
+dh reverse pass (V block, depth, warps: launch arguments, not an autotuner). Registers and spills of each config
+compiled for sm_90a: `python -m hybridserve.kernels._compile_check` (no GPU needed).
+
+    python benchmarks/bwd_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh]
+    python benchmarks/bwd_configs_gpu.py --cpu-smoke     # the plumbing, through the interpreter
+
+Writes bwd_configs.json and bwd_configs.md under --out. Exit status 0 whatever a config does (a report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check_kernels_gpu as chk  # noqa: E402
+import kernels as kb  # noqa: E402  (bench, _try, row, RESULTS, CPU smoke)
+
+TOL = 2e-2  # the GPU checks' gradient tolerance against the float32 reference
+NAMES = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
+
+# Candidates (the first job of the seventeenth session swept wider; kernels.md has its table). WY kernel: (BK = BV,
+# num_warps, num_stages, maxnreg); sm_90a (triton 3.7.1's ptxas, bf16 operands, K = V = 128): BK 32 x 4 warps 216-224
+# registers at 2-3 stages, 219 at 4; a 168 cap spills 28 B at 3 stages (three programs per SM instead of two);
+# BK 64 x 4 warps x 3 stages 253, no spills.
+WY_CANDIDATES = [(32, 4, 3, None), (32, 4, 4, None), (32, 4, 3, 168), (32, 4, 2, 168), (32, 4, 3, 200),
+                 (64, 4, 3, None)]
+# dqkw kernel: (BV, num_stages, EARLY_QK, DK_T, maxnreg), 8 warps. sm_90a: DK_T 166 registers at BV 64 x 2-3 stages;
+# capped at 128 (two 8-warp programs per SM) it spills 8 B; without DK_T the cap spills 180 B.
+DQKW_CANDIDATES = [(64, 2, False, True, 128), (64, 3, False, True, 128), (64, 3, False, True, None),
+                   (64, 2, False, False, None)]
+# dV'_intra: (BV, num_warps, num_stages)
+DV_LOCAL_CANDIDATES = [(128, 4, 3), (128, 4, 4), (128, 8, 4)]
+# dh reverse pass: (BV, num_stages, num_warps); the default is chunk_bwd.default_dh_tile's (at 8 x 32K BV 64, 1 stage,
+# 4 warps since the seventeenth session; BV 32 x 2 stages before: 512 programs at two per SM)
+DH_CANDIDATES = [(32, 2, 4), (64, 2, 4), (64, 1, 4), (64, 3, 4)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh")
+
+
+def autotuned(name):
+    """(kernel, [(label, triton.Config)]) of one autotuned phase."""
+    import triton
+
+    from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split, chunk_bwd_wy
+
+    def reg(r):
+        return {"maxnreg": r} if r else {}
+    if name == "wy":
+        return chunk_bwd_wy._gdn_bwd_wy_scratch_kernel, [
+            (f"BK={bk} w{w} s{s}" + (f" maxnreg={r}" if r else ""),
+             triton.Config({"BK": bk, "BV": bk}, num_warps=w, num_stages=s, **reg(r)))
+            for bk, w, s, r in WY_CANDIDATES]
+    if name == "dqkw":
+        return chunk_bwd_split._gdn_bwd_dqkw_split_kernel, [
+            (f"BV={bv} s{s} EARLY_QK={int(e)} DK_T={int(t)}" + (f" maxnreg={r}" if r else ""),
+             triton.Config({"BV": bv, "EARLY_QK": e, "DK_T": t}, num_warps=8, num_stages=s, **reg(r)))
+            for bv, s, e, t, r in DQKW_CANDIDATES]
+    return chunk_bwd._gdn_bwd_dv_local_kernel, [
+        (f"BV={bv} w{w} s{s}", triton.Config({"BV": bv}, num_warps=w, num_stages=s))
+        for bv, w, s in DV_LOCAL_CANDIDATES]
+
+
+def reference(B, T):
+    """Inputs (with h0, dht) and the float32 reference's gradients."""
+    from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
+
+    q, k, v, g, beta = chk.gdn_inputs(B, T, seed=11)
+    gen = torch.Generator(device=kb.DEV).manual_seed(12)
+    do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
+    h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+    dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+    xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
+    _, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
+    return (q, k, v, g, beta, h0, do, dht), pullback((do.float(), dht))
+
+
+def check(case, ref, **tiles):
+    """The worst gradient's relative RMSE (NaN if any is not finite) of the whole split backward."""
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
+
+    q, k, v, g, beta, h0, do, dht = case
+    grads = chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, h0, do, dht, variant="split", **tiles)
+    errs = {n: (chk.rel_rmse(a, b) if bool(torch.isfinite(a).all()) else float("nan"))
+            for n, a, b in zip(NAMES, grads, ref)}
+    return max(errs.values(), key=lambda e: float("inf") if e != e else e), errs
+
+
+def time_phase(big, name, **tiles):
+    """ms of phase `name` alone in the backward at the large size (the forward's inverse kept)."""
+    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
+    from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
+
+    q, k, v, g, beta, do = big
+    _, X, G = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
+    phases = []
+    chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", _phases=phases, inverse=X, gcum=G,
+                  **tiles)
+    return kb.bench(dict(phases)[name])
+
+
+def sweep(kernels, case, ref, big, shape):
+    for name in kernels:
+        if name == "dh":
+            for bv, s, w in DH_CANDIDATES:
+                tiles = dict(BV_dh=bv, stages_dh=s, warps_dh=w)
+                r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
+                one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
+            continue
+        kern, configs = autotuned(name)
+        saved = kern.configs
+        try:
+            for label, cfg in configs:
+                kern.configs = [cfg]
+                kern.cache.clear()
+                r = dict(kind="config", kernel=name, config=label, shape=shape)
+                one(r, lambda: check(case, ref), lambda: time_phase(big, name))
+        finally:
+            kern.configs = saved
+            kern.cache.clear()
+
+
+def one(r, checker, timer):
+    res = kb._try(f"check {r['kernel']} {r['config']}", checker)
+    if isinstance(res, str):
+        r.update(error=res)
+    else:
+        worst, errs = res
+        r.update(worst_rel=worst, errors=errs, ok=bool(worst <= TOL))
+        if r["ok"]:  # a wrong config is not worth timing
+            t = kb._try(f"time {r['kernel']} {r['config']}", timer)
+            r.update(ms=t) if isinstance(t, float) else r.update(error=t)
+    kb.row(**r)
+    kb.empty_cache()
+
+
+def markdown(rows, info):
+    out = [f"# GDN split backward: each config checked and timed alone\n",
+           " | ".join(f"{k} {v}" for k, v in info.items()) + "\n",
+           f"Check: the whole backward at {info.get('check')} (partial chunks, h0, dht) against the float32 "
+           f"reference, worst gradient's relative RMSE, tolerance {TOL:g}. Time: that kernel alone at "
+           f"{info.get('shape')}, L2 flushed, median.\n"]
+    for name in KERNELS:
+        rs = [r for r in rows if r.get("kernel") == name]
+        if not rs:
+            continue
+        best = min((r["ms"] for r in rs if isinstance(r.get("ms"), float)), default=None)
+        out += [f"## {name}\n", "| config | worst rel RMSE | check | ms | vs best |", "|---|---|---|---|---|"]
+        for r in rs:
+            ms = r.get("ms")
+            out.append(f"| {r['config']} | {kb.fmt(r.get('worst_rel'))} | "
+                       f"{'PASS' if r.get('ok') else ('FAIL' if 'ok' in r else r.get('error', '–'))} | "
+                       f"{kb.fmt(ms) if isinstance(ms, float) else '–'} | "
+                       f"{f'{ms / best:.2f}x' if isinstance(ms, float) and best else '–'} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.environ.get("OUT"))
+    ap.add_argument("--shape", default="8x32768", help="B x T of the timings")
+    ap.add_argument("--check-shape", default="2x1000", help="B x T of the checks (partial chunks)")
+    ap.add_argument("--kernels", default=",".join(KERNELS), help=f"which, in order: {','.join(KERNELS)}")
+    ap.add_argument("--budget-s", type=float, default=400.0, help="start no measurement after this many seconds")
+    ap.add_argument("--cpu-smoke", action="store_true")
+    args = ap.parse_args()
+    chosen = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in KERNELS]
+    try:
+        shape, cshape = ([int(n) for n in s.lower().split("x")] for s in (args.shape, args.check_shape))
+        assert len(shape) == len(cshape) == 2 and min(shape + cshape) > 0
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--shape {args.shape!r} / --check-shape {args.check_shape!r}: expected B x T, e.g. 8x32768")
+    if bad:
+        raise SystemExit(f"--kernels: unknown {', '.join(bad)}; choose from {', '.join(KERNELS)}")
+    if args.cpu_smoke:
+        kb.setup_cpu_smoke()
+        shape, cshape = [1, 70], [2, 50]
+    import triton
+
+    kb.DEADLINE[0] = time.time() + args.budget_s
+    info = dict(device=torch.cuda.get_device_name() if kb.DEV == "cuda" else "CPU (interpreter; numbers meaningless)",
+                torch=torch.__version__, triton=triton.__version__, H=kb.H, K=kb.K, V=kb.V,
+                shape="x".join(map(str, shape)), check="x".join(map(str, cshape)))
+    case, ref = reference(*cshape)
+    q, k, v, g, beta = chk.gdn_inputs(*shape, seed=3)
+    big = (q, k, v, g, beta, torch.randn_like(v))
+    for name in chosen:  # the report rewritten after each kernel: a cut job keeps what finished
+        sweep([name], case, ref, big, info["shape"])
+        md = markdown(kb.RESULTS["rows"], info)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            Path(args.out, "bwd_configs.json").write_text(json.dumps(dict(info=info, rows=kb.RESULTS["rows"]),
+                                                                     indent=1))
+            Path(args.out, "bwd_configs.md").write_text(md)
+    print("\n" + md)
+
+
+if __name__ == "__main__":
+    main()
