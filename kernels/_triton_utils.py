@@ -139,6 +139,18 @@ def tuned_head_dims(K: int, V: int) -> bool:
     return (K, V) in TUNED_HEAD_DIMS
 
 
+def tuned_dims_prune(n_everywhere: int):
+    """An autotuner's early_config_prune: its first n_everywhere configs at any head dims, the ones after them (added
+    once the GPU had checked and timed them at the TUNED_HEAD_DIMS) only there. Elsewhere a config no GPU has checked
+    must not win an autotune: ptxas has miscompiled pipelined tiles at K = 64 that were right at 128."""
+    def prune(configs, nargs, **kwargs):
+        args = {**nargs, **kwargs}
+        if len(configs) <= n_everywhere or tuned_head_dims(args["K"], args["V"]):
+            return configs
+        return configs[:n_everywhere]
+    return prune
+
+
 def env_choice(name: str, choices, tuned: str, untuned: str, K: int | None = None, V: int | None = None) -> str:
     """A kernel switch read at every call: the environment variable `name` if set (one of `choices`, else one clear
     ValueError), otherwise `tuned` at the TUNED_HEAD_DIMS and `untuned` elsewhere (K, V left out: `untuned`)."""

@@ -333,37 +333,40 @@ def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
     assert r.returncode != 0 and "--shapes" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bwd_configs_plumbing_on_cpu(tmp_path):
-    """bwd_configs_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing): every
-    candidate config of every kernel is pinned, checked against the float32 reference and passes (the dqkw kernel's
-    DK_T layout among them), and reaches the JSON and the tables; a malformed shape is one clear error."""
-    script = str(ROOT / "benchmarks" / "bwd_configs_gpu.py")
+def test_chunk_configs_plumbing_on_cpu(tmp_path):
+    """chunk_configs_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing):
+    every candidate config of every kernel, backward and forward, is pinned, checked against the float32 reference
+    and passes (the dqkw kernel's DK_T layout among them), and reaches the JSON and the tables; a malformed shape is
+    one clear error."""
+    script = str(ROOT / "benchmarks" / "chunk_configs_gpu.py")
     r = subprocess.run([sys.executable, script, "--cpu-smoke", "--out", str(tmp_path)], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    bc = load_benchmark("bwd_configs_gpu")
-    rows = json.loads((tmp_path / "bwd_configs.json").read_text())["rows"]
-    want = {"wy": len(bc.WY_CANDIDATES), "dqkw": len(bc.DQKW_CANDIDATES), "dv_local": len(bc.DV_LOCAL_CANDIDATES),
-            "dh": len(bc.DH_CANDIDATES)}
+    cc = load_benchmark("chunk_configs_gpu")
+    rows = json.loads((tmp_path / "chunk_configs.json").read_text())["rows"]
+    want = {"wy": len(cc.WY_CANDIDATES), "dqkw": len(cc.DQKW_CANDIDATES), "dv_local": len(cc.DV_LOCAL_CANDIDATES),
+            "dh": len(cc.DH_CANDIDATES), "prep": len(cc.PREP_CANDIDATES), "out": len(cc.OUT_CANDIDATES)}
     assert {k: sum(x["kernel"] == k for x in rows) for k in want} == want
-    assert all(x["ok"] and x["worst_rel"] <= bc.TOL and isinstance(x["ms"], float) for x in rows), rows
+    assert all(x["ok"] and x["worst_rel"] <= x["tol"] and isinstance(x["ms"], float) for x in rows), rows
+    assert {x["tol"] for x in rows if x["kernel"] in cc.FORWARD} == {1e-2}
+    assert {tuple(x["errors"]) for x in rows if x["kernel"] == "out"} == {("o", "final state")}
     assert any("DK_T=1" in x["config"] for x in rows if x["kernel"] == "dqkw")
-    table = (tmp_path / "bwd_configs.md").read_text()
+    table = (tmp_path / "chunk_configs.md").read_text()
     assert all(f"## {k}" in table for k in want) and "| BK=32 w4 s3 |" in table
     r = subprocess.run([sys.executable, script, "--cpu-smoke", "--shape", "8by4"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "--shape" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bwd_configs_a_wrong_config_fails_and_is_not_timed():
-    """A config whose gradients miss the tolerance (or are not finite) is reported FAIL and never timed."""
-    bc = load_benchmark("bwd_configs_gpu")
-    before = len(bc.kb.RESULTS["rows"])
+def test_chunk_configs_a_wrong_config_fails_and_is_not_timed():
+    """A config whose outputs miss the tolerance (or are not finite) is reported FAIL and never timed."""
+    cc = load_benchmark("chunk_configs_gpu")
+    before = len(cc.kb.RESULTS["rows"])
     timed = []
-    for worst in (bc.TOL * 3, float("nan")):
-        r = dict(kind="config", kernel="wy", config="bad", shape="1x1")
-        bc.one(r, lambda: (worst, {"dk": worst}), lambda: timed.append(1) or 1.0)
+    for kernel, worst in (("wy", cc.TOL["bwd"] * 3), ("out", float("nan")), ("prep", cc.TOL["fwd"] * 1.5)):
+        r = dict(kind="config", kernel=kernel, config="bad", shape="1x1")
+        cc.one(r, lambda: (worst, {"x": worst}), lambda: timed.append(1) or 1.0)
         assert r["ok"] is False and "ms" not in r
-    assert not timed and len(bc.kb.RESULTS["rows"]) == before + 2
-    md = bc.markdown(bc.kb.RESULTS["rows"][before:], {"shape": "1x1", "check": "1x1"})
-    assert md.count("| FAIL |") == 2
+    assert not timed and len(cc.kb.RESULTS["rows"]) == before + 3
+    md = cc.markdown(cc.kb.RESULTS["rows"][before:], {"shape": "1x1", "check": "1x1"})
+    assert md.count("| FAIL |") == 3

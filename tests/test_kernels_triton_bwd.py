@@ -548,3 +548,25 @@ def test_bwd_custom_op_hands_out_the_kernels_gradients_without_copies(monkeypatc
     got_permuted = torch.ops.hybridserve.gdn_chunk_bwd(permuted, k, v, g, beta, 0.6, h0, do, dht)
     assert got_permuted[0].stride() == permuted.stride() != handed_out[1][0].stride()
     assert torch.equal(got_permuted[0], got[0])
+
+
+def test_configs_added_at_the_tuned_head_dims_are_pruned_elsewhere():
+    """The forward's prep / out and dV'_intra configs added once the GPU checked them at K = V = 128 are offered to
+    the autotuner only there; at other head dims it sees the earlier, validated ones."""
+    import triton
+
+    from hybridserve.kernels._triton_utils import tuned_dims_prune
+    from hybridserve.kernels.gated_delta_rule import chunk as gdn_chunk
+
+    configs = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8)]
+    prune = tuned_dims_prune(3)
+    assert prune(configs, {"K": 128, "V": 128}) == configs
+    assert prune(configs, {"K": 64}, V=64) == configs[:3]  # K, V positional or keyword
+    assert prune(configs[:2], {"K": 64, "V": 64}) == configs[:2]
+    for kern, table, n in ((gdn_chunk._gdn_chunk_prep_kernel, gdn_chunk.PREP_CONFIGS, gdn_chunk.PREP_EVERYWHERE),
+                           (gdn_chunk._gdn_chunk_out_kernel, gdn_chunk.OUT_CONFIGS, gdn_chunk.OUT_EVERYWHERE),
+                           (gdn_bwd._gdn_bwd_dv_local_kernel, gdn_bwd.DV_LOCAL_CONFIGS, gdn_bwd.DV_LOCAL_EVERYWHERE)):
+        assert 0 < n < len(table)
+        full = [object() for _ in table]
+        assert kern.early_config_prune(full, {"K": 128, "V": 128}) == full
+        assert kern.early_config_prune(full, {"K": 64, "V": 64}) == full[:n]

@@ -14,7 +14,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.tx
 python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
 step() { echo "== $1 $(date +%T)"; }
 step "remaining backward candidates checked and timed alone, 8x32K"
-timeout 240 python3 benchmarks/bwd_configs_gpu.py --shape 8x32768 --budget-s 210 --out $R/kern/bwd-configs \
+timeout 240 python3 benchmarks/chunk_configs_gpu.py --shape 8x32768 --budget-s 210 --out $R/kern/bwd-configs \
   > $R/kern/bwd-configs.log 2>&1; echo "rc=$?"
 step "check, GDN chunk, new lists, K = V = 128"
 timeout 200 python3 benchmarks/check_kernels_gpu.py --quick --only gdn_chunk --json $R/kern/check-128.json \

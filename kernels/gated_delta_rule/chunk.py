@@ -31,7 +31,8 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_head_dims
+from .._triton_utils import (cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_dims_prune,
+                             tuned_head_dims)
 from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _wu_block, diagonal_inverse_method, diagonal_inverses,
                          launch_wu, lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
@@ -39,12 +40,20 @@ from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_toke
 CHUNK = 64
 
 
+# (num_warps, num_stages, maxnreg) of the prep kernel: the first four at any head dims, the capped ones (sm_90a, bf16,
+# K = V = 128: 164 -> 128 registers at 4 warps with no spills, four programs per SM instead of three) only at the
+# TUNED_HEAD_DIMS, where benchmarks/chunk_configs_gpu.py checked and timed them (seventeenth session).
+PREP_CONFIGS = [(4, 2, None), (8, 2, None), (4, 3, None), (2, 2, None), (4, 2, 128), (4, 3, 128)]
+PREP_EVERYWHERE = 4
+
+
 def _prep_configs():
-    return tuned_configs("_gdn_chunk_prep_kernel", [triton.Config({}, num_warps=w, num_stages=s)
-                                                    for w, s in [(4, 2), (8, 2), (4, 3), (2, 2)]])
+    return tuned_configs("_gdn_chunk_prep_kernel", [
+        triton.Config({}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {})) for w, s, r in PREP_CONFIGS])
 
 
-@triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"],
+                 prune_configs_by={"early_config_prune": tuned_dims_prune(PREP_EVERYWHERE)})
 @triton.jit
 def _gdn_chunk_prep_kernel(
     k, v, g, beta, gcum, w, u, Xbuf, cu_seqlens, chunk_seq, chunk_off,
@@ -208,17 +217,25 @@ def _gdn_chunk_state_kernel(
     store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
 
+OUT_CONFIGS = [(64, 4, 2, None), (64, 8, 2, None), (128, 8, 2, None), (32, 2, 3, None), (64, 4, 3, None),
+               (64, 4, 2, 128), (64, 4, 3, 128)]
+OUT_EVERYWHERE = 5
+
+
 def _out_configs():
     # No (BV 32, 4 warps, 2 stages): at K = 64 ptxas 12.8 (triton 3.6's bundled one) miscompiles it on sm_90 -- wrong
     # outputs (rel error 1.1) or an illegal memory access while the autotuner times it; ptxas 13.0 compiles it
     # correctly. Found on an H200 by benchmarks/probe_kernels_gpu.py --bisect
     # (docs/benchmarks/kernels-sessions-3-7.md, "K = 64").
+    # The last two (capped at 128 registers: BV 64 x 4 warps 146 -> 128 on sm_90a, no spills, four programs per SM)
+    # only at the TUNED_HEAD_DIMS, where benchmarks/chunk_configs_gpu.py checked and timed them.
     return tuned_configs("_gdn_chunk_out_kernel", [
-        triton.Config({"BV": bv}, num_warps=w, num_stages=s)
-        for bv, w, s in [(64, 4, 2), (64, 8, 2), (128, 8, 2), (32, 2, 3), (64, 4, 3)]])
+        triton.Config({"BV": bv}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {}))
+        for bv, w, s, r in OUT_CONFIGS])
 
 
-@triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"])
+@triton.autotune(configs=_out_configs(), key=["H", "K", "V", "DOT_PREC"],
+                 prune_configs_by={"early_config_prune": tuned_dims_prune(OUT_EVERYWHERE)})
 @triton.jit
 def _gdn_chunk_out_kernel(
     q, k, vnew, gcum, hbuf, o, cu_seqlens, chunk_seq, chunk_off, scale,

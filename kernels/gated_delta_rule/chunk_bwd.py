@@ -36,7 +36,7 @@ import triton.language as tl
 
 from .._triton_common import locate_chunk
 from .._triton_utils import (cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs,
-                             tuned_head_dims)
+                             tuned_dims_prune, tuned_head_dims)
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
 from .chunk_bwd_split import dqkw_split, store_dg_dbeta, wy_chunk, wy_split
 from .chunk_bwd_wy import wy_scratch, wy_variant
@@ -45,14 +45,16 @@ from .chunk_prep import launch_wu
 
 # (BV, num_warps, num_stages) of the dV'_intra kernel. Each V block's program forms the chunk's [64, 64] Q K^T again:
 # at V = 128 BV 64 does it twice, BV 128 once. sm_90a (bf16, K = V = 128): BV 64 x 4 warps 120 registers, BV 128 x 4
-# 148, x 8 80; no spills. H200 at 8 x 32K (seventeenth session, bwd_configs_gpu.py, each checked): BV 128 x 4 warps
+# 148, x 8 80; no spills. H200 at 8 x 32K (seventeenth session, chunk_configs_gpu.py, each checked): BV 128 x 4 warps
 # 1.12 ms at 3 stages, 1.20 at 2; x 8 warps 1.19 at 3; BV 64 1.46-1.60 (fla: 1.09).
-DV_LOCAL_CONFIGS = [(128, 4, 3), (128, 4, 2), (128, 8, 3), (64, 4, 2)]
+# The 3-stage ones only at the TUNED_HEAD_DIMS (checked and timed there), the first three everywhere.
+DV_LOCAL_CONFIGS = [(64, 4, 2), (128, 4, 2), (128, 8, 2), (128, 4, 3), (128, 8, 3)]
+DV_LOCAL_EVERYWHERE = 3
 
 
 @triton.autotune(configs=tuned_configs("_gdn_bwd_dv_local_kernel", [
     triton.Config({"BV": bv}, num_warps=w, num_stages=s) for bv, w, s in DV_LOCAL_CONFIGS]),
-    key=["H", "K", "V", "DOT_PREC"])
+    key=["H", "K", "V", "DOT_PREC"], prune_configs_by={"early_config_prune": tuned_dims_prune(DV_LOCAL_EVERYWHERE)})
 @triton.jit
 def _gdn_bwd_dv_local_kernel(
     q, k, do, gcum, dv, scale, T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
@@ -337,7 +339,7 @@ def grad_intermediates(K: int, V: int) -> str:
 # against 0.63); 3 stages at BV 32 cost 1.5x there (156 KB of shared memory, one program per SM). Checked against the
 # reference at real sizes in the fourteenth session (check_kernels_gpu.py with HYBRIDSERVE_STATE_STAGES=2 and 3: 39 /
 # 39 each), where forward + backward whole at 2 stages ran 8 x 32K in 40.1 ms against 40.5 at 1 stage.
-# Seventeenth session (benchmarks/bwd_configs_gpu.py, each tile checked, then timed alone at 8 x 32K): BV 64 x 1 stage
+# Seventeenth session (benchmarks/chunk_configs_gpu.py, each tile checked, then timed alone at 8 x 32K): BV 64 x 1 stage
 # 3.25 ms against 4.14 for BV 32 x 2 stages (512 programs at two per SM: two waves; BV 64, 256 programs: one), while
 # BV 64 pipelined took 4.2-4.4 (its shared memory leaves one program per SM) and BV 16 6.9-11.
 DH_STAGES_CHECKED = True

@@ -71,7 +71,7 @@ def split_block_k(K: int) -> int:
 # their latency overlaps it. DK_T accumulates dK transposed, which drops the dsT product and its [64, 64] tile
 # (sm_90a, ptxas of triton 3.7.1, K = 128, BK = 64: 191 -> 166 registers at BV 64 x 2 stages); capped at 128 registers
 # it spills 8 B at BV 64 x 2-3 stages, so two 8-warp programs share an SM instead of one. On the H200 (seventeenth
-# session, benchmarks/bwd_configs_gpu.py: each config checked, then timed alone at 8 x 32K): DK_T capped 5.37-5.39 ms
+# session, benchmarks/chunk_configs_gpu.py: each config checked, then timed alone at 8 x 32K): DK_T capped 5.37-5.39 ms
 # at BV 64 x 2-3 stages, 6.2-6.7 at 1 stage or BV 32; DK_T uncapped 7.57; the earlier best (no DK_T, BV 64 x 2
 # stages) 8.06, kept as the fallback. Without DK_T a 128 cap spills 180 B.
 DQKW_CONFIGS = [(64, 2, False, True, 128), (64, 3, False, True, 128), (32, 1, False, True, 128),

@@ -46,7 +46,7 @@ def wy_variant(K: int, V: int) -> str:
 # take 201 registers at BK 32 and 1 stage, 216-224 at 2-3 stages (28-42 cp.async: the next K / V tiles fetched while
 # this one multiplies; no spills), 219 at 4: two programs per SM; a cap of 168 fits three for 28-44 B spilled. The
 # products kernel it replaces: 255 registers at 8 warps, one program per SM. BK 64 x 4 warps x 3 stages: 253, no
-# spills. On the H200 (seventeenth session, benchmarks/bwd_configs_gpu.py: each config checked, then timed alone at
+# spills. On the H200 (seventeenth session, benchmarks/chunk_configs_gpu.py: each config checked, then timed alone at
 # 8 x 32K) the pipelining is what pays: BK 32 x 4 warps 6.92 ms at 1 stage, 6.65 at 2, 5.52 at 3, 5.30 at 4; capped
 # at 168, 6.54 (1 stage), 6.40 (2), 5.24 (3); BK 64 x 4 warps x 3 stages 4.29 (fla's WY kernel: 3.95 + its adds);
 # BK 16 7.6-8.2.

@@ -1,21 +1,23 @@
-"""The GDN split backward's tunable kernels, one config at a time: each checked, then timed alone.
+"""The GDN chunk kernels' tunable configs, one at a time: each checked, then timed alone.
 
 An autotuner keeps the fastest of its configs and says nothing about the others, and the checks only ever run the
 winner. Here every candidate config of a kernel is pinned in turn (the autotuner given that one config) and
-  * checked: the whole backward at a small size with partial chunks, an initial state and a final-state gradient,
-    every gradient against the float32 PyTorch reference (relative RMSE, the GPU checks' 2e-2), so that a config
-    miscompiled by this Triton / ptxas is named before it can win an autotune;
+  * checked at a small size with partial chunks and an initial state against the float32 PyTorch reference
+    (relative RMSE): a backward kernel by the whole split backward's gradients (with a final-state gradient too;
+    tolerance 2e-2, the GPU checks'), a forward kernel by the forward's output and final state (1e-2); so that a
+    config miscompiled by this Triton / ptxas is named before it can win an autotune;
   * timed: that kernel alone at a large size (L2 flushed; the backward with the forward's inverse kept, as the
     training op runs it).
-Candidates: the WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), the dqkw kernel
-(chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and the
-dh reverse pass (V block, depth, warps: launch arguments, not an autotuner). Registers and spills of each config
-compiled for sm_90a: `python -m hybridserve.kernels._compile_check` (no GPU needed).
+Candidates: the backward's WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), dqkw kernel
+(chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and dh
+reverse pass (V block, depth, warps: launch arguments, not an autotuner); the forward's prep (warps, depth, register
+cap) and out kernel (V block, warps, depth, register cap). Registers and spills of each config compiled for sm_90a:
+`python -m hybridserve.kernels._compile_check` (no GPU needed).
 
-    python benchmarks/bwd_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh]
-    python benchmarks/bwd_configs_gpu.py --cpu-smoke     # the plumbing, through the interpreter
+    python benchmarks/chunk_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh,prep,out]
+    python benchmarks/chunk_configs_gpu.py --cpu-smoke     # the plumbing, through the interpreter
 
-Writes bwd_configs.json and bwd_configs.md under --out. Exit status 0 whatever a config does (a report).
+Writes chunk_configs.json and chunk_configs.md under --out. Exit status 0 whatever a config does (a report).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_kernels_gpu as chk  # noqa: E402
 import kernels as kb  # noqa: E402  (bench, _try, row, RESULTS, CPU smoke)
 
-TOL = 2e-2  # the GPU checks' gradient tolerance against the float32 reference
+TOL = {"bwd": 2e-2, "fwd": 1e-2}  # the GPU checks' tolerances against the float32 reference
 NAMES = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
 
 # Candidates (the first job of the seventeenth session swept wider; kernels.md has its table). WY kernel: (BK = BV,
@@ -51,14 +53,21 @@ DV_LOCAL_CANDIDATES = [(128, 4, 3), (128, 4, 4), (128, 8, 4)]
 # dh reverse pass: (BV, num_stages, num_warps); the default is chunk_bwd.default_dh_tile's (at 8 x 32K BV 64, 1 stage,
 # 4 warps since the seventeenth session; BV 32 x 2 stages before: 512 programs at two per SM)
 DH_CANDIDATES = [(32, 2, 4), (64, 2, 4), (64, 1, 4), (64, 3, 4)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh")
+# The forward. prep: (num_warps, num_stages, maxnreg); sm_90a (bf16, K = V = 128, blocked inverse by doubling): 4
+# warps 164 registers at 2-3 stages (three programs per SM), 128 with the cap and no spills (four); 8 warps 128.
+PREP_CANDIDATES = [(4, 2, None), (4, 2, 128), (4, 3, 128), (8, 2, None), (4, 1, 128)]
+# out: (BV, num_warps, num_stages, maxnreg); sm_90a: BV 64 x 4 warps 146 registers (three per SM), capped at 128 no
+# spills (four); BV 128 x 8 warps 180.
+OUT_CANDIDATES = [(64, 4, 2, None), (64, 4, 2, 128), (64, 4, 3, 128), (64, 8, 2, None), (128, 8, 2, None)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out")
+FORWARD = ("prep", "out")
 
 
 def autotuned(name):
     """(kernel, [(label, triton.Config)]) of one autotuned phase."""
     import triton
 
-    from hybridserve.kernels.gated_delta_rule import chunk_bwd, chunk_bwd_split, chunk_bwd_wy
+    from hybridserve.kernels.gated_delta_rule import chunk, chunk_bwd, chunk_bwd_split, chunk_bwd_wy
 
     def reg(r):
         return {"maxnreg": r} if r else {}
@@ -72,13 +81,22 @@ def autotuned(name):
             (f"BV={bv} s{s} EARLY_QK={int(e)} DK_T={int(t)}" + (f" maxnreg={r}" if r else ""),
              triton.Config({"BV": bv, "EARLY_QK": e, "DK_T": t}, num_warps=8, num_stages=s, **reg(r)))
             for bv, s, e, t, r in DQKW_CANDIDATES]
+    if name == "prep":
+        return chunk._gdn_chunk_prep_kernel, [
+            (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
+            for w, s, r in PREP_CANDIDATES]
+    if name == "out":
+        return chunk._gdn_chunk_out_kernel, [
+            (f"BV={bv} w{w} s{s}" + (f" maxnreg={r}" if r else ""),
+             triton.Config({"BV": bv}, num_warps=w, num_stages=s, **reg(r)))
+            for bv, w, s, r in OUT_CANDIDATES]
     return chunk_bwd._gdn_bwd_dv_local_kernel, [
         (f"BV={bv} w{w} s{s}", triton.Config({"BV": bv}, num_warps=w, num_stages=s))
         for bv, w, s in DV_LOCAL_CANDIDATES]
 
 
 def reference(B, T):
-    """Inputs (with h0, dht) and the float32 reference's gradients."""
+    """Inputs (with h0, dht) and the float32 reference's {"fwd": (o, final state), "bwd": gradients}."""
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
 
     q, k, v, g, beta = chk.gdn_inputs(B, T, seed=11)
@@ -87,8 +105,14 @@ def reference(B, T):
     h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
     dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
     xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
-    _, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
-    return (q, k, v, g, beta, h0, do, dht), pullback((do.float(), dht))
+    fwd, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
+    return (q, k, v, g, beta, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
+
+
+def _worst(got, want, names):
+    errs = {n: (chk.rel_rmse(a, b) if bool(torch.isfinite(a).all()) else float("nan"))
+            for n, a, b in zip(names, got, want)}
+    return max(errs.values(), key=lambda e: float("inf") if e != e else e), errs
 
 
 def check(case, ref, **tiles):
@@ -96,22 +120,33 @@ def check(case, ref, **tiles):
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
 
     q, k, v, g, beta, h0, do, dht = case
-    grads = chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, h0, do, dht, variant="split", **tiles)
-    errs = {n: (chk.rel_rmse(a, b) if bool(torch.isfinite(a).all()) else float("nan"))
-            for n, a, b in zip(NAMES, grads, ref)}
-    return max(errs.values(), key=lambda e: float("inf") if e != e else e), errs
+    return _worst(chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, h0, do, dht, variant="split", **tiles), ref["bwd"],
+                  NAMES)
+
+
+def check_forward(case, ref):
+    """The worse relative RMSE of the forward's output and final state (three-kernel route, from h0)."""
+    from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
+
+    q, k, v, g, beta, h0, _, _ = case
+    ht = torch.empty_like(h0)
+    o = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, initial_state=h0, final_state=ht)
+    return _worst((o, ht), ref["fwd"], ["o", "final state"])
 
 
 def time_phase(big, name, **tiles):
-    """ms of phase `name` alone in the backward at the large size (the forward's inverse kept)."""
+    """ms of phase `name` alone at the large size: in the forward, or in the backward (the forward's inverse kept)."""
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
     from hybridserve.kernels.gated_delta_rule.chunk_bwd import chunk_gdn_bwd
 
     q, k, v, g, beta, do = big
-    _, X, G = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
     phases = []
-    chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", _phases=phases, inverse=X, gcum=G,
-                  **tiles)
+    if name in FORWARD:
+        chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, _phases=phases)
+    else:
+        _, X, G = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
+        chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", _phases=phases, inverse=X,
+                      gcum=G, **tiles)
     return kb.bench(dict(phases)[name])
 
 
@@ -130,7 +165,8 @@ def sweep(kernels, case, ref, big, shape):
                 kern.configs = [cfg]
                 kern.cache.clear()
                 r = dict(kind="config", kernel=name, config=label, shape=shape)
-                one(r, lambda: check(case, ref), lambda: time_phase(big, name))
+                checker = (lambda: check_forward(case, ref)) if name in FORWARD else (lambda: check(case, ref))
+                one(r, checker, lambda: time_phase(big, name))
         finally:
             kern.configs = saved
             kern.cache.clear()
@@ -142,7 +178,8 @@ def one(r, checker, timer):
         r.update(error=res)
     else:
         worst, errs = res
-        r.update(worst_rel=worst, errors=errs, ok=bool(worst <= TOL))
+        tol = TOL["fwd" if r["kernel"] in FORWARD else "bwd"]
+        r.update(worst_rel=worst, errors=errs, tol=tol, ok=bool(worst <= tol))
         if r["ok"]:  # a wrong config is not worth timing
             t = kb._try(f"time {r['kernel']} {r['config']}", timer)
             r.update(ms=t) if isinstance(t, float) else r.update(error=t)
@@ -151,10 +188,11 @@ def one(r, checker, timer):
 
 
 def markdown(rows, info):
-    out = [f"# GDN split backward: each config checked and timed alone\n",
+    out = ["# GDN chunk kernels: each config checked and timed alone\n",
            " | ".join(f"{k} {v}" for k, v in info.items()) + "\n",
-           f"Check: the whole backward at {info.get('check')} (partial chunks, h0, dht) against the float32 "
-           f"reference, worst gradient's relative RMSE, tolerance {TOL:g}. Time: that kernel alone at "
+           f"Check at {info.get('check')} (partial chunks, h0) against the float32 reference: a backward kernel by "
+           f"the split backward's worst gradient (dht too; relative RMSE, tolerance {TOL['bwd']:g}), a forward "
+           f"kernel by the forward's output and final state ({TOL['fwd']:g}). Time: that kernel alone at "
            f"{info.get('shape')}, L2 flushed, median.\n"]
     for name in KERNELS:
         rs = [r for r in rows if r.get("kernel") == name]
@@ -207,9 +245,9 @@ def main():
         md = markdown(kb.RESULTS["rows"], info)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            Path(args.out, "bwd_configs.json").write_text(json.dumps(dict(info=info, rows=kb.RESULTS["rows"]),
+            Path(args.out, "chunk_configs.json").write_text(json.dumps(dict(info=info, rows=kb.RESULTS["rows"]),
                                                                      indent=1))
-            Path(args.out, "bwd_configs.md").write_text(md)
+            Path(args.out, "chunk_configs.md").write_text(md)
     print("\n" + md)
 
 
