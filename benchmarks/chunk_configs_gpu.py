@@ -1,4 +1,4 @@
-"""The GDN chunk kernels' tunable configs, one at a time: each checked, then timed alone.
+"""The GDN and GLA chunk kernels' tunable configs, one at a time: each checked, then timed.
 
 An autotuner keeps the fastest of its configs and says nothing about the others, and the checks only ever run the
 winner. Here every candidate config of a kernel is pinned in turn (the autotuner given that one config) and
@@ -6,15 +6,19 @@ winner. Here every candidate config of a kernel is pinned in turn (the autotuner
     (relative RMSE): a backward kernel by the whole split backward's gradients (with a final-state gradient too;
     tolerance 2e-2, the GPU checks'), a forward kernel by the forward's output and final state (1e-2); so that a
     config miscompiled by this Triton / ptxas is named before it can win an autotune;
-  * timed: that kernel alone at a large size (L2 flushed; the backward with the forward's inverse kept, as the
-    training op runs it).
+  * timed at a large size (L2 flushed): a GDN kernel alone (the backward with the forward's inverse kept, as the
+    training op runs it), a GLA kernel by the whole forward or backward call it runs in (GLA's launchers keep no
+    per-kernel phases).
+A check that never launched the pinned kernel is an error, not a pass; kernels that are one of several choices (the
+WY kernel, GLA's level kernels) run with their switch set, whatever the head dims' default.
 Candidates: the backward's WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), dqkw kernel
 (chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and dh
 reverse pass (V block, depth, warps: launch arguments, not an autotuner); the forward's prep (warps, depth, register
-cap) and out kernel (V block, warps, depth, register cap). Registers and spills of each config compiled for sm_90a:
+cap) and out kernel (V block, warps, depth, register cap); GLA's level kernels (forward and backward), out kernel and
+backward inter kernel. Registers and spills of each config compiled for sm_90a:
 `python -m hybridserve.kernels._compile_check` (no GPU needed).
 
-    python benchmarks/chunk_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh,prep,out]
+    python benchmarks/chunk_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh,prep,out,...]
     python benchmarks/chunk_configs_gpu.py --cpu-smoke     # the plumbing, through the interpreter
 
 Writes chunk_configs.json and chunk_configs.md under --out. Exit status 0 whatever a config does (a report).
@@ -59,8 +63,20 @@ PREP_CANDIDATES = [(4, 2, None), (4, 2, 128), (4, 3, 128), (8, 2, None), (4, 1, 
 # out: (BV, num_warps, num_stages, maxnreg); sm_90a: BV 64 x 4 warps 146 registers (three per SM), capped at 128 no
 # spills (four); BV 128 x 8 warps 180.
 OUT_CANDIDATES = [(64, 4, 2, None), (64, 4, 2, 128), (64, 4, 3, 128), (64, 8, 2, None), (128, 8, 2, None)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out")
-FORWARD = ("prep", "out")
+# GLA (chunk.py, chunk_bwd.py; no per-kernel phases there, so a GLA config is timed by the whole forward or backward
+# call it runs in). Level kernels: (BK, num_warps), 1 stage (the forward's at BK 64 x 16 warps; the backward's spills
+# there). out: (BV, num_warps, num_stages, maxnreg); sm_90a 85-102 registers, no cap needed. The backward's inter
+# kernel: (num_warps, num_stages, maxnreg); 8 warps 175-180 registers (one program per SM), capped at 128 it spills
+# 112 B (two); 4 warps 255 and 192 B.
+GLA_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16), (64, 16)]
+GLA_OUT_CANDIDATES = [(64, 4, 2, None), (32, 4, 2, None), (64, 8, 2, None), (128, 8, 2, None), (64, 4, 3, None)]
+GLA_BWD_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
+GLA_BWD_INTER_CANDIDATES = [(8, 2, None), (8, 1, None), (8, 3, None), (8, 2, 128), (8, 1, 128)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "gla_intra", "gla_out", "gla_bwd_intra", "gla_bwd_inter")
+FORWARD = ("prep", "out", "gla_intra", "gla_out")
+# {kernel: (switch, value)} of kernels that are one of several choices (the default at K = V = 128)
+ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
+          "gla_bwd_intra": ("HYBRIDSERVE_GLA_BWD_INTRA", "levels")}
 
 
 def autotuned(name):
@@ -68,6 +84,7 @@ def autotuned(name):
     import triton
 
     from hybridserve.kernels.gated_delta_rule import chunk, chunk_bwd, chunk_bwd_split, chunk_bwd_wy
+    from hybridserve.kernels.gla import chunk as gla, chunk_bwd as gla_bwd
 
     def reg(r):
         return {"maxnreg": r} if r else {}
@@ -81,6 +98,19 @@ def autotuned(name):
             (f"BV={bv} s{s} EARLY_QK={int(e)} DK_T={int(t)}" + (f" maxnreg={r}" if r else ""),
              triton.Config({"BV": bv, "EARLY_QK": e, "DK_T": t}, num_warps=8, num_stages=s, **reg(r)))
             for bv, s, e, t, r in DQKW_CANDIDATES]
+    if name in ("gla_intra", "gla_bwd_intra"):
+        kern = gla._gla_chunk_intra_levels_kernel if name == "gla_intra" else gla_bwd._gla_bwd_intra_levels_kernel
+        table = GLA_INTRA_CANDIDATES if name == "gla_intra" else GLA_BWD_INTRA_CANDIDATES
+        return kern, [(f"BK={bk} w{w}", triton.Config({"BK": bk}, num_warps=w, num_stages=1)) for bk, w in table]
+    if name == "gla_out":
+        return gla._gla_chunk_out_kernel, [
+            (f"BV={bv} w{w} s{s}" + (f" maxnreg={r}" if r else ""),
+             triton.Config({"BV": bv}, num_warps=w, num_stages=s, **reg(r)))
+            for bv, w, s, r in GLA_OUT_CANDIDATES]
+    if name == "gla_bwd_inter":
+        return gla_bwd._gla_bwd_inter_kernel, [
+            (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
+            for w, s, r in GLA_BWD_INTER_CANDIDATES]
     if name == "prep":
         return chunk._gdn_chunk_prep_kernel, [
             (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
@@ -107,6 +137,44 @@ def reference(B, T):
     xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
     fwd, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
     return (q, k, v, g, beta, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
+
+
+def reference_gla(B, T):
+    """GLA inputs (with h0, dht) and the float32 chunked reference's {"fwd": (o, final state), "bwd": gradients}."""
+    from hybridserve.kernels.gla.naive import naive_chunk_gla
+
+    q, k, v, gk = chk.gla_inputs(B, T, seed=13)
+    gen = torch.Generator(device=kb.DEV).manual_seed(14)
+    do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
+    h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+    dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
+    xs = [x.float() for x in (q, k, v, gk)] + [h0]
+    fwd, pullback = torch.func.vjp(lambda *a: naive_chunk_gla(*a[:4], kb.K**-0.5, a[4], True), *xs)
+    return (q, k, v, gk, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
+
+
+def check_gla(case, ref, forward):
+    """GLA's forward (output, final state) or backward (dq, dk, dv, dgk, dh0) against the reference."""
+    from hybridserve.kernels.gla.chunk import chunk_gla_fwd
+    from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
+
+    q, k, v, gk, h0, do, dht = case
+    if forward:
+        ht = torch.empty_like(h0)
+        o = chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, initial_state=h0, final_state=ht)
+        return _worst((o, ht), ref["fwd"], ["o", "final state"])
+    return _worst(chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, h0, do, dht), ref["bwd"], ["dq", "dk", "dv", "dgk", "dh0"])
+
+
+def time_gla(big, forward):
+    """ms of the whole GLA forward or backward call at the large size (GLA's launchers keep no per-kernel phases)."""
+    from hybridserve.kernels.gla.chunk import chunk_gla_fwd
+    from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
+
+    q, k, v, gk, do = big
+    if forward:
+        return kb.bench(lambda: chunk_gla_fwd(q, k, v, gk, kb.K**-0.5))
+    return kb.bench(lambda: chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, None, do, None))
 
 
 def _worst(got, want, names):
@@ -150,32 +218,59 @@ def time_phase(big, name, **tiles):
     return kb.bench(dict(phases)[name])
 
 
-def sweep(kernels, case, ref, big, shape):
+def sweep(kernels, cases, shape):
+    """cases: {"gdn" | "gla": (check inputs, reference, large inputs)}."""
     for name in kernels:
+        gla = name.startswith("gla")
+        case, ref, big = cases["gla" if gla else "gdn"]
         if name == "dh":
             for bv, s, w in DH_CANDIDATES:
                 tiles = dict(BV_dh=bv, stages_dh=s, warps_dh=w)
-                r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
+                r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape, timed="the kernel alone")
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
             continue
         kern, configs = autotuned(name)
-        saved = kern.configs
+        saved, launches = kern.configs, []
+        # a kernel that runs only where its switch chooses it: chosen here, whatever the head dims' default
+        route, value = ROUTES.get(name, (None, None))
+        env_saved = os.environ.get(route) if route else None
+        if route:
+            os.environ[route] = value
+
+        def counted(*args, _run=kern.run, **kwargs):  # a check that never launched the kernel proves nothing
+            launches.append(1)
+            return _run(*args, **kwargs)
+        kern.run = counted
         try:
             for label, cfg in configs:
                 kern.configs = [cfg]
                 kern.cache.clear()
-                r = dict(kind="config", kernel=name, config=label, shape=shape)
-                checker = (lambda: check_forward(case, ref)) if name in FORWARD else (lambda: check(case, ref))
-                one(r, checker, lambda: time_phase(big, name))
+                fwd = name in FORWARD
+                r = dict(kind="config", kernel=name, config=label, shape=shape,
+                         timed=f"the whole GLA {'forward' if fwd else 'backward'}" if gla else "the kernel alone")
+                if gla:
+                    checker, timer = (lambda: check_gla(case, ref, fwd)), (lambda: time_gla(big, fwd))
+                else:
+                    checker = (lambda: check_forward(case, ref)) if fwd else (lambda: check(case, ref))
+                    timer = lambda: time_phase(big, name)  # noqa: E731
+                launches.clear()
+                one(r, checker, timer, launches)
         finally:
+            del kern.run
             kern.configs = saved
             kern.cache.clear()
+            if route:
+                os.environ.pop(route) if env_saved is None else os.environ.update({route: env_saved})
 
 
-def one(r, checker, timer):
+def one(r, checker, timer, launches=None):
+    """Check, then (if right) time one config; `launches` (filled while the check runs): none means the check never
+    reached the pinned kernel, which is an error, not a pass."""
     res = kb._try(f"check {r['kernel']} {r['config']}", checker)
     if isinstance(res, str):
         r.update(error=res)
+    elif launches is not None and not launches:
+        r.update(error="the check never launched this kernel", ok=False)
     else:
         worst, errs = res
         tol = TOL["fwd" if r["kernel"] in FORWARD else "bwd"]
@@ -188,18 +283,19 @@ def one(r, checker, timer):
 
 
 def markdown(rows, info):
-    out = ["# GDN chunk kernels: each config checked and timed alone\n",
+    out = ["# GDN and GLA chunk kernels: each config checked and timed alone\n",
            " | ".join(f"{k} {v}" for k, v in info.items()) + "\n",
            f"Check at {info.get('check')} (partial chunks, h0) against the float32 reference: a backward kernel by "
-           f"the split backward's worst gradient (dht too; relative RMSE, tolerance {TOL['bwd']:g}), a forward "
-           f"kernel by the forward's output and final state ({TOL['fwd']:g}). Time: that kernel alone at "
-           f"{info.get('shape')}, L2 flushed, median.\n"]
+           f"the backward's worst gradient (dht too; relative RMSE, tolerance {TOL['bwd']:g}), a forward kernel by "
+           f"the forward's output and final state ({TOL['fwd']:g}). Time at {info.get('shape')}, L2 flushed, "
+           "median: a GDN kernel alone, a GLA kernel by the whole forward or backward it runs in.\n"]
     for name in KERNELS:
         rs = [r for r in rows if r.get("kernel") == name]
         if not rs:
             continue
         best = min((r["ms"] for r in rs if isinstance(r.get("ms"), float)), default=None)
-        out += [f"## {name}\n", "| config | worst rel RMSE | check | ms | vs best |", "|---|---|---|---|---|"]
+        out += [f"## {name} (ms: {rs[0].get('timed', 'the kernel alone')})\n",
+                "| config | worst rel RMSE | check | ms | vs best |", "|---|---|---|---|---|"]
         for r in rs:
             ms = r.get("ms")
             out.append(f"| {r['config']} | {kb.fmt(r.get('worst_rel'))} | "
@@ -237,11 +333,15 @@ def main():
     info = dict(device=torch.cuda.get_device_name() if kb.DEV == "cuda" else "CPU (interpreter; numbers meaningless)",
                 torch=torch.__version__, triton=triton.__version__, H=kb.H, K=kb.K, V=kb.V,
                 shape="x".join(map(str, shape)), check="x".join(map(str, cshape)))
-    case, ref = reference(*cshape)
-    q, k, v, g, beta = chk.gdn_inputs(*shape, seed=3)
-    big = (q, k, v, g, beta, torch.randn_like(v))
+    cases = {}
+    if any(not k.startswith("gla") for k in chosen):
+        q, k, v, g, beta = chk.gdn_inputs(*shape, seed=3)
+        cases["gdn"] = (*reference(*cshape), (q, k, v, g, beta, torch.randn_like(v)))
+    if any(k.startswith("gla") for k in chosen):
+        q, k, v, gk = chk.gla_inputs(*shape, seed=4)
+        cases["gla"] = (*reference_gla(*cshape), (q, k, v, gk, torch.randn_like(v)))
     for name in chosen:  # the report rewritten after each kernel: a cut job keeps what finished
-        sweep([name], case, ref, big, info["shape"])
+        sweep([name], cases, info["shape"])
         md = markdown(kb.RESULTS["rows"], info)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -335,9 +335,10 @@ def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
 
 def test_chunk_configs_plumbing_on_cpu(tmp_path):
     """chunk_configs_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing):
-    every candidate config of every kernel, backward and forward, is pinned, checked against the float32 reference
-    and passes (the dqkw kernel's DK_T layout among them), and reaches the JSON and the tables; a malformed shape is
-    one clear error."""
+    every candidate config of every GDN and GLA kernel, backward and forward, is pinned, launched by its check (the
+    switches that choose it set, whatever the toy head dims' default), checked against the float32 reference and
+    passes (the dqkw kernel's DK_T layout among them), and reaches the JSON and the tables; a malformed shape is one
+    clear error."""
     script = str(ROOT / "benchmarks" / "chunk_configs_gpu.py")
     r = subprocess.run([sys.executable, script, "--cpu-smoke", "--out", str(tmp_path)], capture_output=True, text=True,
                        timeout=900)
@@ -345,14 +346,18 @@ def test_chunk_configs_plumbing_on_cpu(tmp_path):
     cc = load_benchmark("chunk_configs_gpu")
     rows = json.loads((tmp_path / "chunk_configs.json").read_text())["rows"]
     want = {"wy": len(cc.WY_CANDIDATES), "dqkw": len(cc.DQKW_CANDIDATES), "dv_local": len(cc.DV_LOCAL_CANDIDATES),
-            "dh": len(cc.DH_CANDIDATES), "prep": len(cc.PREP_CANDIDATES), "out": len(cc.OUT_CANDIDATES)}
+            "dh": len(cc.DH_CANDIDATES), "prep": len(cc.PREP_CANDIDATES), "out": len(cc.OUT_CANDIDATES),
+            "gla_intra": len(cc.GLA_INTRA_CANDIDATES), "gla_out": len(cc.GLA_OUT_CANDIDATES),
+            "gla_bwd_intra": len(cc.GLA_BWD_INTRA_CANDIDATES), "gla_bwd_inter": len(cc.GLA_BWD_INTER_CANDIDATES)}
     assert {k: sum(x["kernel"] == k for x in rows) for k in want} == want
     assert all(x["ok"] and x["worst_rel"] <= x["tol"] and isinstance(x["ms"], float) for x in rows), rows
     assert {x["tol"] for x in rows if x["kernel"] in cc.FORWARD} == {1e-2}
-    assert {tuple(x["errors"]) for x in rows if x["kernel"] == "out"} == {("o", "final state")}
+    assert {tuple(x["errors"]) for x in rows if x["kernel"] in ("out", "gla_out")} == {("o", "final state")}
+    assert {tuple(x["errors"]) for x in rows if x["kernel"] == "gla_bwd_inter"} == {("dq", "dk", "dv", "dgk", "dh0")}
+    assert {x["timed"] for x in rows if x["kernel"].startswith("gla_bwd")} == {"the whole GLA backward"}
     assert any("DK_T=1" in x["config"] for x in rows if x["kernel"] == "dqkw")
     table = (tmp_path / "chunk_configs.md").read_text()
-    assert all(f"## {k}" in table for k in want) and "| BK=32 w4 s3 |" in table
+    assert all(f"## {k} (ms: " in table for k in want) and "| BK=32 w4 s3 |" in table
     r = subprocess.run([sys.executable, script, "--cpu-smoke", "--shape", "8by4"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "--shape" in r.stderr and "Traceback" not in r.stderr
@@ -367,6 +372,9 @@ def test_chunk_configs_a_wrong_config_fails_and_is_not_timed():
         r = dict(kind="config", kernel=kernel, config="bad", shape="1x1")
         cc.one(r, lambda: (worst, {"x": worst}), lambda: timed.append(1) or 1.0)
         assert r["ok"] is False and "ms" not in r
-    assert not timed and len(cc.kb.RESULTS["rows"]) == before + 3
+    r = dict(kind="config", kernel="dqkw", config="never launched", shape="1x1")  # right numbers, kernel not run
+    cc.one(r, lambda: (0.0, {"dq": 0.0}), lambda: timed.append(1) or 1.0, launches=[])
+    assert r["ok"] is False and "never launched" in r["error"] and "ms" not in r
+    assert not timed and len(cc.kb.RESULTS["rows"]) == before + 4
     md = cc.markdown(cc.kb.RESULTS["rows"][before:], {"shape": "1x1", "check": "1x1"})
-    assert md.count("| FAIL |") == 3
+    assert md.count("| FAIL |") == 4

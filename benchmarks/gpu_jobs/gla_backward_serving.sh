@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The job the sixteenth session leaves for the next one (through benchmarks/gpu_start.sh with the vLLM carry; put the
-# fla wheels into part 2's whl/ too; ~20 min, in priority order; every step writes under /tmp/hsb). Its kernel half
-# first (issue #7 is open), then the serving steps of the resolved #4 queued since the thirteenth session.
-#  1. GDN forward + backward against fla at 8 x 32K at the sixteenth session's defaults (scratch-input WY, inverse
-#     kept: 30.4 ms; its last job's fla row ran past its limit, so the ratio stands on job 2's 30.7 vs 28.4);
+# The job the sixteenth and seventeenth sessions leave for the next one (through benchmarks/gpu_start.sh with the
+# vLLM carry; put the fla wheels into part 2's whl/ too; ~20 min, in priority order; every step writes under
+# /tmp/hsb). Its kernel half first (issue #7 is open), then the serving steps of the resolved #4 queued since the
+# thirteenth session.
+#  1. GDN forward + backward against fla at 8 x 32K at the seventeenth session's defaults (24.1 ms against fla's 28.4
+#     in its job 3; its job 4, with the forward's prep and out capped at 128 registers, lost its fla row to the time
+#     limit, so the forward's ratio after the caps has no same-job fla number yet);
 #  2. GLA forward + backward against fla at 1 x 4K and 4 x 8K (fla's row at 8 x 32K runs past 200 s), the
 #     backward's intra dQ, dK by levels (default since the sixteenth session) and by columns;
 #  3. Nsight Compute on our GLA backward at 8 x 32K, and on fla's and ours at 4 x 8K: kernel for kernel, as the
-#     fifteenth session did for GDN;
+#     fifteenth session did for GDN; then every GLA candidate config checked and timed at 8 x 32K
+#     (benchmarks/chunk_configs_gpu.py: what paid for GDN in the seventeenth session);
 #  4. the serving layer at the defaults; 5. the align-mode cost; 6. the Qwen short rows.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
@@ -31,6 +34,9 @@ for impl in fla ours; do
   timeout 240 $NCU python3 benchmarks/ncu_kernels_gpu.py --what gla_bwd --impl $impl --shape 4x8192 \
     > $R/kern/ncu-gla_bwd-$impl-4x8K.txt 2>&1; echo "rc=$?"
 done
+step "GLA configs checked and timed, 8x32K"
+timeout 300 python3 benchmarks/chunk_configs_gpu.py --kernels gla_intra,gla_out,gla_bwd_intra,gla_bwd_inter \
+  --shape 8x32768 --budget-s 270 --out $R/kern/gla-configs > $R/kern/gla-configs.log 2>&1; echo "rc=$?"
 step "serve layer at the defaults"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
   --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"

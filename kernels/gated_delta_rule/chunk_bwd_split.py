@@ -94,9 +94,9 @@ def _gdn_bwd_dqkw_split_kernel(
 ):
     """Per (K block, chunk, head): dQ (final), dK's O and S' parts, dW, and this K block's share of dG.
     DK_T: dK is accumulated transposed, [BK, BT]. Its intra-chunk part P^T Q is then Q^T P, whose operands are a
-    loaded tile's transpose and P itself, so no P^T is needed (without DK_T it comes from its own product,
-    dO^T-side dsT, because Triton 3.6 miscompiles a transposed MMA result on Hopper): one product of the five per
-    V block and a [64, 64] float32 accumulator fewer; dK is stored through transposed indexing."""
+    loaded tile's transpose and P itself, so no P^T is needed. Without DK_T, P^T comes from a product of its own,
+    dsT = V' dO^T, because Triton 3.6 miscompiles a transposed MMA result on Hopper. DK_T saves one product of the
+    five per V block and a [64, 64] float32 accumulator; it stores dK through transposed indexing."""
     i_k = tl.program_id(0)
     i_c = tl.program_id(1)
     i_h = tl.program_id(2)
