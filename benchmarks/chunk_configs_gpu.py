@@ -57,9 +57,12 @@ DV_LOCAL_CANDIDATES = [(128, 4, 3), (128, 4, 4), (128, 8, 4)]
 # dh reverse pass: (BV, num_stages, num_warps); the default is chunk_bwd.default_dh_tile's (at 8 x 32K BV 64, 1 stage,
 # 4 warps since the seventeenth session; BV 32 x 2 stages before: 512 programs at two per SM)
 DH_CANDIDATES = [(32, 2, 4), (64, 2, 4), (64, 1, 4), (64, 3, 4)]
-# The forward. prep: (num_warps, num_stages, maxnreg); sm_90a (bf16, K = V = 128, blocked inverse by doubling): 4
-# warps 164 registers at 2-3 stages (three programs per SM), 128 with the cap and no spills (four); 8 warps 128.
-PREP_CANDIDATES = [(4, 2, None), (4, 2, 128), (4, 3, 128), (8, 2, None), (4, 1, 128)]
+# The forward. prep: (num_warps, num_stages, maxnreg, LOWER_ONLY); sm_90a (bf16, K = V = 128, blocked inverse by
+# doubling): 4 warps 164 registers at 2-3 stages (three programs per SM), 128 with the cap and no spills (four); 8
+# warps 128. The seventeenth session's job 4 timed the capped ones fastest (2.70 ms at 8 x 32K, 3.07 uncapped).
+# LOWER_ONLY (no GPU run yet): the scratch round trip of (I + A)^-1 skips the zero blocks above the diagonal, 12 of
+# 58 KB of L1 traffic per chunk; the same registers.
+PREP_CANDIDATES = [(4, 2, 128, False), (4, 3, 128, False), (4, 2, 128, True), (4, 3, 128, True), (4, 1, 128, True)]
 # out: (BV, num_warps, num_stages, maxnreg); sm_90a: BV 64 x 4 warps 146 registers (three per SM), capped at 128 no
 # spills (four); BV 128 x 8 warps 180.
 OUT_CANDIDATES = [(64, 4, 2, None), (64, 4, 2, 128), (64, 4, 3, 128), (64, 8, 2, None), (128, 8, 2, None)]
@@ -113,8 +116,9 @@ def autotuned(name):
             for w, s, r in GLA_BWD_INTER_CANDIDATES]
     if name == "prep":
         return chunk._gdn_chunk_prep_kernel, [
-            (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
-            for w, s, r in PREP_CANDIDATES]
+            (f"w{w} s{s}" + (f" maxnreg={r}" if r else "") + (" LOWER_ONLY" if lo else ""),
+             triton.Config({"LOWER_ONLY": lo}, num_warps=w, num_stages=s, **reg(r)))
+            for w, s, r, lo in PREP_CANDIDATES]
     if name == "out":
         return chunk._gdn_chunk_out_kernel, [
             (f"BV={bv} w{w} s{s}" + (f" maxnreg={r}" if r else ""),

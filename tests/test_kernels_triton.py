@@ -270,6 +270,43 @@ def test_gdn_chunk_dense(dtype, path, monkeypatch):
     check(ht, ref_s, TOL[dtype], "final state")
 
 
+@pytest.mark.parametrize("lower_only", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gdn_prep_scratch_lower_blocks_only(dtype, lower_only, monkeypatch):
+    """The prep's LOWER_ONLY config (a chunk_configs_gpu.py candidate): its (I + A)^-1 scratch round trip skips the
+    blocks above the diagonal. With the scratch filled with NaN first, the forward is still right (nothing reads an
+    unwritten block) and those blocks stay NaN (nothing wrote them); without LOWER_ONLY they are zeros. With the
+    inverse kept for the backward (STORE_X) X is whole either way: its upper blocks zeros."""
+    import triton
+
+    from hybridserve.kernels.gated_delta_rule import chunk as gdn_chunk
+
+    monkeypatch.setenv("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "1")
+    route_short_inputs(monkeypatch, "chunk")
+    kern = gdn_chunk._gdn_chunk_prep_kernel
+    monkeypatch.setattr(kern, "configs", [triton.Config({"LOWER_ONLY": lower_only}, num_warps=4, num_stages=2)])
+    kern.cache.clear()
+    seen = []
+
+    def run(*args, _run=kern.run, **kwargs):
+        args[7].fill_(float("nan"))  # Xbuf, the scratch
+        seen.append(args[7])
+        return _run(*args, **kwargs)
+    monkeypatch.setattr(kern, "run", run)
+    q, k, v, g, beta = gdn_inputs((2, 100), 17, dtype)
+    h0 = torch.randn(2, H, K, V, generator=gen(18)).to(DEV)
+    ht = torch.empty(2, H, K, V, device=DEV)
+    o = chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht)
+    ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.6, *f64(h0), True)
+    check(o, ref_o, TOL[dtype], "o")
+    check(ht, ref_s, TOL[dtype], "final state")
+    upper = seen[-1].view(2, 100, H, 64)[0, :16, :, 16:]  # rows 0-15 of the first chunk: blocks right of (0, 0)
+    assert bool(upper.isnan().all()) if lower_only else bool((upper == 0).all())
+    _, X, _ = chunk_gdn_fwd(q, k, v, g, beta, 0.6, keep_inverse=True)
+    assert bool((X[0, :16, :, 16:] == 0).all()) and bool(X[0, :100].isfinite().all())
+    kern.cache.clear()
+
+
 
 
 with triton_cpu.interpreted_definitions():  # a kernel of the test's own, built like the kernel modules' ones

@@ -6,6 +6,7 @@
 #  1. GDN forward + backward against fla at 8 x 32K at the seventeenth session's defaults (24.1 ms against fla's 28.4
 #     in its job 3; its job 4, with the forward's prep and out capped at 128 registers, lost its fla row to the time
 #     limit, so the forward's ratio after the caps has no same-job fla number yet);
+#     then the forward's prep configs checked and timed (LOWER_ONLY: its scratch skips the zero blocks; untimed);
 #  2. GLA forward + backward against fla at 1 x 4K and 4 x 8K (fla's row at 8 x 32K runs past 200 s), the
 #     backward's intra dQ, dK by levels (default since the sixteenth session) and by columns;
 #  3. Nsight Compute on our GLA backward at 8 x 32K, and on fla's and ours at 4 x 8K: kernel for kernel, as the
@@ -21,6 +22,9 @@ step() { echo "== $1 $(date +%T)"; }
 step "GDN forward + backward vs fla, 8x32K, defaults"
 timeout 240 python3 benchmarks/kernels_bwd.py --sections fwdbwd --no-ref --shapes 8x32768 --budget-s 200 \
   --out $R/kern/gdn-fwdbwd > $R/kern/gdn-fwdbwd.log 2>&1; echo "rc=$?"
+step "GDN forward prep configs checked and timed, 8x32K"
+timeout 150 python3 benchmarks/chunk_configs_gpu.py --kernels prep --shape 8x32768 --budget-s 130 \
+  --out $R/kern/prep-configs > $R/kern/prep-configs.log 2>&1; echo "rc=$?"
 step "GLA forward + backward vs fla, each backward intra, 1x4K and 4x8K"
 timeout 240 python3 benchmarks/kernels_bwd.py --sections gla --no-ref --shapes 1x4096,4x8192 --budget-s 200 \
   --out $R/kern/gla-fwdbwd > $R/kern/gla-fwdbwd.log 2>&1; echo "rc=$?"

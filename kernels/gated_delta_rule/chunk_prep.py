@@ -186,15 +186,19 @@ def _store_rows(p, b, r0, n_in, stride, BC: tl.constexpr, C: tl.constexpr):
 
 
 @triton.jit
-def store_x_row(Xbuf, r0, n_in, HBT, B0, B1, B2, B3):
-    """Rows r0 .. r0 + 15 of a chunk's X (four 16 x 16 blocks, left to right) into the [TT, H, BT] buffer."""
+def store_x_row(Xbuf, R0: tl.constexpr, n_in, HBT, B0, B1, B2, B3, LOWER_ONLY: tl.constexpr = False):
+    """Rows R0 .. R0 + 15 of a chunk's X (four 16 x 16 blocks, left to right) into the [TT, H, BT] buffer.
+    LOWER_ONLY: the blocks right of the diagonal (zeros) are not stored; whoever reads the rows masks them."""
     o_s = tl.arange(0, 16)
-    p = Xbuf + (r0 + o_s)[:, None] * HBT + o_s[None, :]
-    m = (r0 + o_s < n_in)[:, None]
+    p = Xbuf + (R0 + o_s)[:, None] * HBT + o_s[None, :]
+    m = (R0 + o_s < n_in)[:, None]
     tl.store(p, B0, mask=m)
-    tl.store(p + 16, B1, mask=m)
-    tl.store(p + 32, B2, mask=m)
-    tl.store(p + 48, B3, mask=m)
+    if not LOWER_ONLY or R0 >= 16:
+        tl.store(p + 16, B1, mask=m)
+    if not LOWER_ONLY or R0 >= 32:
+        tl.store(p + 32, B2, mask=m)
+    if not LOWER_ONLY or R0 >= 48:
+        tl.store(p + 48, B3, mask=m)
 
 
 @triton.jit
