@@ -1,4 +1,4 @@
-"""The GDN and GLA chunk kernels' tunable configs, one at a time: each checked, then timed.
+"""The GDN and GLA chunk kernels' tunable configs, one at a time: each checked, then timed alone.
 
 An autotuner keeps the fastest of its configs and says nothing about the others, and the checks only ever run the
 winner. Here every candidate config of a kernel is pinned in turn (the autotuner given that one config) and
@@ -6,9 +6,8 @@ winner. Here every candidate config of a kernel is pinned in turn (the autotuner
     (relative RMSE): a backward kernel by the whole split backward's gradients (with a final-state gradient too;
     tolerance 2e-2, the GPU checks'), a forward kernel by the forward's output and final state (1e-2); so that a
     config miscompiled by this Triton / ptxas is named before it can win an autotune;
-  * timed at a large size (L2 flushed): a GDN kernel alone (the backward with the forward's inverse kept, as the
-    training op runs it), a GLA kernel by the whole forward or backward call it runs in (GLA's launchers keep no
-    per-kernel phases).
+  * timed: that kernel alone at a large size (L2 flushed; the GDN backward with the forward's inverse kept, as the
+    training op runs it).
 A check that never launched the pinned kernel is an error, not a pass; kernels that are one of several choices (the
 WY kernel, GLA's level kernels) run with their switch set, whatever the head dims' default.
 Candidates: the backward's WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), dqkw kernel
@@ -42,12 +41,13 @@ import kernels as kb  # noqa: E402  (bench, _try, row, RESULTS, CPU smoke)
 TOL = {"bwd": 2e-2, "fwd": 1e-2}  # the GPU checks' tolerances against the float32 reference
 NAMES = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
 
-# Candidates (the first job of the seventeenth session swept wider; kernels.md has its table). WY kernel: (BK = BV,
-# num_warps, num_stages, maxnreg); sm_90a (triton 3.7.1's ptxas, bf16 operands, K = V = 128): BK 32 x 4 warps 216-224
-# registers at 2-3 stages, 219 at 4; a 168 cap spills 28 B at 3 stages (three programs per SM instead of two);
-# BK 64 x 4 warps x 3 stages 253, no spills.
-WY_CANDIDATES = [(32, 4, 3, None), (32, 4, 4, None), (32, 4, 3, 168), (32, 4, 2, 168), (32, 4, 3, 200),
-                 (64, 4, 3, None)]
+# Candidates (the seventeenth session's jobs 1 and 2 swept wider: kernels.md has their tables). WY kernel: (BK = BV,
+# num_warps, num_stages, maxnreg); the winner there BK 64 x 4 warps x 3 stages (4.29 ms at 8 x 32K; BK 32 x 4 warps
+# 5.2-6.9). sm_90a (triton 3.7.1's ptxas, bf16 operands, K = V = 128): BK 64 x 4 warps 252-255 registers at 2-4
+# stages, no spills; x 8 warps x 3 stages 236 (one program per SM), at 128 it spills 224 B (two); BK 64 x 4 warps
+# capped at 168 spills 216 B (three).
+WY_CANDIDATES = [(64, 4, 3, None), (64, 4, 2, None), (64, 4, 4, None), (64, 8, 3, None), (64, 8, 3, 128),
+                 (32, 4, 3, 168)]
 # dqkw kernel: (BV, num_stages, EARLY_QK, DK_T, maxnreg), 8 warps. sm_90a: DK_T 166 registers at BV 64 x 2-3 stages;
 # capped at 128 (two 8-warp programs per SM) it spills 8 B; without DK_T the cap spills 180 B.
 DQKW_CANDIDATES = [(64, 2, False, True, 128), (64, 3, False, True, 128), (64, 3, False, True, None),
@@ -66,8 +66,7 @@ PREP_CANDIDATES = [(4, 2, 128, False), (4, 3, 128, False), (4, 2, 128, True), (4
 # out: (BV, num_warps, num_stages, maxnreg); sm_90a: BV 64 x 4 warps 146 registers (three per SM), capped at 128 no
 # spills (four); BV 128 x 8 warps 180.
 OUT_CANDIDATES = [(64, 4, 2, None), (64, 4, 2, 128), (64, 4, 3, 128), (64, 8, 2, None), (128, 8, 2, None)]
-# GLA (chunk.py, chunk_bwd.py; no per-kernel phases there, so a GLA config is timed by the whole forward or backward
-# call it runs in). Level kernels: (BK, num_warps), 1 stage (the forward's at BK 64 x 16 warps; the backward's spills
+# GLA (chunk.py, chunk_bwd.py). Level kernels: (BK, num_warps), 1 stage (the forward's at BK 64 x 16 warps; the backward's spills
 # there). out: (BV, num_warps, num_stages, maxnreg); sm_90a 85-102 registers, no cap needed. The backward's inter
 # kernel: (num_warps, num_stages, maxnreg); 8 warps 175-180 registers (one program per SM), capped at 128 it spills
 # 112 B (two); 4 warps 255 and 192 B.
@@ -170,15 +169,21 @@ def check_gla(case, ref, forward):
     return _worst(chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, h0, do, dht), ref["bwd"], ["dq", "dk", "dv", "dgk", "dh0"])
 
 
-def time_gla(big, forward):
-    """ms of the whole GLA forward or backward call at the large size (GLA's launchers keep no per-kernel phases)."""
+GLA_PHASES = {"gla_intra": "intra", "gla_out": "out", "gla_bwd_intra": "bwd_intra", "gla_bwd_inter": "inter"}
+
+
+def time_gla(big, name):
+    """ms of GLA kernel `name` alone at the large size, in the forward or the backward."""
     from hybridserve.kernels.gla.chunk import chunk_gla_fwd
     from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
 
     q, k, v, gk, do = big
-    if forward:
-        return kb.bench(lambda: chunk_gla_fwd(q, k, v, gk, kb.K**-0.5))
-    return kb.bench(lambda: chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, None, do, None))
+    phases = []
+    if name in FORWARD:
+        chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, _phases=phases)
+    else:
+        chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, None, do, None, _phases=phases)
+    return kb.bench(dict(phases)[GLA_PHASES[name]])
 
 
 def _worst(got, want, names):
@@ -230,7 +235,7 @@ def sweep(kernels, cases, shape):
         if name == "dh":
             for bv, s, w in DH_CANDIDATES:
                 tiles = dict(BV_dh=bv, stages_dh=s, warps_dh=w)
-                r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape, timed="the kernel alone")
+                r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
             continue
         kern, configs = autotuned(name)
@@ -250,10 +255,9 @@ def sweep(kernels, cases, shape):
                 kern.configs = [cfg]
                 kern.cache.clear()
                 fwd = name in FORWARD
-                r = dict(kind="config", kernel=name, config=label, shape=shape,
-                         timed=f"the whole GLA {'forward' if fwd else 'backward'}" if gla else "the kernel alone")
+                r = dict(kind="config", kernel=name, config=label, shape=shape)
                 if gla:
-                    checker, timer = (lambda: check_gla(case, ref, fwd)), (lambda: time_gla(big, fwd))
+                    checker, timer = (lambda: check_gla(case, ref, fwd)), (lambda: time_gla(big, name))
                 else:
                     checker = (lambda: check_forward(case, ref)) if fwd else (lambda: check(case, ref))
                     timer = lambda: time_phase(big, name)  # noqa: E731
@@ -291,15 +295,14 @@ def markdown(rows, info):
            " | ".join(f"{k} {v}" for k, v in info.items()) + "\n",
            f"Check at {info.get('check')} (partial chunks, h0) against the float32 reference: a backward kernel by "
            f"the backward's worst gradient (dht too; relative RMSE, tolerance {TOL['bwd']:g}), a forward kernel by "
-           f"the forward's output and final state ({TOL['fwd']:g}). Time at {info.get('shape')}, L2 flushed, "
-           "median: a GDN kernel alone, a GLA kernel by the whole forward or backward it runs in.\n"]
+           f"the forward's output and final state ({TOL['fwd']:g}). Time: that kernel alone at "
+           f"{info.get('shape')}, L2 flushed, median.\n"]
     for name in KERNELS:
         rs = [r for r in rows if r.get("kernel") == name]
         if not rs:
             continue
         best = min((r["ms"] for r in rs if isinstance(r.get("ms"), float)), default=None)
-        out += [f"## {name} (ms: {rs[0].get('timed', 'the kernel alone')})\n",
-                "| config | worst rel RMSE | check | ms | vs best |", "|---|---|---|---|---|"]
+        out += [f"## {name}\n", "| config | worst rel RMSE | check | ms | vs best |", "|---|---|---|---|---|"]
         for r in rs:
             ms = r.get("ms")
             out.append(f"| {r['config']} | {kb.fmt(r.get('worst_rel'))} | "

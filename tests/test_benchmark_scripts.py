@@ -354,10 +354,9 @@ def test_chunk_configs_plumbing_on_cpu(tmp_path):
     assert {x["tol"] for x in rows if x["kernel"] in cc.FORWARD} == {1e-2}
     assert {tuple(x["errors"]) for x in rows if x["kernel"] in ("out", "gla_out")} == {("o", "final state")}
     assert {tuple(x["errors"]) for x in rows if x["kernel"] == "gla_bwd_inter"} == {("dq", "dk", "dv", "dgk", "dh0")}
-    assert {x["timed"] for x in rows if x["kernel"].startswith("gla_bwd")} == {"the whole GLA backward"}
     assert any("DK_T=1" in x["config"] for x in rows if x["kernel"] == "dqkw")
     table = (tmp_path / "chunk_configs.md").read_text()
-    assert all(f"## {k} (ms: " in table for k in want) and "| BK=32 w4 s3 |" in table
+    assert all(f"## {k}\n" in table for k in want) and "| BK=64 w4 s3 |" in table
     r = subprocess.run([sys.executable, script, "--cpu-smoke", "--shape", "8by4"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "--shape" in r.stderr and "Traceback" not in r.stderr

@@ -135,3 +135,33 @@ def test_gla_varlen_pool(kind):
     exp = _expected_pool(before, None, slots, has, finals)
     check(pool[used], exp[used], 5e-3, "pool")
     assert torch.equal(pool[[1, 4]], before[[1, 4]])
+
+
+def test_gla_phases_rerun_reproduce_the_outputs():
+    """`_phases` hands back the GLA forward's three launches and the backward's six (what chunk_configs_gpu.py and the
+    benchmarks time one by one); re-run in order they rewrite the same outputs bit for bit (each phase only reads
+    what the earlier ones wrote)."""
+    from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
+
+    q, k, v, gk = gla_inputs((2, 100), 24, torch.float32)
+    h0 = torch.randn(2, H, K, V, generator=gen(25)).to(DEV)
+    do = torch.randn(2, 100, H, V, generator=gen(26)).to(DEV)
+    phases = []
+    ht = torch.empty(2, H, K, V, device=DEV)
+    o = chunk_gla_fwd(q, k, v, gk, 0.4, initial_state=h0, final_state=ht, _phases=phases)
+    assert [name for name, _ in phases] == ["intra", "state", "out"]
+    want = [o.clone(), ht.clone()]
+    for x in (o, ht):
+        x.fill_(float("nan"))
+    for _, launch in phases:
+        launch()
+    assert torch.equal(o, want[0]) and torch.equal(ht, want[1])
+    phases = []
+    grads = chunk_gla_bwd(q, k, v, gk, 0.4, h0, do, ht, _phases=phases)
+    assert [name for name, _ in phases] == ["intra", "state", "dh", "bwd_intra", "inter", "dv"]
+    want = [g.clone() for g in grads]
+    for g in grads:
+        g.fill_(float("nan"))  # float32 inputs: the returned gradients are the kernels' own buffers
+    for _, launch in phases:
+        launch()
+    assert all(torch.equal(g, w) for g, w in zip(grads, want))

@@ -353,10 +353,11 @@ def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
 @on_tensor_device
 def chunk_gla_fwd(
     q, k, v, gk, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None, num_stages_state=None,
+    cu_seqlens=None, BK_state=None, BV_state=None, num_warps_state=None, num_stages_state=None, _phases=None,
 ):
     """Chunked GLA forward; returns o shaped like v in q's dtype. gk: per-key-channel log decay [.., H, K].
-    The *_state arguments set the sequential state pass's tile, warps and pipelining depth (GLA_STATE_STAGES)."""
+    The *_state arguments set the sequential state pass's tile, warps and pipelining depth (GLA_STATE_STAGES).
+    _phases: a list that receives (name, launch) of each kernel ("intra", "state", "out"), for timing one alone."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -399,8 +400,10 @@ def chunk_gla_fwd(
     co = chunk_off if chunk_off is not None else dummy
     varlen = cu_seqlens is not None
     BKc = min(64, max(16, next_pow2(K)))
+    phases = []
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
-        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V)  # B and A
+        phases.append(("intra", lambda: launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen,
+                                                     prec, V)))  # B and A
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
     dBK, dBV = default_state_blocks(N, H, K, V)
@@ -409,7 +412,7 @@ def chunk_gla_fwd(
     num_warps_state = num_warps_state or (8 if BKs * BVs >= 4096 else 4)  # 64 x 64 at 4 warps spills
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
-    _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
+    phases.append(("state", lambda: _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
         kt, vt, gcum, hbuf, h0, ht,
         state_indices if indexed else dummy,
         has_initial_state if has_initial_state is not None else dummy,
@@ -419,12 +422,15 @@ def chunk_gla_fwd(
         USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
         HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
         num_warps=num_warps_state, num_stages=num_stages_state or state_pass_stages(GLA_STATE_STAGES, K, V),
-    )
-    if NT == 0:
-        return o.reshape(*v.shape[:-1], V)
-    grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
-    _gla_chunk_out_kernel[grid](
-        qt, vt, gcum, A, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
-        BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
-    )
+    )))
+    if NT > 0:
+        grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
+        phases.append(("out", lambda: _gla_chunk_out_kernel[grid](
+            qt, vt, gcum, A, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
+            BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
+        )))
+    for _, launch in phases:
+        launch()
+    if _phases is not None:
+        _phases.extend(phases)
     return o.reshape(*v.shape[:-1], V)

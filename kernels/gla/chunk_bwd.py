@@ -375,9 +375,11 @@ def supported(q, v) -> bool:
 
 
 @on_tensor_device
-def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
+def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None, _phases=None):
     """Gradients (dq, dk, dv, dgk, dh0 or None) of chunk_gla_fwd. Tokens [B, T, H, *], or packed ([1, TT, H, *] /
-    [TT, H, *]) with cu_seqlens [N+1]; initial_state / dht dense [N, H, K, V] (or None)."""
+    [TT, H, *]) with cu_seqlens [N+1]; initial_state / dht dense [N, H, K, V] (or None). _phases: a list that
+    receives (name, launch) of each kernel ("intra", "state": the forward's recomputed; "dh", "bwd_intra", "inter",
+    "dv"), for timing one alone."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 128 or V > 128:
@@ -420,24 +422,26 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
     # recompute the forward's intermediates: B, the state before every chunk, A
     hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     A = torch.empty(TT, H, BT, dtype=f32, device=dev)
+    phases = []
     if NT > 0:
-        launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen, prec, V)  # B and A
-        _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
+        phases.append(("intra", lambda: launch_intra(qt, kt, gt, gcum, A, cu, cs, co, scale, T, NTs, N, NT, varlen,
+                                                     prec, V)))  # B and A
+        phases.append(("state", lambda: _gla_chunk_state_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
             kt, vt, gcum, hbuf, h0 if h0 is not None else dummy, dummy, dummy, dummy, cu, co, T, NTs,
             h0.stride(0) if h0 is not None else 0, 0, H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen,
             USE_H0=h0 is not None, STORE_HT=False, INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec,
             num_warps=warps_state, num_stages=stages_state,
-        )
+        )))
     # kernel 1: dS' of every chunk, dh0
     dhbuf = torch.empty(NT, H, K, V, dtype=f32, device=dev)
     dh0 = torch.empty(N, H, K, V, dtype=f32, device=dev) if initial_state is not None else None
     dht_ = dht.float().contiguous() if dht is not None else None
     if N > 0:
-        _gla_bwd_dh_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
+        phases.append(("dh", lambda: _gla_bwd_dh_kernel[(cdiv(V, BVs), cdiv(K, BKs), N * H)](
             qt, dot_, gcum, dhbuf, dht_ if dht_ is not None else dummy, dh0 if dh0 is not None else dummy, cu, co,
             scale, T, NTs, H, K, V, BT=BT, BK=BKs, BV=BVs, IS_VARLEN=varlen, USE_DHT=dht_ is not None,
             STORE_DH0=dh0 is not None, DOT_PREC=prec, num_warps=warps_state, num_stages=stages_dh,
-        )
+        )))
     dq = torch.empty(TT, H, K, dtype=dtype, device=dev)
     dk = torch.empty(TT, H, K, dtype=dtype, device=dev)
     dv = torch.empty(TT, H, V, dtype=dtype, device=dev)
@@ -446,16 +450,21 @@ def chunk_gla_bwd(q, k, v, gk, scale, initial_state, do, dht, cu_seqlens=None):
         # kernel 2: intra-chunk parts of dq, dk
         dq_intra = torch.empty(TT, H, K, dtype=f32, device=dev)
         dk_intra = torch.empty(TT, H, K, dtype=f32, device=dev)
-        launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, scale, T, NTs, N, NT, varlen, prec)
+        phases.append(("bwd_intra", lambda: launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co,
+                                                             scale, T, NTs, N, NT, varlen, prec)))
         # kernel 3: state parts, dq, dk, dgk
-        _gla_bwd_inter_kernel[(cdiv(K, BKc), NT, H)](
+        phases.append(("inter", lambda: _gla_bwd_inter_kernel[(cdiv(K, BKc), NT, H)](
             qt, kt, vt, gcum, dot_, hbuf, dhbuf, dq_intra, dk_intra, dq, dk, dgk, cu, cs, co, scale, T, NTs, N,
             H, K, V, BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec,
-        )
+        )))
         # kernel 4: dv
-        _gla_bwd_dv_kernel[(cdiv(V, BVc), NT, H)](
+        phases.append(("dv", lambda: _gla_bwd_dv_kernel[(cdiv(V, BVc), NT, H)](
             kt, gcum, dot_, A, dhbuf, dv, cu, cs, co, T, NTs, N, H, K, V,
             BT=BT, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, num_warps=4, num_stages=2,
-        )
+        )))
+    for _, launch in phases:
+        launch()
+    if _phases is not None:
+        _phases.extend(phases)
     return (dq.view(q.shape), dk.view(k.shape).to(k.dtype), dv.view(v.shape).to(v.dtype),
             dgk.view(gk.shape).to(gk.dtype), None if dh0 is None else dh0.to(initial_state.dtype))
