@@ -66,10 +66,10 @@ PREP_CANDIDATES = [(4, 2, 128, False), (4, 3, 128, False), (4, 2, 128, True), (4
 # out: (BV, num_warps, num_stages, maxnreg); sm_90a: BV 64 x 4 warps 146 registers (three per SM), capped at 128 no
 # spills (four); BV 128 x 8 warps 180.
 OUT_CANDIDATES = [(64, 4, 2, None), (64, 4, 2, 128), (64, 4, 3, 128), (64, 8, 2, None), (128, 8, 2, None)]
-# GLA (chunk.py, chunk_bwd.py). Level kernels: (BK, num_warps), 1 stage (the forward's at BK 64 x 16 warps; the backward's spills
-# there). out: (BV, num_warps, num_stages, maxnreg); sm_90a 85-102 registers, no cap needed. The backward's inter
-# kernel: (num_warps, num_stages, maxnreg); 8 warps 175-180 registers (one program per SM), capped at 128 it spills
-# 112 B (two); 4 warps 255 and 192 B.
+# GLA (chunk.py, chunk_bwd.py). Level kernels: (BK, num_warps), 1 stage (the forward's at BK 64 x 16 warps; the
+# backward's spills there). out: (BV, num_warps, num_stages, maxnreg); sm_90a 85-102 registers, no cap needed. The
+# backward's inter kernel: (num_warps, num_stages, maxnreg); 8 warps 175-180 registers (one program per SM), capped
+# at 128 it spills 112 B (two); 4 warps 255 and 192 B.
 GLA_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16), (64, 16)]
 GLA_OUT_CANDIDATES = [(64, 4, 2, None), (32, 4, 2, None), (64, 8, 2, None), (128, 8, 2, None), (64, 4, 3, None)]
 GLA_BWD_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
