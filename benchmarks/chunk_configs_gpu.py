@@ -13,8 +13,8 @@ WY kernel, GLA's level kernels) run with their switch set, whatever the head dim
 Candidates: the backward's WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), dqkw kernel
 (chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and dh
 reverse pass (V block, depth, warps: launch arguments, not an autotuner); the forward's prep (warps, depth, register
-cap) and out kernel (V block, warps, depth, register cap); GLA's level kernels (forward and backward), out kernel and
-backward inter kernel. Registers and spills of each config compiled for sm_90a:
+cap) and out kernel (V block, warps, depth, register cap); GLA's level kernels (forward and backward), out kernel,
+forward state pass (tile, warps, depth: launch arguments) and backward inter kernel. Registers and spills of each config compiled for sm_90a:
 `python -m hybridserve.kernels._compile_check` (no GPU needed).
 
     python benchmarks/chunk_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh,prep,out,...]
@@ -74,8 +74,14 @@ GLA_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16), (64, 16)]
 GLA_OUT_CANDIDATES = [(64, 4, 2, None), (32, 4, 2, None), (64, 8, 2, None), (128, 8, 2, None), (64, 4, 3, None)]
 GLA_BWD_INTRA_CANDIDATES = [(32, 8), (16, 8), (32, 16)]
 GLA_BWD_INTER_CANDIDATES = [(8, 2, None), (8, 1, None), (8, 3, None), (8, 2, 128), (8, 1, 128)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "gla_intra", "gla_out", "gla_bwd_intra", "gla_bwd_inter")
-FORWARD = ("prep", "out", "gla_intra", "gla_out")
+# GLA's forward state pass: (BK, BV, num_warps, num_stages), launch arguments; chunk.default_state_blocks gives
+# BK = BV = 64 at 8 x 32K (512 programs) and BV 16 for one sequence (1 x 32K, where GLA's forward is 0.75x fla's),
+# 8 warps at 64 x 64, 3 stages (GLA_STATE_STAGES)
+GLA_STATE_CANDIDATES = [(64, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (32, 64, 4, 3), (32, 32, 4, 3),
+                        (64, 16, 4, 3)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "gla_intra", "gla_out", "gla_state", "gla_bwd_intra",
+           "gla_bwd_inter")
+FORWARD = ("prep", "out", "gla_intra", "gla_out", "gla_state")
 # {kernel: (switch, value)} of kernels that are one of several choices (the default at K = V = 128)
 ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
           "gla_bwd_intra": ("HYBRIDSERVE_GLA_BWD_INTRA", "levels")}
@@ -156,23 +162,25 @@ def reference_gla(B, T):
     return (q, k, v, gk, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
 
 
-def check_gla(case, ref, forward):
-    """GLA's forward (output, final state) or backward (dq, dk, dv, dgk, dh0) against the reference."""
+def check_gla(case, ref, forward, **tiles):
+    """GLA's forward (output, final state; `tiles`: its state pass's) or backward (dq, dk, dv, dgk, dh0) against the
+    reference."""
     from hybridserve.kernels.gla.chunk import chunk_gla_fwd
     from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
 
     q, k, v, gk, h0, do, dht = case
     if forward:
         ht = torch.empty_like(h0)
-        o = chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, initial_state=h0, final_state=ht)
+        o = chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, initial_state=h0, final_state=ht, **tiles)
         return _worst((o, ht), ref["fwd"], ["o", "final state"])
     return _worst(chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, h0, do, dht), ref["bwd"], ["dq", "dk", "dv", "dgk", "dh0"])
 
 
-GLA_PHASES = {"gla_intra": "intra", "gla_out": "out", "gla_bwd_intra": "bwd_intra", "gla_bwd_inter": "inter"}
+GLA_PHASES = {"gla_intra": "intra", "gla_out": "out", "gla_state": "state", "gla_bwd_intra": "bwd_intra",
+              "gla_bwd_inter": "inter"}
 
 
-def time_gla(big, name):
+def time_gla(big, name, **tiles):
     """ms of GLA kernel `name` alone at the large size, in the forward or the backward."""
     from hybridserve.kernels.gla.chunk import chunk_gla_fwd
     from hybridserve.kernels.gla.chunk_bwd import chunk_gla_bwd
@@ -180,7 +188,7 @@ def time_gla(big, name):
     q, k, v, gk, do = big
     phases = []
     if name in FORWARD:
-        chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, _phases=phases)
+        chunk_gla_fwd(q, k, v, gk, kb.K**-0.5, _phases=phases, **tiles)
     else:
         chunk_gla_bwd(q, k, v, gk, kb.K**-0.5, None, do, None, _phases=phases)
     return kb.bench(dict(phases)[GLA_PHASES[name]])
@@ -237,6 +245,12 @@ def sweep(kernels, cases, shape):
                 tiles = dict(BV_dh=bv, stages_dh=s, warps_dh=w)
                 r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
+            continue
+        if name == "gla_state":
+            for bk, bv, w, s in GLA_STATE_CANDIDATES:
+                tiles = dict(BK_state=bk, BV_state=bv, num_warps_state=w, num_stages_state=s)
+                r = dict(kind="config", kernel=name, config=f"BK={bk} BV={bv} w{w} s{s}", shape=shape)
+                one(r, lambda: check_gla(case, ref, True, **tiles), lambda: time_gla(big, name, **tiles))
             continue
         kern, configs = autotuned(name)
         saved, launches = kern.configs, []

@@ -10,8 +10,8 @@
 #  2. GLA forward + backward against fla at 1 x 4K and 4 x 8K (fla's row at 8 x 32K runs past 200 s), the
 #     backward's intra dQ, dK by levels (default since the sixteenth session) and by columns;
 #  3. Nsight Compute on our GLA backward at 8 x 32K, and on fla's and ours at 4 x 8K: kernel for kernel, as the
-#     fifteenth session did for GDN; then every GLA candidate config checked and timed at 8 x 32K
-#     (benchmarks/chunk_configs_gpu.py: what paid for GDN in the seventeenth session);
+#     fifteenth session did for GDN; then every GLA candidate config checked and timed alone at 8 x 32K, the
+#     forward's also at 1 x 32K (benchmarks/chunk_configs_gpu.py: what paid for GDN in the seventeenth session);
 #  4. the serving layer at the defaults; 5. the align-mode cost; 6. the Qwen short rows.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
@@ -39,8 +39,11 @@ for impl in fla ours; do
     > $R/kern/ncu-gla_bwd-$impl-4x8K.txt 2>&1; echo "rc=$?"
 done
 step "GLA configs checked and timed, 8x32K"
-timeout 300 python3 benchmarks/chunk_configs_gpu.py --kernels gla_intra,gla_out,gla_bwd_intra,gla_bwd_inter \
+timeout 300 python3 benchmarks/chunk_configs_gpu.py --kernels gla_intra,gla_out,gla_state,gla_bwd_intra,gla_bwd_inter \
   --shape 8x32768 --budget-s 270 --out $R/kern/gla-configs > $R/kern/gla-configs.log 2>&1; echo "rc=$?"
+step "GLA forward configs checked and timed, 1x32K (one sequence: 0.75x fla)"
+timeout 200 python3 benchmarks/chunk_configs_gpu.py --kernels gla_state,gla_out,gla_intra --shape 1x32768 \
+  --budget-s 170 --out $R/kern/gla-configs-1x32K > $R/kern/gla-configs-1x32K.log 2>&1; echo "rc=$?"
 step "serve layer at the defaults"
 timeout 150 python3 benchmarks/serve_layer_gpu.py --out $R/kern/layer-defaults --check --conv-only --decode 64,512 \
   --prefill 1x128,1x512,1x1024,1x4096,8x1024,256+15x1024 > $R/kern/layer-defaults.log 2>&1; echo "rc=$?"
