@@ -415,7 +415,8 @@ def test_state_pass_stages_setting(monkeypatch):
 def test_default_tiles_are_the_measured_ones(monkeypatch):
     """The defaults the H200 measured fastest at K = V = 128, H = 16 and checked at real sizes (docs/benchmarks/
     kernels.md, thirteenth and fourteenth sessions): the forward's state pass BV 16 for one sequence and BV 64 from 4
-    sequences, 3 stages; the backward's dh pass BV 16 with 3 stages for one sequence, BV 32 with 2 from 4; GLA's
+    sequences, 3 stages; the backward's dh pass BV 16 with 3 stages for one sequence, BV 32 with 2 at 4, BV 64 with 1
+    from 8 (seventeenth session: 256 programs in one wave); GLA's
     state pass at 3 stages; the one-launch short prefill up to 512 tokens; the diagonal blocks of (I + A) inverted
     by doubling. Head dims never timed keep what was validated before (BV <= 32, 1 stage, no one-launch route,
     forward substitution)."""
