@@ -480,6 +480,8 @@ def main():
     ap.add_argument("--no-ref", action="store_true", help="leave the PyTorch references out of the fwd+bwd rows")
     ap.add_argument("--shapes", default="", help="B x T list for every section instead of its own grid (e.g. "
                     "8x32768,1x4096)")
+    ap.add_argument("--impls", default="", help="fwd+bwd rows: only those whose name contains one of these "
+                    "comma-separated words (e.g. default,fla: a short job skips the fused layout's ~100 ms row)")
     ap.add_argument("--static", action="store_true", help="only the sm_90a compile report (needs no GPU)")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"which measurements, in this order: {','.join(SECTIONS)} (e.g. fwdbwd for the fla comparison "
@@ -529,7 +531,7 @@ def main():
            "ours (wy by products)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "products"}),
            "ours (wy by scratch, TF32 operands)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "scratch"})}
     # (the backward's intra dQ, dK by levels is the default at K = V = 128 since session 16)
-    gla = {"ours (Triton fwd + Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
+    gla = {"ours (Triton fwd + default Triton bwd)": lambda *x: kernels.chunk_gla(*x)[0],
            "ours (bwd intra by columns)": (lambda *x: kernels.chunk_gla(*x)[0],
                                            {"HYBRIDSERVE_GLA_BWD_INTRA": "columns"})}
     if fla is not None:
@@ -538,6 +540,10 @@ def main():
     if not args.no_ref:
         gdn["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gated_delta_rule(*x)[0]
         gla["torch ref (chunked, autograd)"] = lambda *x: naive_chunk_gla(*x, chunk_size=16)[0]
+    words = [w.strip() for w in args.impls.split(",") if w.strip()]
+    if words:
+        gdn = {n: f for n, f in gdn.items() if any(w in n for w in words)}
+        gla = {n: f for n, f in gla.items() if any(w in n for w in words)}
     t0 = time.time()
     bw = kb._try("copy bandwidth", copy_bandwidth)
     info.update(copy_TBps=round(bw / 1e12, 2) if isinstance(bw, float) else bw)

@@ -319,15 +319,22 @@ Context 1, Stream 7, Device 0, CC 9.0
 def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
     """kernels_bwd.py's GLA forward + backward rows: ours at the defaults and with the backward's intra dQ, dK by
     columns (HYBRIDSERVE_GLA_BWD_INTRA set only around that row), no PyTorch reference with --no-ref, at the B x T
-    --shapes names (a malformed list: one clear error)."""
+    --shapes names (a malformed list: one clear error), only the rows --impls names."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--sections", "gla",
                         "--no-ref", "--shapes", "1x40", "--out", str(tmp_path)], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [x for x in json.loads((tmp_path / "kernels_bwd.json").read_text())["rows"] if x["kind"] == "gla_fwdbwd"]
     impls = {x["impl"] for x in rows} - {"fla chunk_gla"}
-    assert impls == {"ours (Triton fwd + Triton bwd)", "ours (bwd intra by columns)"}, rows
+    assert impls == {"ours (Triton fwd + default Triton bwd)", "ours (bwd intra by columns)"}, rows
     assert all("fwdbwd_ms" in x and (x["B"], x["T"]) == (1, 40) for x in rows)  # --shapes replaced the grid
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--sections", "gla",
+                        "--no-ref", "--shapes", "1x40", "--impls", "default,fla", "--out", str(tmp_path / "some")],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [x for x in json.loads((tmp_path / "some" / "kernels_bwd.json").read_text())["rows"]
+            if x["kind"] == "gla_fwdbwd"]
+    assert {x["impl"] for x in rows} - {"fla chunk_gla"} == {"ours (Triton fwd + default Triton bwd)"}  # --impls
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--shapes", "8by4"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "--shapes" in r.stderr and "Traceback" not in r.stderr

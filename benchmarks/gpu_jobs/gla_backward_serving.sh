@@ -21,7 +21,7 @@ python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
 step() { echo "== $1 $(date +%T)"; }
 step "GDN forward + backward vs fla, 8x32K, defaults"
 timeout 240 python3 benchmarks/kernels_bwd.py --sections fwdbwd --no-ref --shapes 8x32768 --budget-s 200 \
-  --out $R/kern/gdn-fwdbwd > $R/kern/gdn-fwdbwd.log 2>&1; echo "rc=$?"
+  --impls default,fla --out $R/kern/gdn-fwdbwd > $R/kern/gdn-fwdbwd.log 2>&1; echo "rc=$?"
 step "GDN forward prep configs checked and timed, 8x32K"
 timeout 150 python3 benchmarks/chunk_configs_gpu.py --kernels prep --shape 8x32768 --budget-s 130 \
   --out $R/kern/prep-configs > $R/kern/prep-configs.log 2>&1; echo "rc=$?"
