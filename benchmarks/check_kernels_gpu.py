@@ -137,6 +137,20 @@ def gla_inputs(B, T, dev=None, dtype=torch.bfloat16, seed=0, req=False):
     return xs
 
 
+def reference_pullback(xs, naive, seed):
+    """For the inputs xs of a chunked op (q, k, v, gates...; B sequences) draw dO, h0 and dht (generator `seed`) and
+    run `naive`, its float32 PyTorch reference, from h0 under torch.func.vjp: (h0, do, dht, (o, final state), the
+    gradients of every input and h0)."""
+    B, v = xs[0].shape[0], xs[2]
+    gen = torch.Generator(device=DEV).manual_seed(seed)
+    do = torch.randn(v.shape, device=DEV, generator=gen).to(v.dtype)
+    h0 = torch.randn(B, H, K, V, device=DEV, generator=gen) * 0.1
+    dht = torch.randn(B, H, K, V, device=DEV, generator=gen) * 0.1
+    n = len(xs)
+    fwd, pullback = torch.func.vjp(lambda *a: naive(*a[:n], K**-0.5, a[n], True), *[x.float() for x in xs], h0)
+    return h0, do, dht, fwd, pullback((do.float(), dht))
+
+
 class Report:
     def __init__(self):
         self.rows = []

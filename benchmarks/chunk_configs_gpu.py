@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_kernels_gpu as chk  # noqa: E402
 import kernels as kb  # noqa: E402  (bench, _try, row, RESULTS, CPU smoke)
+from kernels_bwd import env  # noqa: E402  (an environment variable set for a while)
 
 TOL = {"bwd": 2e-2, "fwd": 1e-2}  # the GPU checks' tolerances against the float32 reference
 NAMES = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
@@ -138,28 +139,18 @@ def reference(B, T):
     """Inputs (with h0, dht) and the float32 reference's {"fwd": (o, final state), "bwd": gradients}."""
     from hybridserve.kernels.gated_delta_rule.naive import naive_chunk_gated_delta_rule
 
-    q, k, v, g, beta = chk.gdn_inputs(B, T, seed=11)
-    gen = torch.Generator(device=kb.DEV).manual_seed(12)
-    do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
-    h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-    dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-    xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
-    fwd, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
-    return (q, k, v, g, beta, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
+    xs = chk.gdn_inputs(B, T, seed=11)
+    h0, do, dht, fwd, grads = chk.reference_pullback(xs, naive_chunk_gated_delta_rule, seed=12)
+    return (*xs, h0, do, dht), dict(fwd=fwd, bwd=grads)
 
 
 def reference_gla(B, T):
     """GLA inputs (with h0, dht) and the float32 chunked reference's {"fwd": (o, final state), "bwd": gradients}."""
     from hybridserve.kernels.gla.naive import naive_chunk_gla
 
-    q, k, v, gk = chk.gla_inputs(B, T, seed=13)
-    gen = torch.Generator(device=kb.DEV).manual_seed(14)
-    do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
-    h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-    dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-    xs = [x.float() for x in (q, k, v, gk)] + [h0]
-    fwd, pullback = torch.func.vjp(lambda *a: naive_chunk_gla(*a[:4], kb.K**-0.5, a[4], True), *xs)
-    return (q, k, v, gk, h0, do, dht), dict(fwd=fwd, bwd=pullback((do.float(), dht)))
+    xs = chk.gla_inputs(B, T, seed=13)
+    h0, do, dht, fwd, grads = chk.reference_pullback(xs, naive_chunk_gla, seed=14)
+    return (*xs, h0, do, dht), dict(fwd=fwd, bwd=grads)
 
 
 def check_gla(case, ref, forward, **tiles):
@@ -255,34 +246,30 @@ def sweep(kernels, cases, shape):
         kern, configs = autotuned(name)
         saved, launches = kern.configs, []
         # a kernel that runs only where its switch chooses it: chosen here, whatever the head dims' default
-        route, value = ROUTES.get(name, (None, None))
-        env_saved = os.environ.get(route) if route else None
-        if route:
-            os.environ[route] = value
+        route = dict([ROUTES[name]]) if name in ROUTES else {}
 
         def counted(*args, _run=kern.run, **kwargs):  # a check that never launched the kernel proves nothing
             launches.append(1)
             return _run(*args, **kwargs)
         kern.run = counted
         try:
-            for label, cfg in configs:
-                kern.configs = [cfg]
-                kern.cache.clear()
-                fwd = name in FORWARD
-                r = dict(kind="config", kernel=name, config=label, shape=shape)
-                if gla:
-                    checker, timer = (lambda: check_gla(case, ref, fwd)), (lambda: time_gla(big, name))
-                else:
-                    checker = (lambda: check_forward(case, ref)) if fwd else (lambda: check(case, ref))
-                    timer = lambda: time_phase(big, name)  # noqa: E731
-                launches.clear()
-                one(r, checker, timer, launches)
+            with env(**route):
+                for label, cfg in configs:
+                    kern.configs = [cfg]
+                    kern.cache.clear()
+                    fwd = name in FORWARD
+                    r = dict(kind="config", kernel=name, config=label, shape=shape)
+                    if gla:
+                        checker, timer = (lambda: check_gla(case, ref, fwd)), (lambda: time_gla(big, name))
+                    else:
+                        checker = (lambda: check_forward(case, ref)) if fwd else (lambda: check(case, ref))
+                        timer = lambda: time_phase(big, name)  # noqa: E731
+                    launches.clear()
+                    one(r, checker, timer, launches)
         finally:
             del kern.run
             kern.configs = saved
             kern.cache.clear()
-            if route:
-                os.environ.pop(route) if env_saved is None else os.environ.update({route: env_saved})
 
 
 def one(r, checker, timer, launches=None):

@@ -234,14 +234,8 @@ def split_check(cases):
 
     names = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
     for B, T in cases:
-        q, k, v, g, beta = chk.gdn_inputs(B, T, seed=6)
-        gen = torch.Generator(device=kb.DEV).manual_seed(7)
-        do = torch.randn(v.shape, device=kb.DEV, generator=gen).to(v.dtype)
-        h0 = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-        dht = torch.randn(B, kb.H, kb.K, kb.V, device=kb.DEV, generator=gen) * 0.1
-        xs = [x.float() for x in (q, k, v, g, beta)] + [h0]
-        _, pullback = torch.func.vjp(lambda *a: naive_chunk_gated_delta_rule(*a[:5], kb.K**-0.5, a[5], True), *xs)
-        ref = pullback((do.float(), dht))
+        q, k, v, g, beta = xs = chk.gdn_inputs(B, T, seed=6)
+        h0, do, dht, _, ref = chk.reference_pullback(xs, naive_chunk_gated_delta_rule, seed=7)
         grads = {}
         for variant in BWD_VARIANTS:
             r = dict(kind="gdn_split_check", B=B, T=T, variant=variant)
@@ -255,7 +249,7 @@ def split_check(cases):
         if len(grads) == 2:
             kb.row(kind="gdn_split_check", B=B, T=T, variant="split vs fused",
                    **{n: chk.rel_rmse(a, b) for n, a, b in zip(names, grads["split"], grads["fused"])})
-        del q, k, v, g, beta, do, h0, dht, xs, ref, grads, pullback
+        del q, k, v, g, beta, do, h0, dht, xs, ref, grads
         kb.empty_cache()
 
 
