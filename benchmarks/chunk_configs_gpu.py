@@ -80,9 +80,13 @@ GLA_BWD_INTER_CANDIDATES = [(8, 2, None), (8, 1, None), (8, 3, None), (8, 2, 128
 # 8 warps at 64 x 64, 3 stages (GLA_STATE_STAGES)
 GLA_STATE_CANDIDATES = [(64, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (32, 64, 4, 3), (32, 32, 4, 3),
                         (64, 16, 4, 3)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "gla_intra", "gla_out", "gla_state", "gla_bwd_intra",
-           "gla_bwd_inter")
-FORWARD = ("prep", "out", "gla_intra", "gla_out", "gla_state")
+# GDN's state pass with the output fused in (chunk_state_out.py; HYBRIDSERVE_GDN_STATE_OUT=fused): (BV, num_warps,
+# num_stages), launch arguments; sm_90a (bf16, K = V = 128): 255 registers in every tile, BV 64 x 8 warps x 2 stages
+# spilling 152 B, BV 32 x 8 warps 4 B, BV 128 1.3 KB. The split route's state + out at 8 x 32K: 1.67 + 1.97 ms.
+STATE_OUT_CANDIDATES = [(64, 8, 2), (64, 8, 1), (64, 8, 3), (64, 4, 2), (32, 4, 2), (32, 8, 2), (128, 8, 2)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "gla_intra", "gla_out", "gla_state",
+           "gla_bwd_intra", "gla_bwd_inter")
+FORWARD = ("prep", "out", "state_out", "gla_intra", "gla_out", "gla_state")
 # {kernel: (switch, value)} of kernels that are one of several choices (the default at K = V = 128)
 ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
           "gla_bwd_intra": ("HYBRIDSERVE_GLA_BWD_INTRA", "levels")}
@@ -200,13 +204,14 @@ def check(case, ref, **tiles):
                   NAMES)
 
 
-def check_forward(case, ref):
-    """The worse relative RMSE of the forward's output and final state (three-kernel route, from h0)."""
+def check_forward(case, ref, **tiles):
+    """The worse relative RMSE of the forward's output and final state (three-kernel route, from h0; `tiles`: its
+    state pass's)."""
     from hybridserve.kernels.gated_delta_rule.chunk import chunk_gdn_fwd
 
     q, k, v, g, beta, h0, _, _ = case
     ht = torch.empty_like(h0)
-    o = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, initial_state=h0, final_state=ht)
+    o = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, initial_state=h0, final_state=ht, **tiles)
     return _worst((o, ht), ref["fwd"], ["o", "final state"])
 
 
@@ -218,7 +223,7 @@ def time_phase(big, name, **tiles):
     q, k, v, g, beta, do = big
     phases = []
     if name in FORWARD:
-        chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, _phases=phases)
+        chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, _phases=phases, **tiles)
     else:
         _, X, G = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
         chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", _phases=phases, inverse=X,
@@ -236,6 +241,25 @@ def sweep(kernels, cases, shape):
                 tiles = dict(BV_dh=bv, stages_dh=s, warps_dh=w)
                 r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
+            continue
+        if name == "state_out":
+            from hybridserve.kernels.gated_delta_rule.chunk_state_out import _gdn_chunk_state_out_kernel as kern
+            launches = []
+
+            def counted(*args, _run=kern.run, **kwargs):
+                launches.append(1)
+                return _run(*args, **kwargs)
+            kern.run = counted
+            try:
+                with env(HYBRIDSERVE_GDN_STATE_OUT="fused"):
+                    for bv, w, s in STATE_OUT_CANDIDATES:
+                        tiles = dict(BV_state=bv, num_warps_state=w, num_stages_state=s)
+                        r = dict(kind="config", kernel=name, config=f"BV={bv} w{w} s{s}", shape=shape)
+                        launches.clear()
+                        one(r, lambda: check_forward(case, ref, **tiles), lambda: time_phase(big, name, **tiles),
+                            launches)
+            finally:
+                del kern.run
             continue
         if name == "gla_state":
             for bk, bv, w, s in GLA_STATE_CANDIDATES:

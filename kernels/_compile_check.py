@@ -89,6 +89,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
     from .gated_delta_rule import chunk_bwd_split as gs
     from .gated_delta_rule import chunk_bwd_wy as gw
     from .gated_delta_rule import chunk_prep as gq
+    from .gated_delta_rule import chunk_state_out as gso
     from .gated_delta_rule import decode as gd
     from .gated_delta_rule import fused_chunk as gf
     from .gated_delta_rule import fused_recurrent as gr
@@ -174,7 +175,7 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                        dict(sig, Xbuf="*fp32"),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
                             BLOCKED_INV=blocked, STORE_WU=True, DOUBLING=dbl, LOWER_PREC=prec if low else "ieee",
-                            **cfg.kwargs), cfg.num_warps, cfg.num_stages)
+                            **cfg.kwargs), cfg.num_warps, cfg.num_stages, cfg.maxnreg)
             if quick:
                 break
         # the split prep (HYBRIDSERVE_GDN_PREP=split): chunk.py's kernel up to X, then chunk_prep.py's W, U kernel
@@ -213,6 +214,15 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         yield (f"gdn chunk state {dt} dense {tag}", gc._gdn_chunk_state_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(32, BVf), IS_VARLEN=False, USE_H0=True, STORE_HT=True,
                     INDEXED=False, HAS_H0_MASK=False, DOT_PREC=prec), 4, 1)
+        # the state pass with the output fused in (chunk_state_out.py; HYBRIDSERVE_GDN_STATE_OUT=fused)
+        sig = dict(q=f"*{dt}", k=f"*{dt}", w=f"*{dt}", u=f"*{dt}", gcum="*fp32", o=f"*{dt}", h0="*fp32", ht="*fp32",
+                   state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
+        so_bv, so_warps, so_stages = gso.default_state_out_tile(1, H, K, V)
+        for bv, warps, stages in [(so_bv, so_warps, so_stages)] + ([] if quick else gso.STATE_OUT_TILES):
+            yield (f"gdn chunk state_out {dt} BV={min(bv, BVf)} warps={warps} stages={stages} {tag}",
+                   gso._gdn_chunk_state_out_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True, STORE_HT=True,
+                        INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), warps, stages)
         # the one-launch kernel for short inputs (fused_chunk.py): its default tiles, then the larger chunks
         # (raw: serving's call, the projection's columns and raw gates; else the prepared token-major inputs)
         fcfg = gf.default_fused_config(1, H, V)
@@ -352,9 +362,9 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                 break
         sig = dict(q=f"*{dt}", k=f"*{dt}", v=f"*{dt}", gcum="*fp32", do=f"*{dt}", hbuf=f"*{dt}", dhbuf="*fp32",
                    dq_intra="*fp32", dk_intra="*fp32", dq=f"*{dt}", dk=f"*{dt}", dgk="*fp32", scale="fp32", **common)
-        for w, s in lb.INTER_CONFIGS[:1] if quick else lb.INTER_CONFIGS:
-            yield (f"gla bwd inter {dt} warps={w} stages={s} {tag}", lb._gla_bwd_inter_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), w, s)
+        for w, s, r in lb.INTER_CONFIGS[:1] if quick else lb.INTER_CONFIGS:
+            yield (f"gla bwd inter {dt} warps={w} stages={s} maxnreg={r} {tag}", lb._gla_bwd_inter_kernel, sig,
+                   dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), w, s, r)
         sig = dict(k=f"*{dt}", gcum="*fp32", do=f"*{dt}", A="*fp32", dhbuf="*fp32", dv=f"*{dt}", **common)
         yield (f"gla bwd dv {dt} {tag}", lb._gla_bwd_dv_kernel, sig,
                dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=True, DOT_PREC=prec), 4, 2)

@@ -432,6 +432,12 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (64, 1)]
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 128, 128) == 3
+    # GLA's state tiles: the backward's narrow BV only; the forward's (square) BK first, at K = V = 128 only
+    assert [gla_chunk.default_state_blocks(n, 16, 128, 128) for n in (1, 4, 8)] == [(64, 16), (64, 64), (64, 64)]
+    assert [gla_chunk.default_state_blocks(n, 16, 128, 128, square=True) for n in (1, 2, 4, 8)] == \
+        [(32, 32), (32, 64), (64, 64), (64, 64)]
+    assert gla_chunk.default_state_blocks(1, 16, 64, 64, square=True) == (64, 16)
+    assert gla_chunk.default_state_blocks(1, 1, 128, 128, square=True) == (16, 16)  # stops at 16 x 16
     monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", False)  # the switch the GPU checks turned on
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 1), (32, 1), (64, 1)]
     monkeypatch.setattr(gdn_bwd, "DH_STAGES_CHECKED", True)
@@ -558,6 +564,7 @@ def test_configs_added_at_the_tuned_head_dims_are_pruned_elsewhere():
 
     from hybridserve.kernels._triton_utils import tuned_dims_prune
     from hybridserve.kernels.gated_delta_rule import chunk as gdn_chunk
+    from hybridserve.kernels.gla import chunk_bwd as gla_bwd
 
     configs = [triton.Config({}, num_warps=w) for w in (1, 2, 4, 8)]
     prune = tuned_dims_prune(3)
@@ -566,7 +573,8 @@ def test_configs_added_at_the_tuned_head_dims_are_pruned_elsewhere():
     assert prune(configs[:2], {"K": 64, "V": 64}) == configs[:2]
     for kern, table, n in ((gdn_chunk._gdn_chunk_prep_kernel, gdn_chunk.PREP_CONFIGS, gdn_chunk.PREP_EVERYWHERE),
                            (gdn_chunk._gdn_chunk_out_kernel, gdn_chunk.OUT_CONFIGS, gdn_chunk.OUT_EVERYWHERE),
-                           (gdn_bwd._gdn_bwd_dv_local_kernel, gdn_bwd.DV_LOCAL_CONFIGS, gdn_bwd.DV_LOCAL_EVERYWHERE)):
+                           (gdn_bwd._gdn_bwd_dv_local_kernel, gdn_bwd.DV_LOCAL_CONFIGS, gdn_bwd.DV_LOCAL_EVERYWHERE),
+                           (gla_bwd._gla_bwd_inter_kernel, gla_bwd.INTER_CONFIGS, gla_bwd.INTER_EVERYWHERE)):
         assert 0 < n < len(table)
         full = [object() for _ in table]
         assert kern.early_config_prune(full, {"K": 128, "V": 128}) == full

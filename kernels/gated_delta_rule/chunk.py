@@ -35,21 +35,25 @@ from .._triton_utils import (cdiv, next_pow2, on_tensor_device, state_pass_stage
                              tuned_head_dims)
 from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _wu_block, diagonal_inverse_method, diagonal_inverses,
                          launch_wu, lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
+from .chunk_state_out import default_state_out_tile, launch_state_out, state_out_route
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
 
 
-# (num_warps, num_stages, maxnreg) of the prep kernel: the first four at any head dims, the capped ones (sm_90a, bf16,
-# K = V = 128: 164 -> 128 registers at 4 warps with no spills, four programs per SM instead of three) only at the
-# TUNED_HEAD_DIMS, where benchmarks/chunk_configs_gpu.py checked and timed them (seventeenth session).
-PREP_CONFIGS = [(4, 2, None), (8, 2, None), (4, 3, None), (2, 2, None), (4, 2, 128), (4, 3, 128)]
+# (num_warps, num_stages, maxnreg, LOWER_ONLY) of the prep kernel: the first four at any head dims, the capped ones
+# (sm_90a, bf16, K = V = 128: 164 -> 128 registers at 4 warps with no spills, four programs per SM instead of three)
+# only at the TUNED_HEAD_DIMS, where benchmarks/chunk_configs_gpu.py checked and timed them (seventeenth session;
+# LOWER_ONLY in the eighteenth: 2.66 ms at 8 x 32K against 2.70 without).
+PREP_CONFIGS = [(4, 2, None, False), (8, 2, None, False), (4, 3, None, False), (2, 2, None, False),
+                (4, 2, 128, False), (4, 3, 128, False), (4, 3, 128, True)]
 PREP_EVERYWHERE = 4
 
 
 def _prep_configs():
     return tuned_configs("_gdn_chunk_prep_kernel", [
-        triton.Config({}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {})) for w, s, r in PREP_CONFIGS])
+        triton.Config({"LOWER_ONLY": lo} if lo else {}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {}))
+        for w, s, r, lo in PREP_CONFIGS])
 
 
 @triton.autotune(configs=_prep_configs(), key=["H", "K", "V", "DOT_PREC"],
@@ -416,20 +420,21 @@ def token_major(q, k, v, g, beta):
 @on_tensor_device
 def chunk_gdn_fwd(
     q, k, v, g, beta, scale=None, initial_state=None, state_indices=None, has_initial_state=None, final_state=None,
-    cu_seqlens=None, BV_state=None, num_warps_state=4, num_stages_state=None, keep_inverse=False, _phases=None,
+    cu_seqlens=None, BV_state=None, num_warps_state=None, num_stages_state=None, keep_inverse=False, _phases=None,
 ):
     """Chunked GDN forward; returns o shaped like v in q's dtype. States as in fused_recurrent_gdn_fwd.
     keep_inverse (training): return (o, X, G) instead, X = (I + A)^{-1} of every chunk as the prep left it
     ([.., H, 64] float32, rows of a chunk's lower triangle; with the default blocked inverse the prep writes it
     anyway, as its scratch) and G the in-chunk cumulative gates ([.., H] float32), so that chunk_bwd.py reloads them
-    instead of recomputing the inverse (fla keeps its forward's too). Always the three-kernel route.
+    instead of recomputing the inverse (fla keeps its forward's too). Never the one-launch route.
 
     q, k [B, T, H, K] (or packed with cu_seqlens), v [.., H, V], g, beta [.., H]. BV_state, num_warps_state,
     num_stages_state: the sequential state pass's V block, warps and pipelining depth (default: default_state_tile,
-    4). Inputs of at most fused_chunk_max_tokens(K, V) tokens (default: 512 at K = V = 128) run fused_chunk.py's
-    one-launch kernel instead of the three below. `_phases` (a list, for profiling): receives ("prep" | "state" |
-    "out", launch) pairs that re-run each of the three kernels on the same buffers, so a benchmark can time them
-    one by one."""
+    4; on the fused route chunk_state_out.default_state_out_tile). Inputs of at most fused_chunk_max_tokens(K, V)
+    tokens (default: 512 at K = V = 128) run fused_chunk.py's one-launch kernel instead of the three below; where
+    chunk_state_out.state_out_route says "fused", the state and output kernels are one. `_phases` (a list, for
+    profiling): receives ("prep" | "state" | "out" | "state_out", launch) pairs that re-run each kernel on the same
+    buffers, so a benchmark can time them one by one."""
     H, K = q.shape[-2:]
     V = v.shape[-1]
     if K > 256 or V > 256:
@@ -458,8 +463,10 @@ def chunk_gdn_fwd(
     Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
     w = torch.empty(TT, H, K, dtype=dtype, device=dev)
     u = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
+    fused = state_out_route(N, H, K, V) == "fused"  # the output computed in the state pass: no V', no states kept
+    if not fused:
+        vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
+        hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     o = torch.empty(TT, H, V, dtype=dtype, device=dev)
     dummy = gcum
     cu = cu_seqlens if cu_seqlens is not None else dummy
@@ -481,34 +488,35 @@ def chunk_gdn_fwd(
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
-    BV, stages = default_state_tile(N, H, K, V)
-    BV = max(16, min(BV_state or BV, next_pow2(V)))
-    stages = num_stages_state or stages
     h0 = initial_state if initial_state is not None else dummy
     ht = final_state if final_state is not None else dummy
-
-    def state():
-        _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
-            kt, w, u, gcum, hbuf, vnew, h0, ht,
-            state_indices if indexed else dummy,
-            has_initial_state if has_initial_state is not None else dummy,
-            cu, co, T, NTs,
-            h0.stride(0) if initial_state is not None else 0, ht.stride(0) if final_state is not None else 0,
+    s_h0 = h0.stride(0) if initial_state is not None else 0
+    s_ht = ht.stride(0) if final_state is not None else 0
+    sidx = state_indices if indexed else dummy
+    h0_mask = has_initial_state if has_initial_state is not None else dummy
+    use_mask = has_initial_state is not None and initial_state is not None
+    if fused:
+        BV, warps, stages = default_state_out_tile(N, H, K, V)
+        BV = max(16, min(BV_state or BV, next_pow2(V)))
+        phases.append(("state_out", lambda: launch_state_out(
+            qt, kt, w, u, gcum, o, h0, ht, sidx, h0_mask, cu, scale, T, N, H, K, V, varlen, prec,
+            initial_state is not None, final_state is not None, indexed, use_mask, s_h0, s_ht, BV,
+            num_warps_state or warps, num_stages_state or stages)))
+    else:
+        BV, stages = default_state_tile(N, H, K, V)
+        BV = max(16, min(BV_state or BV, next_pow2(V)))
+        phases.append(("state", lambda: _gdn_chunk_state_kernel[(cdiv(V, BV), N * H)](
+            kt, w, u, gcum, hbuf, vnew, h0, ht, sidx, h0_mask, cu, co, T, NTs, s_h0, s_ht,
             H, K, V, BT=BT, BK=max(16, next_pow2(K)), BV=BV, IS_VARLEN=varlen,
             USE_H0=initial_state is not None, STORE_HT=final_state is not None, INDEXED=indexed,
-            HAS_H0_MASK=has_initial_state is not None and initial_state is not None, DOT_PREC=prec,
-            num_warps=num_warps_state, num_stages=stages,
-        )
-    phases.append(("state", state))
-
-    def out():
-        grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
-        _gdn_chunk_out_kernel[grid](
-            qt, kt, vnew, gcum, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
-            BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
-        )
-    if NT > 0:
-        phases.append(("out", out))
+            HAS_H0_MASK=use_mask, DOT_PREC=prec, num_warps=num_warps_state or 4, num_stages=num_stages_state or stages,
+        )))
+        if NT > 0:
+            grid = lambda meta: (cdiv(V, meta["BV"]), NT, H)  # noqa: E731
+            phases.append(("out", lambda: _gdn_chunk_out_kernel[grid](
+                qt, kt, vnew, gcum, hbuf, o, cu, cs, co, scale, T, NTs, N, H, K, V,
+                BT=BT, BK=BKc, IS_VARLEN=varlen, DOT_PREC=prec,
+            )))
     for _, launch in phases:
         launch()
     if _phases is not None:

@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
-from .._triton_utils import cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import (cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs,
+                             tuned_head_dims)
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 
 SUB = 16
@@ -342,11 +343,21 @@ GLA_STATE_STAGES = 3
 GLA_DH_STAGES = 1
 
 
-def default_state_blocks(N: int, H: int, K: int, V: int) -> tuple[int, int]:
+def default_state_blocks(N: int, H: int, K: int, V: int, square: bool = False) -> tuple[int, int]:
+    """(BK, BV) of a sequential GLA pass: 64 x 64, narrowed until it runs about 256 programs. By default only BV
+    narrows (the backward's passes: timed so). square (the forward's state pass, at the TUNED_HEAD_DIMS): the wider of
+    the two halves, BK first, so one sequence takes 32 x 32 tiles (H200, eighteenth session, 1 x 32K: 0.561 ms
+    against 1.04 for 64 x 16 and 0.669 for 64 x 64; benchmarks/chunk_configs_gpu.py); 8 x 32K keeps 64 x 64."""
     BK = min(64, max(16, next_pow2(K)))
     BV = min(64, max(16, next_pow2(V)))
-    while BV > 16 and N * H * cdiv(K, BK) * cdiv(V, BV) < 256:
-        BV //= 2
+    square = square and tuned_head_dims(K, V)
+    while N * H * cdiv(K, BK) * cdiv(V, BV) < 256:
+        if square and BK >= BV and BK > 16:
+            BK //= 2
+        elif BV > 16:
+            BV //= 2
+        else:
+            break
     return BK, BV
 
 
@@ -406,7 +417,7 @@ def chunk_gla_fwd(
                                                      prec, V)))  # B and A
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
         has_initial_state = has_initial_state.view(torch.uint8)
-    dBK, dBV = default_state_blocks(N, H, K, V)
+    dBK, dBV = default_state_blocks(N, H, K, V, square=True)
     BKs = max(16, min(BK_state or dBK, next_pow2(K)))
     BVs = max(16, min(BV_state or dBV, next_pow2(V)))
     num_warps_state = num_warps_state or (8 if BKs * BVs >= 4096 else 4)  # 64 x 64 at 4 warps spills

@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from .._triton_common import first_chunk, locate_chunk, seq_bounds
-from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs
+from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_dims_prune
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB,
                     _gla_chunk_state_kernel, bwd_intra_method, default_state_blocks, launch_intra, level_terms)
@@ -262,14 +262,19 @@ def launch_bwd_intra(qt, kt, vt, gcum, dot_, dq_intra, dk_intra, cu, cs, co, sca
     )
 
 
-# (num_warps, num_stages) of the inter kernel. sm_90a (bf16, K = V = 128): 4 warps 255 registers and 188-192 B
-# spilled per thread (Nsight Compute, fifteenth session: 44 M spill requests, 9.27 ms at 8 x 32K); 8 warps 180, none
-INTER_CONFIGS = [(4, 2), (8, 2), (8, 1)]
+# (num_warps, num_stages, maxnreg) of the inter kernel. sm_90a (bf16, K = V = 128): 4 warps 255 registers and
+# 188-192 B spilled per thread (Nsight Compute, fifteenth session: 44 M spill requests, 9.27 ms at 8 x 32K); 8 warps
+# 180, none: one program per SM. The last two, capped at 128 registers (112 B spilled, but two programs per SM), are
+# offered only at the TUNED_HEAD_DIMS, where benchmarks/chunk_configs_gpu.py checked and timed them (H200,
+# eighteenth session, 8 x 32K: 7.82 ms at 1 stage, 8.12 at 2, against 10.9-11.4 uncapped).
+INTER_CONFIGS = [(4, 2, None), (8, 2, None), (8, 1, None), (8, 1, 128), (8, 2, 128)]
+INTER_EVERYWHERE = 3
 
 
-@triton.autotune(configs=tuned_configs("_gla_bwd_inter_kernel", [triton.Config({}, num_warps=w, num_stages=s)
-                                                                 for w, s in INTER_CONFIGS]),
-                 key=["H", "K", "V", "IS_VARLEN", "DOT_PREC"])
+@triton.autotune(configs=tuned_configs("_gla_bwd_inter_kernel", [
+    triton.Config({}, num_warps=w, num_stages=s, **({"maxnreg": r} if r else {})) for w, s, r in INTER_CONFIGS]),
+                 key=["H", "K", "V", "IS_VARLEN", "DOT_PREC"],
+                 prune_configs_by={"early_config_prune": tuned_dims_prune(INTER_EVERYWHERE)})
 @triton.jit
 def _gla_bwd_inter_kernel(
     q, k, v, gcum, do, hbuf, dhbuf, dq_intra, dk_intra, dq, dk, dgk, cu_seqlens, chunk_seq, chunk_off, scale,

@@ -1,0 +1,128 @@
+"""The chunked GDN forward's state pass with the output fused in (Triton): chunk.py's kernels 2 and 3 in one.
+
+chunk.py's forward is three kernels: the prep (W, U per chunk, parallel), the sequential state pass (V' and the state
+before every chunk, both written out) and the output (parallel, reads them back):
+
+    V'_c = U_c - W_c H_c,   H_{c+1} = e^{G_last} H_c + (K_c * e^{G_last - G})^T V'_c
+    O_c  = scale (diag(e^G) Q_c H_c + ((Q_c K_c^T) * e^{G_t - G_i} [i <= t]) V'_c)
+
+Here the state pass computes O_c itself while it holds H_c and V'_c, so neither goes through global memory: per
+token and head (bf16, K = V = 128) the split route writes V' (256 B) and a 1/64th share of a 32 KB state (512 B), and
+the output kernel reads q, k, V' and the state back (1,280 B). The price is parallelism and repeated work: O is
+computed sequentially, one program per (sequence, head, V block), and Q_c K_c^T once per V block. So it pays only
+where there are enough (sequence, head) pairs to fill the GPU (`state_out_route`).
+
+The arithmetic and its rounding points are chunk.py's: H_c and V'_c enter the output's products in the input dtype
+(the split route stores them so), the state update takes V' in float32, accumulation is float32. Only the float32
+summation order of Q H and Q K^T over K differs (one product over all of K here, 64-column blocks there). States as
+in chunk.py (dense or pool rows through state_idx, negative = padding: neither read nor written). No host
+synchronisation: graph-capture safe.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .._triton_common import load_initial_state, seq_bounds, store_final_state
+from .._triton_utils import env_choice
+
+STATE_OUT_ROUTES = ("split", "fused")
+
+
+def state_out_route(N: int, H: int, K: int, V: int) -> str:
+    """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep) or "split"
+    (chunk.py's state and output kernels). Default: "split" everywhere until the GPU has checked and timed "fused"."""
+    return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, "split", "split", K, V)
+
+
+# (BV, num_warps, num_stages) the GPU sweeps (benchmarks/chunk_configs_gpu.py "state_out") and the static compile
+# check (kernels/_compile_check.py) covers besides the default.
+STATE_OUT_TILES = [(64, 8, 1), (64, 8, 3), (64, 4, 2), (32, 4, 2), (32, 8, 2), (128, 8, 2)]
+
+
+def default_state_out_tile(N: int, H: int, K: int, V: int) -> tuple[int, int, int]:
+    """(BV, num_warps, num_stages) of the fused pass: V blocks of 64 (a 128 x 64 float32 state in 8 warps' registers,
+    64 per thread), the next chunks' tiles pipelined through shared memory (2 stages)."""
+    BV = max(16, min(64, triton.next_power_of_2(V)))
+    return BV, 8, 2
+
+
+@triton.jit
+def _gdn_chunk_state_out_kernel(
+    q, k, w, u, gcum, o, h0, ht, state_idx, has_h0, cu_seqlens, scale,
+    T, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """One program per (V block, sequence x head): walks the sequence's chunks, writing O's V block of each."""
+    i_v = tl.program_id(0)
+    i_nh = tl.program_id(1)
+    i_n = i_nh // H
+    i_h = i_nh % H
+    bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
+    n_chunks = tl.cdiv(eos - bos, BT)
+    dt = w.dtype.element_ty
+
+    o_t = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h, slot, ok = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
+                                       HAS_H0_MASK)
+    # scalar int64 bases advanced chunk by chunk, int32 tile offsets
+    q += (bos * H + i_h) * K
+    k += (bos * H + i_h) * K
+    w += (bos * H + i_h) * K
+    u += (bos * H + i_h) * V
+    o += (bos * H + i_h) * V
+    gcum += bos * H + i_h
+    p_k = o_t[:, None] * (H * K) + o_k[None, :]
+    p_v = o_t[:, None] * (H * V) + o_v[None, :]
+    causal = o_t[:, None] >= o_t[None, :]
+    seq_len = eos - bos
+    for i_t in range(0, n_chunks):
+        m_t = o_t < seq_len - i_t * BT
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_hd = b_h.to(dt)  # the state as the split route stores it for the output kernel
+        b_w = tl.load(w + p_k, mask=m_tk, other=0.0)
+        b_u = tl.load(u + p_v, mask=m_tv, other=0.0).to(tl.float32)
+        b_vn = b_u - tl.dot(b_w, b_hd, input_precision=DOT_PREC)
+        b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
+        b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
+        b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
+        # the output: inter-chunk part from the state before this chunk, intra-chunk part from V' (rounded as stored)
+        b_o = tl.dot(b_q, b_hd, input_precision=DOT_PREC) * tl.exp(b_g)[:, None]
+        b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+        lower = causal & m_t[:, None]
+        b_s = tl.where(lower, b_s * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
+        b_o = (b_o + tl.dot(b_s.to(dt), b_vn.to(dt), input_precision=DOT_PREC)) * scale
+        tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
+        # the state after this chunk
+        last = tl.minimum(BT, seq_len - i_t * BT) - 1
+        g_last = tl.load(gcum + last * H)
+        b_vs = (b_vn * tl.exp(g_last - b_g)[:, None]).to(dt)
+        b_h = b_h * tl.exp(g_last) + tl.dot(tl.trans(b_k), b_vs, input_precision=DOT_PREC)
+        q += BT * H * K
+        k += BT * H * K
+        w += BT * H * K
+        u += BT * H * V
+        o += BT * H * V
+        gcum += BT * H
+
+    store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
+
+
+def launch_state_out(qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, N, H, K, V, varlen, prec,
+                     use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages):
+    """The fused pass over N sequences x H heads (one program per V block of each)."""
+    _gdn_chunk_state_out_kernel[(triton.cdiv(V, BV), N * H)](
+        qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, s_h0, s_ht, H, K, V,
+        BT=64, BK=max(16, triton.next_power_of_2(K)), BV=BV, IS_VARLEN=varlen, USE_H0=use_h0, STORE_HT=store_ht,
+        INDEXED=indexed, HAS_H0_MASK=has_h0_mask, DOT_PREC=prec, num_warps=num_warps, num_stages=num_stages,
+    )
