@@ -82,8 +82,9 @@ GLA_STATE_CANDIDATES = [(64, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (32, 64,
                         (64, 16, 4, 3)]
 # GDN's state pass with the output fused in (chunk_state_out.py; HYBRIDSERVE_GDN_STATE_OUT=fused): (BV, num_warps,
 # num_stages), launch arguments; sm_90a (bf16, K = V = 128): 255 registers in every tile, BV 64 x 8 warps x 2 stages
-# spilling 152 B, BV 32 x 8 warps 4 B, BV 128 1.3 KB. The split route's state + out at 8 x 32K: 1.67 + 1.97 ms.
-STATE_OUT_CANDIDATES = [(64, 8, 2), (64, 8, 1), (64, 8, 3), (64, 4, 2), (32, 4, 2), (32, 8, 2), (128, 8, 2)]
+# spilling 152 B, BV 32 x 4 warps 36 B, BV 128 1.3 KB. Eighteenth session, 8 x 32K: BV 32 x 4 warps x 2 stages 3.53
+# ms, the others 1.3-4x slower (the split route's state + out: 3.75 ms); the default first, then its neighbours.
+STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 4, 3), (32, 4, 1), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 3)]
 KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "gla_intra", "gla_out", "gla_state",
            "gla_bwd_intra", "gla_bwd_inter")
 FORWARD = ("prep", "out", "state_out", "gla_intra", "gla_out", "gla_state")

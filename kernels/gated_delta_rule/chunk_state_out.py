@@ -28,24 +28,34 @@ from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import env_choice
 
 STATE_OUT_ROUTES = ("split", "fused")
+# Sequences x heads from which the fused pass is the default (at the TUNED_HEAD_DIMS). H200, eighteenth session
+# (benchmarks/chunk_configs_gpu.py, each tile checked, then timed alone; docs/benchmarks/kernels.md): at its best
+# tile the fused pass took 3.53 ms at 8 x 32K (128 pairs) against 3.75 for the split route's state + output kernels,
+# 0.45 ms at 4 x 8K (64 pairs), but 1.51 ms at 1 x 32K (16 pairs), twice the split route's: a sequence's chunks
+# run one after another, so few pairs leave the GPU idle.
+STATE_OUT_MIN_PAIRS = 64
 
 
 def state_out_route(N: int, H: int, K: int, V: int) -> str:
     """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep) or "split"
-    (chunk.py's state and output kernels). Default: "split" everywhere until the GPU has checked and timed "fused"."""
-    return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, "split", "split", K, V)
+    (chunk.py's state and output kernels). Default: "fused" from STATE_OUT_MIN_PAIRS sequences x heads at the
+    TUNED_HEAD_DIMS, where the GPU checked and timed it; "split" elsewhere."""
+    tuned = "fused" if N * H >= STATE_OUT_MIN_PAIRS else "split"
+    return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, tuned, "split", K, V)
 
 
 # (BV, num_warps, num_stages) the GPU sweeps (benchmarks/chunk_configs_gpu.py "state_out") and the static compile
 # check (kernels/_compile_check.py) covers besides the default.
-STATE_OUT_TILES = [(64, 8, 1), (64, 8, 3), (64, 4, 2), (32, 4, 2), (32, 8, 2), (128, 8, 2)]
+STATE_OUT_TILES = [(64, 8, 2), (64, 4, 2), (64, 4, 3), (32, 4, 3), (32, 4, 1), (32, 2, 2), (16, 4, 2), (16, 2, 2)]
 
 
 def default_state_out_tile(N: int, H: int, K: int, V: int) -> tuple[int, int, int]:
-    """(BV, num_warps, num_stages) of the fused pass: V blocks of 64 (a 128 x 64 float32 state in 8 warps' registers,
-    64 per thread), the next chunks' tiles pipelined through shared memory (2 stages)."""
-    BV = max(16, min(64, triton.next_power_of_2(V)))
-    return BV, 8, 2
+    """(BV, num_warps, num_stages) of the fused pass: V blocks of 32 in 4 warps, the next chunks' tiles pipelined
+    through shared memory (2 stages): the fastest tile at 8 x 32K, 4 x 8K and 1 x 32K (H200, eighteenth session:
+    3.53 ms at 8 x 32K against 4.85 for BV 64 x 8 warps, 2.15 for BV 64 x 4 warps; sm_90a: 255 registers, 36 B
+    spilled)."""
+    BV = max(16, min(32, triton.next_power_of_2(V)))
+    return BV, 4, 2
 
 
 @triton.jit
