@@ -13,9 +13,10 @@ WY kernel, GLA's level kernels) run with their switch set, whatever the head dim
 Candidates: the backward's WY kernel (chunk_bwd_wy.py: block, warps, pipelining depth, register cap), dqkw kernel
 (chunk_bwd_split.py: V block, depth, dK transposed (DK_T), register cap), dV'_intra (V block, warps, depth) and dh
 reverse pass (V block, depth, warps: launch arguments, not an autotuner); the forward's prep (warps, depth, register
-cap) and out kernel (V block, warps, depth, register cap); GLA's level kernels (forward and backward), out kernel,
-forward state pass (tile, warps, depth: launch arguments) and backward inter kernel. Registers and spills of each config compiled for sm_90a:
-`python -m hybridserve.kernels._compile_check` (no GPU needed).
+cap, LOWER_ONLY), out kernel (V block, warps, depth, register cap) and state pass with the output fused in
+(chunk_state_out.py: V block, warps, depth; launch arguments); GLA's level kernels (forward and backward), out
+kernel, forward state pass (tile, warps, depth: launch arguments) and backward inter kernel. Registers and spills of
+each config compiled for sm_90a: `python -m hybridserve.kernels._compile_check` (no GPU needed).
 
     python benchmarks/chunk_configs_gpu.py --out $OUT [--shape 8x32768] [--kernels wy,dqkw,dv_local,dh,prep,out,...]
     python benchmarks/chunk_configs_gpu.py --cpu-smoke     # the plumbing, through the interpreter
@@ -83,13 +84,21 @@ GLA_STATE_CANDIDATES = [(64, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (32, 64,
 # GDN's state pass with the output fused in (chunk_state_out.py; HYBRIDSERVE_GDN_STATE_OUT=fused): (BV, num_warps,
 # num_stages), launch arguments; sm_90a (bf16, K = V = 128): 255 registers in every tile, BV 64 x 8 warps x 2 stages
 # spilling 152 B, BV 32 x 4 warps 36 B, BV 128 1.3 KB. Eighteenth session, 8 x 32K: BV 32 x 4 warps x 2 stages 3.53
-# ms, the others 1.3-4x slower (the split route's state + out: 3.75 ms); the default first, then its neighbours.
-STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 4, 3), (32, 4, 1), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 3)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "gla_intra", "gla_out", "gla_state",
-           "gla_bwd_intra", "gla_bwd_inter")
-FORWARD = ("prep", "out", "state_out", "gla_intra", "gla_out", "gla_state")
+# ms, the others 1.3-4x slower (the split route's state + out: 3.75 ms); the default first, then its neighbours. BV
+# 32 x 4 warps x 1 stage stopped its check on an illegal memory access (a sticky CUDA error: the candidates after it
+# could not run), so it is not in the list (chunk_state_out.STATE_OUT_TILES).
+STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 3), (32, 4, 3)]
+# The same with the in-chunk attention made by the prep ("fused-aqk"): sm_90a 218 registers at BV 32 x 4 warps, no
+# spills; BV 64 x 8 warps 255, none; BV 16 x 4 warps 153. prep_aqk: the prep's configs on that route (at 4 warps
+# capped at 128 registers it spills 4-40 B; 8 warps 127 registers, none).
+STATE_OUT_AQK_CANDIDATES = [(32, 4, 2), (64, 8, 2), (16, 4, 2), (64, 4, 2)]
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra",
+           "gla_out", "gla_state", "gla_bwd_intra", "gla_bwd_inter")
+FORWARD = ("prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra", "gla_out", "gla_state")
+PHASE_OF = {"prep_aqk": "prep", "state_out_aqk": "state_out"}  # kernels timed on another route
 # {kernel: (switch, value)} of kernels that are one of several choices (the default at K = V = 128)
-ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
+ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "prep_aqk": ("HYBRIDSERVE_GDN_STATE_OUT", "fused-aqk"),
+          "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
           "gla_bwd_intra": ("HYBRIDSERVE_GLA_BWD_INTRA", "levels")}
 
 
@@ -125,7 +134,7 @@ def autotuned(name):
         return gla_bwd._gla_bwd_inter_kernel, [
             (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
             for w, s, r in GLA_BWD_INTER_CANDIDATES]
-    if name == "prep":
+    if name in ("prep", "prep_aqk"):
         return chunk._gdn_chunk_prep_kernel, [
             (f"w{w} s{s}" + (f" maxnreg={r}" if r else "") + (" LOWER_ONLY" if lo else ""),
              triton.Config({"LOWER_ONLY": lo}, num_warps=w, num_stages=s, **reg(r)))
@@ -229,7 +238,7 @@ def time_phase(big, name, **tiles):
         _, X, G = chunk_gdn_fwd(q, k, v, g, beta, kb.K**-0.5, keep_inverse=True)
         chunk_gdn_bwd(q, k, v, g, beta, kb.K**-0.5, None, do, None, variant="split", _phases=phases, inverse=X,
                       gcum=G, **tiles)
-    return kb.bench(dict(phases)[name])
+    return kb.bench(dict(phases)[PHASE_OF.get(name, name)])
 
 
 def sweep(kernels, cases, shape):
@@ -243,7 +252,7 @@ def sweep(kernels, cases, shape):
                 r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
             continue
-        if name == "state_out":
+        if name in ("state_out", "state_out_aqk"):
             from hybridserve.kernels.gated_delta_rule.chunk_state_out import _gdn_chunk_state_out_kernel as kern
             launches = []
 
@@ -252,8 +261,9 @@ def sweep(kernels, cases, shape):
                 return _run(*args, **kwargs)
             kern.run = counted
             try:
-                with env(HYBRIDSERVE_GDN_STATE_OUT="fused"):
-                    for bv, w, s in STATE_OUT_CANDIDATES:
+                aqk = name == "state_out_aqk"
+                with env(HYBRIDSERVE_GDN_STATE_OUT="fused-aqk" if aqk else "fused"):
+                    for bv, w, s in STATE_OUT_AQK_CANDIDATES if aqk else STATE_OUT_CANDIDATES:
                         tiles = dict(BV_state=bv, num_warps_state=w, num_stages_state=s)
                         r = dict(kind="config", kernel=name, config=f"BV={bv} w{w} s{s}", shape=shape)
                         launches.clear()

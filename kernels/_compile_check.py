@@ -166,16 +166,18 @@ def _variants(quick: bool, dims=(16, 128, 128)):
         sig = dict(k=f"*{dt}", v=f"*{dt}", g="*fp32", beta=f"*{dt}", gcum="*fp32", w=f"*{dt}", u=f"*{dt}", **common)
         for cfg in gc._prep_configs():
             # (varlen, store_x, blocked, doubling, the lower blocks' products at the input's precision)
-            cases = [(True, False, True, False, False), (False, True, True, False, False),
-                     (True, False, False, False, False), (True, False, True, True, False),
-                     (True, False, True, True, True), (False, True, True, True, True)]
-            for varlen, store_x, blocked, dbl, low in cases:
+            # the last: also the in-chunk attention (chunk_state_out.py's "fused-aqk" route)
+            cases = [(True, False, True, False, False, False), (False, True, True, False, False, False),
+                     (True, False, False, False, False, False), (True, False, True, True, False, False),
+                     (True, False, True, True, True, False), (False, True, True, True, True, False),
+                     (True, False, True, True, True, True)]
+            for varlen, store_x, blocked, dbl, low, aqk in cases:
                 yield (f"gdn chunk prep {dt} varlen={varlen} store_x={store_x} blocked={blocked} doubling={dbl} "
-                       f"lower={prec if low else 'ieee'} {cfg} {tag}", gc._gdn_chunk_prep_kernel,
-                       dict(sig, Xbuf="*fp32"),
+                       f"lower={prec if low else 'ieee'} aqk={aqk} {cfg} {tag}", gc._gdn_chunk_prep_kernel,
+                       dict(sig, Xbuf="*fp32", **(dict(q=f"*{dt}", aqk=f"*{dt}") if aqk else {})),
                        dict(H=H, K=K, V=V, BT=64, BK=BKc, BV=BVc, IS_VARLEN=varlen, DOT_PREC=prec, STORE_X=store_x,
                             BLOCKED_INV=blocked, STORE_WU=True, DOUBLING=dbl, LOWER_PREC=prec if low else "ieee",
-                            **cfg.kwargs), cfg.num_warps, cfg.num_stages, cfg.maxnreg)
+                            STORE_AQK=aqk, **cfg.kwargs), cfg.num_warps, cfg.num_stages, cfg.maxnreg)
             if quick:
                 break
         # the split prep (HYBRIDSERVE_GDN_PREP=split): chunk.py's kernel up to X, then chunk_prep.py's W, U kernel
@@ -219,10 +221,11 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                    state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
         so_bv, so_warps, so_stages = gso.default_state_out_tile(1, H, K, V)
         for bv, warps, stages in [(so_bv, so_warps, so_stages)] + ([] if quick else gso.STATE_OUT_TILES):
-            yield (f"gdn chunk state_out {dt} BV={min(bv, BVf)} warps={warps} stages={stages} {tag}",
-                   gso._gdn_chunk_state_out_kernel, sig,
-                   dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True, STORE_HT=True,
-                        INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec), warps, stages)
+            for aqk in (False, True):  # the in-chunk attention made here, or loaded (the prep's: "fused-aqk")
+                yield (f"gdn chunk state_out {dt} BV={min(bv, BVf)} warps={warps} stages={stages} aqk={aqk} {tag}",
+                       gso._gdn_chunk_state_out_kernel, dict(sig, aqk=f"*{dt}") if aqk else sig,
+                       dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True,
+                            STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, LOAD_AQK=aqk), warps, stages)
         # the one-launch kernel for short inputs (fused_chunk.py): its default tiles, then the larger chunks
         # (raw: serving's call, the projection's columns and raw gates; else the prepared token-major inputs)
         fcfg = gf.default_fused_config(1, H, V)

@@ -241,21 +241,23 @@ def route_short_inputs(monkeypatch, path: str):
     """path "fused": every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS); else
     the three kernels, their prep chunk.py's ("chunk"), chunk_prep.py's ("registers") or chunk.py's up to X and
     chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP); chunk.py's prep, then the state pass with
-    the output fused in ("state-out": chunk_state_out.py, HYBRIDSERVE_GDN_STATE_OUT). A "-doubling" suffix: the prep
+    the output fused in ("state-out": chunk_state_out.py, HYBRIDSERVE_GDN_STATE_OUT; "state-out-aqk": its in-chunk
+    attention made by the prep). A "-doubling" suffix: the prep
     inverts the diagonal blocks of (I + A) by doubling products (HYBRIDSERVE_GDN_DIAG_INVERSE)."""
     base = path.removesuffix("-doubling")
-    monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "fused" if base == "state-out" else "split")
-    base = "chunk" if base == "state-out" else base
+    state_out = {"state-out": "fused", "state-out-aqk": "fused-aqk"}.get(base, "split")
+    monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", state_out)
+    base = "chunk" if base.startswith("state-out") else base
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if base == "fused" else "0")
     monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", base if base in ("registers", "split") else "scratch")
     monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "doubling" if base != path else "substitution")
 
 
-CHUNK_PATHS = ["chunk", "chunk-doubling", "registers", "split", "fused", "fused-doubling", "state-out"]
+CHUNK_PATHS = ["chunk", "chunk-doubling", "registers", "split", "fused", "fused-doubling", "state-out", "state-out-aqk"]
 
 
 @pytest.mark.parametrize("path", ["blocked", "rows", "chunk-doubling", "registers", "registers-doubling", "split",
-                                  "split-rows", "fused", "fused-doubling", "state-out"])
+                                  "split-rows", "fused", "fused-doubling", "state-out", "state-out-aqk"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gdn_chunk_dense(dtype, path, monkeypatch):
     """Every way to X = (I + A)^{-1} of the three-kernel path's prep kernel: by 16 x 16 blocks, their diagonal blocks
@@ -442,16 +444,18 @@ def test_gdn_chunk_varlen_pool(state_dtype, path, monkeypatch):
     assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
 
 
+@pytest.mark.parametrize("route", ["state-out", "state-out-aqk"])
 @pytest.mark.parametrize("BV,warps,stages", [(16, 4, 1), (32, 8, 2), (64, 4, 2)])
-def test_gdn_chunk_state_out_tiles(BV, warps, stages, monkeypatch):
+def test_gdn_chunk_state_out_tiles(BV, warps, stages, route, monkeypatch):
     """The output fused into the state pass (chunk_state_out.py) at several V blocks (V = 48: a partial one), warps
-    and pipelining depths: against the float64 reference, and against the split route (the same rounding points,
-    so both differ from the reference alike); its launches are the prep and the fused pass only."""
+    and pipelining depths, its in-chunk attention made here or by the prep: against the float64 reference, and
+    against the split route (the same rounding points, so both differ from the reference alike); its launches are
+    the prep and the fused pass only."""
     global H, K, V
     saved = H, K, V
     H, K, V = 2, 32, 48
     try:
-        route_short_inputs(monkeypatch, "state-out")
+        route_short_inputs(monkeypatch, route)
         q, k, v, g, beta = gdn_inputs((2, 100), 21, torch.bfloat16)
         h0 = torch.randn(2, H, K, V, generator=gen(22)).to(DEV)
         ht = torch.empty(2, H, K, V, device=DEV)
@@ -467,6 +471,11 @@ def test_gdn_chunk_state_out_tiles(BV, warps, stages, monkeypatch):
         o_split = chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht_split)
         check(o, o_split.double().cpu(), 2e-3, "o against the split route")
         assert torch.allclose(ht, ht_split, rtol=1e-4, atol=1e-4), "the final states of the two routes differ"
+        # the tile that crashed on the H200 is refused with one message, before anything runs
+        monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "fused")
+        with pytest.raises(ValueError, match="crashed on the H200"):
+            chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht, BV_state=32, num_warps_state=4,
+                          num_stages_state=1)
     finally:
         H, K, V = saved
 

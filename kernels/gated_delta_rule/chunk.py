@@ -35,7 +35,7 @@ from .._triton_utils import (cdiv, next_pow2, on_tensor_device, state_pass_stage
                              tuned_head_dims)
 from .chunk_prep import (_gdn_chunk_prep_registers_kernel, _wu_block, diagonal_inverse_method, diagonal_inverses,
                          launch_wu, lower_blocks_of_inverse, lower_blocks_precision, prep_variant, store_x_row)
-from .chunk_state_out import default_state_out_tile, launch_state_out, state_out_route
+from .chunk_state_out import check_tile, default_state_out_tile, launch_state_out, state_out_route
 from .fused_chunk import check_states, fused_chunk_gdn_fwd, fused_chunk_max_tokens, sequences
 
 CHUNK = 64
@@ -64,14 +64,17 @@ def _gdn_chunk_prep_kernel(
     T, NTs, N, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PREC: tl.constexpr,
     STORE_X: tl.constexpr, BLOCKED_INV: tl.constexpr, STORE_WU: tl.constexpr, DOUBLING: tl.constexpr = False,
-    LOWER_PREC: tl.constexpr = "ieee", LOWER_ONLY: tl.constexpr = False,
+    LOWER_PREC: tl.constexpr = "ieee", LOWER_ONLY: tl.constexpr = False, q=None, aqk=None,
+    STORE_AQK: tl.constexpr = False,
 ):
     """Per chunk: G = cumsum(g), A, X = (I + A)^{-1} (left in Xbuf: always with BLOCKED_INV, which uses Xbuf as
     scratch; else only with STORE_X), and W and U unless STORE_WU is off (chunk_prep.py's split: a second kernel
     makes them from Xbuf).
     LOWER_ONLY (a config's; used only where Xbuf is this kernel's own scratch, not with STORE_X): the scratch
     round trip skips the blocks above the diagonal, zeros in A and in X: 12 of its 58 KB of stores and loads per
-    chunk (the prep is L1-bound on the H200: L1/TEX 82 %, fifteenth session)."""
+    chunk (the prep is L1-bound on the H200: L1/TEX 82 %, fifteenth session).
+    STORE_AQK (chunk_state_out.py's "fused-aqk" route): also the output's in-chunk attention, (Q K^T) * e^{G_t - G_i}
+    [i <= t] in the input dtype (where the output kernels round it), into aqk [TT, H, BT]."""
     SPARSE: tl.constexpr = LOWER_ONLY and not STORE_X
     i_c = tl.program_id(0)
     i_h = tl.program_id(1)
@@ -94,14 +97,22 @@ def _gdn_chunk_prep_kernel(
     b_beta = tl.load(beta + o_t * H, mask=m_t, other=0.0).to(tl.float32)
 
     b_kk = tl.zeros([BT, BT], dtype=tl.float32)
+    b_qk = tl.zeros([BT, BT], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m = m_t[:, None] & (o_k < K)[None, :]
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m, other=0.0)
         b_kk += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PREC)
+        if STORE_AQK:  # (q is not advanced like k: it is None without STORE_AQK)
+            p_q = q + (t0 * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+            b_qk += tl.dot(tl.load(p_q, mask=m, other=0.0), tl.trans(b_k), input_precision=DOT_PREC)
 
     r = o_t[:, None]
     c = o_t[None, :]
+    if STORE_AQK:
+        causal = (c <= r) & m_t[:, None]
+        b_qk = tl.where(causal, b_qk * tl.exp(tl.where(causal, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
+        tl.store(aqk + (t0 * H + i_h) * BT + r * (H * BT) + c, b_qk.to(aqk.dtype.element_ty), mask=m_t[:, None])
     if BLOCKED_INV:
         lower = c < r
         # A[t, i] = beta_t e^{G_t - G_i} k_t.k_i for i < t
@@ -376,12 +387,16 @@ def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
     return state_block_v(N, H, V, widest, programs), state_pass_stages(3, K, V)
 
 
-def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x):
+def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x, qt=None,
+                aqk=None):
     """The prep (G, X, W, U per chunk) over NT chunks, as HYBRIDSERVE_GDN_PREP says (chunk_prep.prep_variant):
     "scratch" this file's kernel (its inverse as blocked_inverse() says), "registers" chunk_prep.py's, "split" this
-    file's kernel up to X (left in Xbuf) and chunk_prep.py's W, U kernel after it."""
+    file's kernel up to X (left in Xbuf) and chunk_prep.py's W, U kernel after it. With aqk (and qt): also the
+    output's in-chunk attention (the "scratch" kernel only; chunk_state_out.py's "fused-aqk" route)."""
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
     variant = prep_variant()
+    if aqk is not None and variant != "scratch":
+        raise ValueError(f"the in-chunk attention is made by the scratch prep only, not HYBRIDSERVE_GDN_PREP={variant}")
     doubling = diagonal_inverse_method(K, V) == "doubling"
     lower = prec if lower_blocks_precision(K, V) == "input" else "ieee"
     if variant == "registers":
@@ -395,7 +410,7 @@ def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, var
         kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
         BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
         DOT_PREC=prec, STORE_X=store_x or split, BLOCKED_INV=blocked_inverse(), STORE_WU=not split,
-        DOUBLING=doubling, LOWER_PREC=lower)
+        DOUBLING=doubling, LOWER_PREC=lower, q=qt, aqk=aqk, STORE_AQK=aqk is not None)
     if split:
         launch_wu(kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec)
 
@@ -463,7 +478,10 @@ def chunk_gdn_fwd(
     Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
     w = torch.empty(TT, H, K, dtype=dtype, device=dev)
     u = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    fused = state_out_route(N, H, K, V) == "fused"  # the output computed in the state pass: no V', no states kept
+    route = state_out_route(N, H, K, V)
+    fused = route != "split"  # the output computed in the state pass: no V', no states kept
+    # "fused-aqk": the prep also makes the in-chunk attention (16-bit, as the output kernels round it)
+    aqk = torch.empty(TT, H, BT, dtype=dtype, device=dev) if route == "fused-aqk" else None
     if not fused:
         vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
         hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
@@ -483,7 +501,7 @@ def chunk_gdn_fwd(
 
     def prep():
         launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec,
-                    store_x=keep_inverse)
+                    store_x=keep_inverse, qt=qt, aqk=aqk)
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
@@ -498,10 +516,12 @@ def chunk_gdn_fwd(
     if fused:
         BV, warps, stages = default_state_out_tile(N, H, K, V)
         BV = max(16, min(BV_state or BV, next_pow2(V)))
+        warps, stages = num_warps_state or warps, num_stages_state or stages
+        check_tile(BV, warps, stages)  # before the prep runs
         phases.append(("state_out", lambda: launch_state_out(
             qt, kt, w, u, gcum, o, h0, ht, sidx, h0_mask, cu, scale, T, N, H, K, V, varlen, prec,
-            initial_state is not None, final_state is not None, indexed, use_mask, s_h0, s_ht, BV,
-            num_warps_state or warps, num_stages_state or stages)))
+            initial_state is not None, final_state is not None, indexed, use_mask, s_h0, s_ht, BV, warps, stages,
+            aqk=aqk)))
     else:
         BV, stages = default_state_tile(N, H, K, V)
         BV = max(16, min(BV_state or BV, next_pow2(V)))

@@ -27,33 +27,41 @@ import triton.language as tl
 from .._triton_common import load_initial_state, seq_bounds, store_final_state
 from .._triton_utils import env_choice
 
-STATE_OUT_ROUTES = ("split", "fused")
+STATE_OUT_ROUTES = ("split", "fused", "fused-aqk")
 # Sequences x heads from which the fused pass is the default (at the TUNED_HEAD_DIMS). H200, eighteenth session
 # (benchmarks/chunk_configs_gpu.py, each tile checked, then timed alone; docs/benchmarks/kernels.md): at its best
 # tile the fused pass took 3.53 ms at 8 x 32K (128 pairs) against 3.75 for the split route's state + output kernels,
 # 0.45 ms at 4 x 8K (64 pairs), but 1.51 ms at 1 x 32K (16 pairs), twice the split route's: a sequence's chunks
-# run one after another, so few pairs leave the GPU idle.
+# run one after another, so few pairs leave the GPU idle. The forward whole, in one job: 6.35 -> 6.24 ms at 8 x 32K,
+# 0.850 -> 0.818 at 4 x 8K (fla: 6.67, 0.994). It also allocates neither V' nor the per-chunk states (at 8 x 32K,
+# 16 heads: 2 GB of states).
 STATE_OUT_MIN_PAIRS = 64
 
 
 def state_out_route(N: int, H: int, K: int, V: int) -> str:
-    """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep) or "split"
-    (chunk.py's state and output kernels). Default: "fused" from STATE_OUT_MIN_PAIRS sequences x heads at the
-    TUNED_HEAD_DIMS, where the GPU checked and timed it; "split" elsewhere."""
+    """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep), "fused-aqk" (the
+    same with the in-chunk attention (Q K^T) * e^{G_t - G_i} [i <= t] made by the prep, which already holds K: once
+    per chunk instead of once per V block, and out of the sequential loop's registers) or "split" (chunk.py's state
+    and output kernels). Default: "fused" from STATE_OUT_MIN_PAIRS sequences x heads at the TUNED_HEAD_DIMS, where
+    the GPU checked and timed it; "split" elsewhere."""
     tuned = "fused" if N * H >= STATE_OUT_MIN_PAIRS else "split"
     return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, tuned, "split", K, V)
 
 
-# (BV, num_warps, num_stages) the GPU sweeps (benchmarks/chunk_configs_gpu.py "state_out") and the static compile
-# check (kernels/_compile_check.py) covers besides the default.
-STATE_OUT_TILES = [(64, 8, 2), (64, 4, 2), (64, 4, 3), (32, 4, 3), (32, 4, 1), (32, 2, 2), (16, 4, 2), (16, 2, 2)]
+# (BV, num_warps, num_stages) the static compile check (kernels/_compile_check.py) covers besides the default. Not
+# BV 32 x 4 warps x 1 stage: on the H200 (triton 3.6) its check stopped on an illegal memory access (eighteenth
+# session, third job), where BV 64 x 8 warps x 1 stage and the default ran right; under the interpreter it matches
+# the split route at K = V = 128, so a miscompile is the likely cause, as ptxas has had at other tiles
+# (docs/benchmarks/kernels-sessions-3-7.md, "K = 64"). launch_state_out refuses it (BROKEN_TILES).
+STATE_OUT_TILES = [(64, 8, 2), (64, 4, 2), (64, 4, 3), (32, 4, 3), (32, 2, 2), (16, 4, 2), (16, 2, 2)]
+BROKEN_TILES = {(32, 4, 1)}
 
 
 def default_state_out_tile(N: int, H: int, K: int, V: int) -> tuple[int, int, int]:
     """(BV, num_warps, num_stages) of the fused pass: V blocks of 32 in 4 warps, the next chunks' tiles pipelined
     through shared memory (2 stages): the fastest tile at 8 x 32K, 4 x 8K and 1 x 32K (H200, eighteenth session:
-    3.53 ms at 8 x 32K against 4.85 for BV 64 x 8 warps, 2.15 for BV 64 x 4 warps; sm_90a: 255 registers, 36 B
-    spilled)."""
+    3.53-3.58 ms at 8 x 32K against 4.95 at 3 stages, 4.85 for BV 64 x 8 warps, 2.15 for BV 64 x 4 warps; sm_90a:
+    255 registers, 36 B spilled)."""
     BV = max(16, min(32, triton.next_power_of_2(V)))
     return BV, 4, 2
 
@@ -64,9 +72,10 @@ def _gdn_chunk_state_out_kernel(
     T, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    DOT_PREC: tl.constexpr, aqk=None, LOAD_AQK: tl.constexpr = False,
 ):
-    """One program per (V block, sequence x head): walks the sequence's chunks, writing O's V block of each."""
+    """One program per (V block, sequence x head): walks the sequence's chunks, writing O's V block of each.
+    LOAD_AQK: the in-chunk attention comes from aqk ([TT, H, BT], the prep's) instead of a Q K^T product here."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
@@ -91,6 +100,8 @@ def _gdn_chunk_state_out_kernel(
     u += (bos * H + i_h) * V
     o += (bos * H + i_h) * V
     gcum += bos * H + i_h
+    if LOAD_AQK:
+        aqk += (bos * H + i_h) * BT
     p_k = o_t[:, None] * (H * K) + o_k[None, :]
     p_v = o_t[:, None] * (H * V) + o_v[None, :]
     causal = o_t[:, None] >= o_t[None, :]
@@ -108,10 +119,13 @@ def _gdn_chunk_state_out_kernel(
         b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
         # the output: inter-chunk part from the state before this chunk, intra-chunk part from V' (rounded as stored)
         b_o = tl.dot(b_q, b_hd, input_precision=DOT_PREC) * tl.exp(b_g)[:, None]
-        b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
-        lower = causal & m_t[:, None]
-        b_s = tl.where(lower, b_s * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)), 0.0)
-        b_o = (b_o + tl.dot(b_s.to(dt), b_vn.to(dt), input_precision=DOT_PREC)) * scale
+        if LOAD_AQK:
+            b_s = tl.load(aqk + o_t[:, None] * (H * BT) + o_t[None, :], mask=m_t[:, None], other=0.0)
+        else:
+            b_s = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PREC)
+            lower = causal & m_t[:, None]
+            b_s = tl.where(lower, b_s * tl.exp(tl.where(lower, b_g[:, None] - b_g[None, :], 0.0)), 0.0).to(dt)
+        b_o = (b_o + tl.dot(b_s, b_vn.to(dt), input_precision=DOT_PREC)) * scale
         tl.store(o + p_v, b_o.to(o.dtype.element_ty), mask=m_tv)
         # the state after this chunk
         last = tl.minimum(BT, seq_len - i_t * BT) - 1
@@ -124,15 +138,28 @@ def _gdn_chunk_state_out_kernel(
         u += BT * H * V
         o += BT * H * V
         gcum += BT * H
+        if LOAD_AQK:
+            aqk += BT * H * BT
 
     store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
 
+def check_tile(BV: int, num_warps: int, num_stages: int):
+    """One clear error for a tile in BROKEN_TILES: an illegal memory access would poison the process's CUDA
+    context."""
+    if (BV, num_warps, num_stages) in BROKEN_TILES:
+        raise ValueError(f"the fused GDN state + output pass at BV {BV}, {num_warps} warps, {num_stages} stage(s) "
+                         "crashed on the H200 (chunk_state_out.STATE_OUT_TILES); pick another num_stages_state")
+
+
 def launch_state_out(qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, N, H, K, V, varlen, prec,
-                     use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages):
-    """The fused pass over N sequences x H heads (one program per V block of each)."""
+                     use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages, aqk=None):
+    """The fused pass over N sequences x H heads (one program per V block of each); aqk: the prep's in-chunk
+    attention ("fused-aqk")."""
+    check_tile(BV, num_warps, num_stages)
     _gdn_chunk_state_out_kernel[(triton.cdiv(V, BV), N * H)](
         qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, s_h0, s_ht, H, K, V,
         BT=64, BK=max(16, triton.next_power_of_2(K)), BV=BV, IS_VARLEN=varlen, USE_H0=use_h0, STORE_HT=store_ht,
-        INDEXED=indexed, HAS_H0_MASK=has_h0_mask, DOT_PREC=prec, num_warps=num_warps, num_stages=num_stages,
+        INDEXED=indexed, HAS_H0_MASK=has_h0_mask, DOT_PREC=prec, aqk=aqk, LOAD_AQK=aqk is not None,
+        num_warps=num_warps, num_stages=num_stages,
     )
