@@ -89,9 +89,10 @@ GLA_STATE_CANDIDATES = [(64, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (32, 64,
 # could not run), so it is not in the list (chunk_state_out.STATE_OUT_TILES).
 STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 3), (32, 4, 3)]
 # The same with the in-chunk attention made by the prep ("fused-aqk"): sm_90a 218 registers at BV 32 x 4 warps, no
-# spills; BV 64 x 8 warps 255, none; BV 16 x 4 warps 153. prep_aqk: the prep's configs on that route (at 4 warps
-# capped at 128 registers it spills 4-40 B; 8 warps 127 registers, none).
-STATE_OUT_AQK_CANDIDATES = [(32, 4, 2), (64, 8, 2), (16, 4, 2), (64, 4, 2)]
+# spills; BV 64 x 8 warps 255, none; BV 64 x 4 warps 255, 196 B; BV 16 x 4 warps 153. prep_aqk: the prep's configs
+# on that route (at 4 warps capped at 128 registers it spills 4-40 B; 8 warps 127 registers, none). Eighteenth
+# session, 8 x 32K: BV 64 x 4 warps 2.75 ms, 8 warps 3.59, BV 32 4.43, BV 16 7.62; the prep 3.12 (2.66 without).
+STATE_OUT_AQK_CANDIDATES = [(64, 4, 2), (64, 8, 2), (32, 4, 2), (16, 4, 2), (64, 4, 3)]
 KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra",
            "gla_out", "gla_state", "gla_bwd_intra", "gla_bwd_inter")
 FORWARD = ("prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra", "gla_out", "gla_state")

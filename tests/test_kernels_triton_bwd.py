@@ -444,6 +444,8 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
         state_out_route(8, 16, 128, 128)
     monkeypatch.delenv("HYBRIDSERVE_GDN_STATE_OUT")
     assert default_state_out_tile(8, 16, 128, 128) == (32, 4, 2)
+    assert default_state_out_tile(8, 16, 128, 128, "fused-aqk") == (64, 4, 2)
+    assert default_state_out_tile(8, 16, 64, 16, "fused-aqk") == (16, 4, 2)
     # GLA's state tiles: the backward's narrow BV only; the forward's (square) BK first, at K = V = 128 only
     assert [gla_chunk.default_state_blocks(n, 16, 128, 128) for n in (1, 4, 8)] == [(64, 16), (64, 64), (64, 64)]
     assert [gla_chunk.default_state_blocks(n, 16, 128, 128, square=True) for n in (1, 2, 4, 8)] == \

@@ -514,7 +514,7 @@ def chunk_gdn_fwd(
     h0_mask = has_initial_state if has_initial_state is not None else dummy
     use_mask = has_initial_state is not None and initial_state is not None
     if fused:
-        BV, warps, stages = default_state_out_tile(N, H, K, V)
+        BV, warps, stages = default_state_out_tile(N, H, K, V, route)
         BV = max(16, min(BV_state or BV, next_pow2(V)))
         warps, stages = num_warps_state or warps, num_stages_state or stages
         check_tile(BV, warps, stages)  # before the prep runs

@@ -50,19 +50,24 @@ def state_out_route(N: int, H: int, K: int, V: int) -> str:
 
 # (BV, num_warps, num_stages) the static compile check (kernels/_compile_check.py) covers besides the default. Not
 # BV 32 x 4 warps x 1 stage: on the H200 (triton 3.6) its check stopped on an illegal memory access (eighteenth
-# session, third job), where BV 64 x 8 warps x 1 stage and the default ran right; under the interpreter it matches
-# the split route at K = V = 128, so a miscompile is the likely cause, as ptxas has had at other tiles
-# (docs/benchmarks/kernels-sessions-3-7.md, "K = 64"). launch_state_out refuses it (BROKEN_TILES).
+# session, third job), where BV 64 x 8 warps x 1 stage and the default ran right. Under the interpreter, with
+# tests/triton_cpu.py's address check on every unmasked load and store, the same tile at K = V = 128 touches nothing
+# out of bounds and matches the float64 reference as the split route does, so a miscompile is the likely cause, as
+# ptxas has had at other tiles (docs/benchmarks/kernels-sessions-3-7.md, "K = 64"). launch_state_out refuses it
+# (BROKEN_TILES).
 STATE_OUT_TILES = [(64, 8, 2), (64, 4, 2), (64, 4, 3), (32, 4, 3), (32, 2, 2), (16, 4, 2), (16, 2, 2)]
 BROKEN_TILES = {(32, 4, 1)}
 
 
-def default_state_out_tile(N: int, H: int, K: int, V: int) -> tuple[int, int, int]:
-    """(BV, num_warps, num_stages) of the fused pass: V blocks of 32 in 4 warps, the next chunks' tiles pipelined
-    through shared memory (2 stages): the fastest tile at 8 x 32K, 4 x 8K and 1 x 32K (H200, eighteenth session:
-    3.53-3.58 ms at 8 x 32K against 4.95 at 3 stages, 4.85 for BV 64 x 8 warps, 2.15 for BV 64 x 4 warps; sm_90a:
-    255 registers, 36 B spilled)."""
-    BV = max(16, min(32, triton.next_power_of_2(V)))
+def default_state_out_tile(N: int, H: int, K: int, V: int, route: str = "fused") -> tuple[int, int, int]:
+    """(BV, num_warps, num_stages) of the fused pass, the next chunks' tiles pipelined through shared memory (2
+    stages). H200, eighteenth session, each tile checked, then timed alone:
+    - "fused": V blocks of 32 in 4 warps, the fastest at 8 x 32K, 4 x 8K and 1 x 32K (3.53-3.58 ms at 8 x 32K
+      against 4.44 for BV 64 x 4 warps, 4.85 for BV 64 x 8 warps, 4.95 for BV 32 at 3 stages; sm_90a: 255
+      registers, 36 B spilled);
+    - "fused-aqk": V blocks of 64 in 4 warps (2.75 ms at 8 x 32K against 3.59 for 8 warps, 4.43 for BV 32; its
+      prep took 3.12 ms against 2.66 without the attention: 5.87 ms the two against 6.19). Timed at 8 x 32K only."""
+    BV = max(16, min(64 if route == "fused-aqk" else 32, triton.next_power_of_2(V)))
     return BV, 4, 2
 
 
