@@ -58,6 +58,17 @@ def locate_chunk(i_c, cu_seqlens, chunk_seq, chunk_off, T, NTs, N, BT: tl.conste
 
 
 @triton.jit
+def state_tile(i_k, i_v, i_h, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
+    """Program (i_k, i_v)'s [BK, BV] tile of head i_h's [K, V] state: (o_k, o_v, m_k, m_v, m_h, p_hkv), its row and
+    column indices, their masks, the tile's mask and its offsets inside one slot of a [slots, H, K, V] state."""
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    return o_k, o_v, m_k, m_v, m_k[:, None] & m_v[None, :], i_h * K * V + o_k[:, None] * V + o_v[None, :]
+
+
+@triton.jit
 def load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK: tl.constexpr, BV: tl.constexpr,
                        USE_H0: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr):
     """The [BK, BV] float32 state tile sequence i_n starts from, and its slot: (tile, slot int64, slot is real).

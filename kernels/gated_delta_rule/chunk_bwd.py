@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import locate_chunk
+from .._triton_common import locate_chunk, state_tile
 from .._triton_utils import (cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs,
                              tuned_dims_prune, tuned_head_dims)
 from .chunk import CHUNK, _dot_prec, _gdn_chunk_state_kernel, default_state_tile, launch_prep, state_block_v
@@ -101,12 +101,7 @@ def _gdn_bwd_dh_kernel(
     c0 = i_n.to(tl.int64) * NTs
     n_chunks = tl.cdiv(T, BT)
     o_t = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
-    m_v = o_v < V
-    m_h = m_k[:, None] & m_v[None, :]
-    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    o_k, o_v, m_k, m_v, m_h, p_hkv = state_tile(0, i_v, i_h, K, V, BK, BV)
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dh = tl.load(dht + i_n.to(tl.int64) * (H * K * V) + p_hkv, mask=m_h, other=0.0).to(tl.float32)

@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import load_initial_state, seq_bounds, store_final_state
+from .._triton_common import load_initial_state, seq_bounds, state_tile, store_final_state
 from .._triton_utils import cdiv, next_pow2, on_tensor_device
 
 
@@ -43,12 +43,7 @@ def _gdn_fused_recurrent_fwd_kernel(
     bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
     seq_len = eos - bos
 
-    o_k = tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
-    m_v = o_v < V
-    m_h = m_k[:, None] & m_v[None, :]
-    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    o_k, o_v, m_k, m_v, m_h, p_hkv = state_tile(0, i_v, i_h, K, V, BK, BV)
 
     b_h, slot, valid = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
                                           HAS_H0_MASK)

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, store_final_state
+from .._triton_common import first_chunk, load_initial_state, locate_chunk, seq_bounds, state_tile, store_final_state
 from .._triton_utils import (cdiv, env_choice, next_pow2, on_tensor_device, state_pass_stages, tuned_configs,
                              tuned_head_dims)
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
@@ -71,12 +71,7 @@ def _gla_chunk_state_kernel(
     n_chunks = tl.cdiv(seq_len, BT)
 
     o_t = tl.arange(0, BT)
-    o_k = i_k * BK + tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
-    m_v = o_v < V
-    m_h = m_k[:, None] & m_v[None, :]
-    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    o_k, o_v, m_k, m_v, m_h, p_hkv = state_tile(i_k, i_v, i_h, K, V, BK, BV)
     b_h, slot, ok = load_initial_state(h0, state_idx, has_h0, i_n, s_h0, p_hkv, m_h, BK, BV, USE_H0, INDEXED,
                                        HAS_H0_MASK)
 

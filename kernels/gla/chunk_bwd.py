@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton_common import first_chunk, locate_chunk, seq_bounds
+from .._triton_common import first_chunk, locate_chunk, seq_bounds, state_tile
 from .._triton_utils import cdiv, next_pow2, on_tensor_device, state_pass_stages, tuned_configs, tuned_dims_prune
 from ..gated_delta_rule.chunk import CHUNK, _dot_prec, chunk_map
 from .chunk import (GLA_DH_STAGES, GLA_STATE_STAGES, INTRA_LEVELS_CONFIGS, SUB,
@@ -53,12 +53,7 @@ def _gla_bwd_dh_kernel(
     seq_len = eos - bos
     n_chunks = tl.cdiv(seq_len, BT)
     o_t = tl.arange(0, BT)
-    o_k = i_k * BK + tl.arange(0, BK)
-    o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
-    m_v = o_v < V
-    m_h = m_k[:, None] & m_v[None, :]
-    p_hkv = i_h * K * V + o_k[:, None] * V + o_v[None, :]
+    o_k, o_v, m_k, m_v, m_h, p_hkv = state_tile(i_k, i_v, i_h, K, V, BK, BV)
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
         b_dh = tl.load(dht + i_n.to(tl.int64) * (H * K * V) + p_hkv, mask=m_h, other=0.0).to(tl.float32)
