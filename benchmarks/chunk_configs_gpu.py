@@ -93,12 +93,26 @@ STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 
 # on that route (at 4 warps capped at 128 registers it spills 4-40 B; 8 warps 127 registers, none). Eighteenth
 # session, 8 x 32K: BV 64 x 4 warps 2.75 ms, 8 warps 3.59, BV 32 4.43, BV 16 7.62; the prep 3.12 (2.66 without).
 STATE_OUT_AQK_CANDIDATES = [(64, 4, 2), (64, 8, 2), (32, 4, 2), (16, 4, 2), (64, 4, 3)]
-KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra",
-           "gla_out", "gla_state", "gla_bwd_intra", "gla_bwd_inter")
-FORWARD = ("prep", "out", "state_out", "prep_aqk", "state_out_aqk", "gla_intra", "gla_out", "gla_state")
-PHASE_OF = {"prep_aqk": "prep", "state_out_aqk": "state_out"}  # kernels timed on another route
+# V' from X ("fused-x", "fused-x-aqk"; the prep makes no W, U): sm_90a BV 32 x 4 warps 255 registers, 168 B spilled
+# (4-12 B with the prep's attention); BV 64 x 8 warps 408 (64); BV 16 x 4 warps fewer. Not timed yet.
+STATE_OUT_X_CANDIDATES = [(32, 4, 2), (64, 8, 2), (16, 4, 2), (64, 4, 2), (32, 4, 3)]
+# the fused pass's sweeps: {kernel: (HYBRIDSERVE_GDN_STATE_OUT, tiles)}
+STATE_OUT_SWEEPS = {"state_out": ("fused", STATE_OUT_CANDIDATES),
+                    "state_out_aqk": ("fused-aqk", STATE_OUT_AQK_CANDIDATES),
+                    "state_out_x": ("fused-x", STATE_OUT_X_CANDIDATES),
+                    "state_out_x_aqk": ("fused-x-aqk", STATE_OUT_X_CANDIDATES)}
+KERNELS = ("wy", "dqkw", "dv_local", "dh", "prep", "out", "state_out", "prep_aqk", "state_out_aqk", "prep_x",
+           "state_out_x", "prep_x_aqk", "state_out_x_aqk", "gla_intra", "gla_out", "gla_state", "gla_bwd_intra",
+           "gla_bwd_inter")
+FORWARD = ("prep", "out", "state_out", "prep_aqk", "state_out_aqk", "prep_x", "state_out_x", "prep_x_aqk",
+           "state_out_x_aqk", "gla_intra", "gla_out", "gla_state")
+# kernels timed on another route: {name: the phase chunk_gdn_fwd reports}
+PHASE_OF = {"prep_aqk": "prep", "prep_x": "prep", "prep_x_aqk": "prep", "state_out_aqk": "state_out",
+            "state_out_x": "state_out", "state_out_x_aqk": "state_out"}
 # {kernel: (switch, value)} of kernels that are one of several choices (the default at K = V = 128)
 ROUTES = {"wy": ("HYBRIDSERVE_GDN_WY", "scratch-input"), "prep_aqk": ("HYBRIDSERVE_GDN_STATE_OUT", "fused-aqk"),
+          "prep_x": ("HYBRIDSERVE_GDN_STATE_OUT", "fused-x"),
+          "prep_x_aqk": ("HYBRIDSERVE_GDN_STATE_OUT", "fused-x-aqk"),
           "gla_intra": ("HYBRIDSERVE_GLA_INTRA", "levels"),
           "gla_bwd_intra": ("HYBRIDSERVE_GLA_BWD_INTRA", "levels")}
 
@@ -135,7 +149,7 @@ def autotuned(name):
         return gla_bwd._gla_bwd_inter_kernel, [
             (f"w{w} s{s}" + (f" maxnreg={r}" if r else ""), triton.Config({}, num_warps=w, num_stages=s, **reg(r)))
             for w, s, r in GLA_BWD_INTER_CANDIDATES]
-    if name in ("prep", "prep_aqk"):
+    if name.startswith("prep"):
         return chunk._gdn_chunk_prep_kernel, [
             (f"w{w} s{s}" + (f" maxnreg={r}" if r else "") + (" LOWER_ONLY" if lo else ""),
              triton.Config({"LOWER_ONLY": lo}, num_warps=w, num_stages=s, **reg(r)))
@@ -253,7 +267,7 @@ def sweep(kernels, cases, shape):
                 r = dict(kind="config", kernel="dh", config=f"BV={bv} s{s} w{w}", shape=shape)
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
             continue
-        if name in ("state_out", "state_out_aqk"):
+        if name in STATE_OUT_SWEEPS:
             from hybridserve.kernels.gated_delta_rule.chunk_state_out import _gdn_chunk_state_out_kernel as kern
             launches = []
 
@@ -262,9 +276,9 @@ def sweep(kernels, cases, shape):
                 return _run(*args, **kwargs)
             kern.run = counted
             try:
-                aqk = name == "state_out_aqk"
-                with env(HYBRIDSERVE_GDN_STATE_OUT="fused-aqk" if aqk else "fused"):
-                    for bv, w, s in STATE_OUT_AQK_CANDIDATES if aqk else STATE_OUT_CANDIDATES:
+                route, tiles_list = STATE_OUT_SWEEPS[name]
+                with env(HYBRIDSERVE_GDN_STATE_OUT=route):
+                    for bv, w, s in tiles_list:
                         tiles = dict(BV_state=bv, num_warps_state=w, num_stages_state=s)
                         r = dict(kind="config", kernel=name, config=f"BV={bv} w{w} s{s}", shape=shape)
                         launches.clear()

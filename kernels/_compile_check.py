@@ -221,11 +221,15 @@ def _variants(quick: bool, dims=(16, 128, 128)):
                    state_idx="*i32", has_h0="*u8", cu_seqlens="*i32", scale="fp32", T="i32", s_h0="i64", s_ht="i64")
         so_bv, so_warps, so_stages = gso.default_state_out_tile(1, H, K, V)
         for bv, warps, stages in [(so_bv, so_warps, so_stages)] + ([] if quick else gso.STATE_OUT_TILES):
-            for aqk in (False, True):  # the in-chunk attention made here, or loaded (the prep's: "fused-aqk")
-                yield (f"gdn chunk state_out {dt} BV={min(bv, BVf)} warps={warps} stages={stages} aqk={aqk} {tag}",
-                       gso._gdn_chunk_state_out_kernel, dict(sig, aqk=f"*{dt}") if aqk else sig,
+            # the in-chunk attention made here, or loaded (the prep's: "-aqk"); V' from W, U or from X ("fused-x")
+            for aqk, from_x in ((False, False), (True, False), (False, True), (True, True)):
+                xs = dict(v=f"*{dt}", beta=f"*{dt}", xbuf="*fp32") if from_x else {}
+                yield (f"gdn chunk state_out {dt} BV={min(bv, BVf)} warps={warps} stages={stages} aqk={aqk} "
+                       f"from_x={from_x} {tag}", gso._gdn_chunk_state_out_kernel,
+                       dict(sig, **(dict(aqk=f"*{dt}") if aqk else {}), **xs),
                        dict(H=H, K=K, V=V, BT=64, BK=BKf, BV=min(bv, BVf), IS_VARLEN=True, USE_H0=True,
-                            STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, LOAD_AQK=aqk), warps, stages)
+                            STORE_HT=True, INDEXED=True, HAS_H0_MASK=True, DOT_PREC=prec, LOAD_AQK=aqk,
+                            FROM_X=from_x), warps, stages)
         # the one-launch kernel for short inputs (fused_chunk.py): its default tiles, then the larger chunks
         # (raw: serving's call, the projection's columns and raw gates; else the prepared token-major inputs)
         fcfg = gf.default_fused_config(1, H, V)

@@ -354,14 +354,15 @@ def test_chunk_configs_plumbing_on_cpu(tmp_path):
     rows = json.loads((tmp_path / "chunk_configs.json").read_text())["rows"]
     want = {"wy": len(cc.WY_CANDIDATES), "dqkw": len(cc.DQKW_CANDIDATES), "dv_local": len(cc.DV_LOCAL_CANDIDATES),
             "dh": len(cc.DH_CANDIDATES), "prep": len(cc.PREP_CANDIDATES), "out": len(cc.OUT_CANDIDATES),
-            "state_out": len(cc.STATE_OUT_CANDIDATES), "prep_aqk": len(cc.PREP_CANDIDATES),
-            "state_out_aqk": len(cc.STATE_OUT_AQK_CANDIDATES), "gla_intra": len(cc.GLA_INTRA_CANDIDATES), "gla_out": len(cc.GLA_OUT_CANDIDATES),
+            **{name: len(tiles) for name, (_, tiles) in cc.STATE_OUT_SWEEPS.items()},
+            **{name: len(cc.PREP_CANDIDATES) for name in ("prep_aqk", "prep_x", "prep_x_aqk")},
+            "gla_intra": len(cc.GLA_INTRA_CANDIDATES), "gla_out": len(cc.GLA_OUT_CANDIDATES),
             "gla_state": len(cc.GLA_STATE_CANDIDATES), "gla_bwd_intra": len(cc.GLA_BWD_INTRA_CANDIDATES),
             "gla_bwd_inter": len(cc.GLA_BWD_INTER_CANDIDATES)}
     assert {k: sum(x["kernel"] == k for x in rows) for k in want} == want
     assert all(x["ok"] and x["worst_rel"] <= x["tol"] and isinstance(x["ms"], float) for x in rows), rows
     assert {x["tol"] for x in rows if x["kernel"] in cc.FORWARD} == {1e-2}
-    assert {tuple(x["errors"]) for x in rows if x["kernel"] in ("out", "state_out", "state_out_aqk", "gla_out")} == \
+    assert {tuple(x["errors"]) for x in rows if x["kernel"] in ("out", "gla_out", *cc.STATE_OUT_SWEEPS)} == \
         {("o", "final state")}
     assert {tuple(x["errors"]) for x in rows if x["kernel"] == "gla_bwd_inter"} == {("dq", "dk", "dv", "dgk", "dh0")}
     assert any("DK_T=1" in x["config"] for x in rows if x["kernel"] == "dqkw")

@@ -241,11 +241,12 @@ def route_short_inputs(monkeypatch, path: str):
     """path "fused": every input takes fused_chunk.py's one-launch kernel (HYBRIDSERVE_GDN_FUSED_MAX_TOKENS); else
     the three kernels, their prep chunk.py's ("chunk"), chunk_prep.py's ("registers") or chunk.py's up to X and
     chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP); chunk.py's prep, then the state pass with
-    the output fused in ("state-out": chunk_state_out.py, HYBRIDSERVE_GDN_STATE_OUT; "state-out-aqk": its in-chunk
-    attention made by the prep). A "-doubling" suffix: the prep
+    the output fused in ("state-out": chunk_state_out.py, HYBRIDSERVE_GDN_STATE_OUT; "-aqk": its in-chunk attention
+    made by the prep; "-x": V' from X, no W, U). A "-doubling" suffix: the prep
     inverts the diagonal blocks of (I + A) by doubling products (HYBRIDSERVE_GDN_DIAG_INVERSE)."""
     base = path.removesuffix("-doubling")
-    state_out = {"state-out": "fused", "state-out-aqk": "fused-aqk"}.get(base, "split")
+    state_out = {"state-out": "fused", "state-out-aqk": "fused-aqk", "state-out-x": "fused-x",
+                 "state-out-x-aqk": "fused-x-aqk"}.get(base, "split")
     monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", state_out)
     base = "chunk" if base.startswith("state-out") else base
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if base == "fused" else "0")
@@ -253,11 +254,13 @@ def route_short_inputs(monkeypatch, path: str):
     monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "doubling" if base != path else "substitution")
 
 
-CHUNK_PATHS = ["chunk", "chunk-doubling", "registers", "split", "fused", "fused-doubling", "state-out", "state-out-aqk"]
+CHUNK_PATHS = ["chunk", "chunk-doubling", "registers", "split", "fused", "fused-doubling", "state-out", "state-out-aqk",
+               "state-out-x", "state-out-x-aqk"]
 
 
 @pytest.mark.parametrize("path", ["blocked", "rows", "chunk-doubling", "registers", "registers-doubling", "split",
-                                  "split-rows", "fused", "fused-doubling", "state-out", "state-out-aqk"])
+                                  "split-rows", "fused", "fused-doubling", "state-out", "state-out-aqk",
+                                  "state-out-x", "state-out-x-aqk"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gdn_chunk_dense(dtype, path, monkeypatch):
     """Every way to X = (I + A)^{-1} of the three-kernel path's prep kernel: by 16 x 16 blocks, their diagonal blocks
@@ -444,13 +447,14 @@ def test_gdn_chunk_varlen_pool(state_dtype, path, monkeypatch):
     assert torch.equal(pool[untouched], before[untouched]), "a slot outside state_indices changed"
 
 
-@pytest.mark.parametrize("route", ["state-out", "state-out-aqk"])
+@pytest.mark.parametrize("route", ["state-out", "state-out-aqk", "state-out-x", "state-out-x-aqk"])
 @pytest.mark.parametrize("BV,warps,stages", [(16, 4, 1), (32, 8, 2), (64, 4, 2)])
 def test_gdn_chunk_state_out_tiles(BV, warps, stages, route, monkeypatch):
     """The output fused into the state pass (chunk_state_out.py) at several V blocks (V = 48: a partial one), warps
-    and pipelining depths, its in-chunk attention made here or by the prep: against the float64 reference, and
-    against the split route (the same rounding points, so both differ from the reference alike); its launches are
-    the prep and the fused pass only."""
+    and pipelining depths, its in-chunk attention made here or by the prep, V' from W, U or from X: against the
+    float64 reference, and against the split route: with the same rounding points, both differ from the reference
+    alike; V' from X rounds elsewhere, so it must be as close to the reference as the split route is. Its launches
+    are the prep and the fused pass only."""
     global H, K, V
     saved = H, K, V
     H, K, V = 2, 32, 48
@@ -464,13 +468,16 @@ def test_gdn_chunk_state_out_tiles(BV, warps, stages, route, monkeypatch):
                           num_warps_state=warps, num_stages_state=stages, _phases=phases)
         assert [name for name, _ in phases] == ["prep", "state_out"]
         ref_o, ref_s = naive_recurrent_gated_delta_rule(*f64(q, k, v, g, beta), 0.6, *f64(h0), True)
-        check(o, ref_o, TOL[torch.bfloat16], "o")
-        check(ht, ref_s, TOL[torch.bfloat16], "final state")
+        err_o = check(o, ref_o, TOL[torch.bfloat16], "o")
+        err_s = check(ht, ref_s, TOL[torch.bfloat16], "final state")
         monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "split")
         ht_split = torch.empty_like(ht)
         o_split = chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, final_state=ht_split)
-        check(o, o_split.double().cpu(), 2e-3, "o against the split route")
-        assert torch.allclose(ht, ht_split, rtol=1e-4, atol=1e-4), "the final states of the two routes differ"
+        if "-x" in route:
+            assert err_o <= 1.25 * rel_rmse(o_split, ref_o) and err_s <= 1.25 * rel_rmse(ht_split, ref_s)
+        else:
+            check(o, o_split.double().cpu(), 2e-3, "o against the split route")
+            assert torch.allclose(ht, ht_split, rtol=1e-4, atol=1e-4), "the final states of the two routes differ"
         # the tile that crashed on the H200 is refused with one message, before anything runs
         monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "fused")
         with pytest.raises(ValueError, match="crashed on the H200"):

@@ -383,15 +383,17 @@ def default_state_tile(N: int, H: int, K: int, V: int) -> tuple[int, int]:
 
 
 def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec, store_x, qt=None,
-                aqk=None):
+                aqk=None, x_only=False):
     """The prep (G, X, W, U per chunk) over NT chunks, as HYBRIDSERVE_GDN_PREP says (chunk_prep.prep_variant):
     "scratch" this file's kernel (its inverse as blocked_inverse() says), "registers" chunk_prep.py's, "split" this
     file's kernel up to X (left in Xbuf) and chunk_prep.py's W, U kernel after it. With aqk (and qt): also the
-    output's in-chunk attention (the "scratch" kernel only; chunk_state_out.py's "fused-aqk" route)."""
+    output's in-chunk attention; x_only: G and X only, full rows in Xbuf, no W, U (both: the "scratch" kernel only,
+    for chunk_state_out.py's routes)."""
     H, K, V = kt.shape[1], kt.shape[2], vt.shape[2]
     variant = prep_variant()
-    if aqk is not None and variant != "scratch":
-        raise ValueError(f"the in-chunk attention is made by the scratch prep only, not HYBRIDSERVE_GDN_PREP={variant}")
+    if (aqk is not None or x_only) and variant != "scratch":
+        raise ValueError(f"HYBRIDSERVE_GDN_STATE_OUT's fused-x and -aqk routes need the scratch prep, not "
+                         f"HYBRIDSERVE_GDN_PREP={variant}")
     doubling = diagonal_inverse_method(K, V) == "doubling"
     lower = prec if lower_blocks_precision(K, V) == "input" else "ieee"
     if variant == "registers":
@@ -404,7 +406,8 @@ def launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, var
     _gdn_chunk_prep_kernel[(NT, H)](
         kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, H, K, V,
         BT=CHUNK, BK=min(64, max(16, next_pow2(K))), BV=min(64, max(16, next_pow2(V))), IS_VARLEN=varlen,
-        DOT_PREC=prec, STORE_X=store_x or split, BLOCKED_INV=blocked_inverse(), STORE_WU=not split,
+        DOT_PREC=prec, STORE_X=store_x or split or x_only, BLOCKED_INV=blocked_inverse(),
+        STORE_WU=not (split or x_only),
         DOUBLING=doubling, LOWER_PREC=lower, q=qt, aqk=aqk, STORE_AQK=aqk is not None)
     if split:
         launch_wu(kt, vt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec)
@@ -471,12 +474,13 @@ def chunk_gdn_fwd(
     prec = _dot_prec(dtype)
     gcum = torch.empty(TT, H, dtype=torch.float32, device=dev)
     Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
-    w = torch.empty(TT, H, K, dtype=dtype, device=dev)
-    u = torch.empty(TT, H, V, dtype=dtype, device=dev)
     route = state_out_route(N, H, K, V)
     fused = route != "split"  # the output computed in the state pass: no V', no states kept
-    # "fused-aqk": the prep also makes the in-chunk attention (16-bit, as the output kernels round it)
-    aqk = torch.empty(TT, H, BT, dtype=dtype, device=dev) if route == "fused-aqk" else None
+    # "-aqk": the prep also makes the in-chunk attention (16-bit, as the output kernels round it)
+    aqk = torch.empty(TT, H, BT, dtype=dtype, device=dev) if route.endswith("aqk") else None
+    from_x = route.startswith("fused-x")  # V' from X in the fused pass: the prep makes no W, U
+    w = gcum if from_x else torch.empty(TT, H, K, dtype=dtype, device=dev)
+    u = gcum if from_x else torch.empty(TT, H, V, dtype=dtype, device=dev)
     if not fused:
         vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
         hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
@@ -496,7 +500,7 @@ def chunk_gdn_fwd(
 
     def prep():
         launch_prep(kt, vt, gt, bt, gcum, w, u, Xbuf, cu, cs, co, T, NTs, N, NT, varlen, prec,
-                    store_x=keep_inverse, qt=qt, aqk=aqk)
+                    store_x=keep_inverse, qt=qt, aqk=aqk, x_only=from_x)
     if NT > 0:  # (no tokens at all: only the state pass runs, carrying the initial states to the final ones)
         phases.append(("prep", prep))
     if has_initial_state is not None and has_initial_state.dtype == torch.bool:
@@ -516,7 +520,7 @@ def chunk_gdn_fwd(
         phases.append(("state_out", lambda: launch_state_out(
             qt, kt, w, u, gcum, o, h0, ht, sidx, h0_mask, cu, scale, T, N, H, K, V, varlen, prec,
             initial_state is not None, final_state is not None, indexed, use_mask, s_h0, s_ht, BV, warps, stages,
-            aqk=aqk)))
+            aqk=aqk, from_x=(vt, bt, Xbuf) if from_x else None)))
     else:
         BV, stages = default_state_tile(N, H, K, V)
         BV = max(16, min(BV_state or BV, next_pow2(V)))

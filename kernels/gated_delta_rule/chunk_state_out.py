@@ -27,7 +27,7 @@ import triton.language as tl
 from .._triton_common import load_initial_state, seq_bounds, state_tile, store_final_state
 from .._triton_utils import env_choice
 
-STATE_OUT_ROUTES = ("split", "fused", "fused-aqk")
+STATE_OUT_ROUTES = ("split", "fused", "fused-aqk", "fused-x", "fused-x-aqk")
 # Sequences x heads from which the fused pass is the default (at the TUNED_HEAD_DIMS). H200, eighteenth session
 # (benchmarks/chunk_configs_gpu.py, each tile checked, then timed alone; docs/benchmarks/kernels.md): at its best
 # tile the fused pass took 3.53 ms at 8 x 32K (128 pairs) against 3.75 for the split route's state + output kernels,
@@ -41,9 +41,10 @@ STATE_OUT_MIN_PAIRS = 64
 def state_out_route(N: int, H: int, K: int, V: int) -> str:
     """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep), "fused-aqk" (the
     same with the in-chunk attention (Q K^T) * e^{G_t - G_i} [i <= t] made by the prep, which already holds K: once
-    per chunk instead of once per V block, and out of the sequential loop's registers) or "split" (chunk.py's state
-    and output kernels). Default: "fused" from STATE_OUT_MIN_PAIRS sequences x heads at the TUNED_HEAD_DIMS, where
-    the GPU checked and timed it; "split" elsewhere."""
+    per chunk instead of once per V block, and out of the sequential loop's registers), "fused-x" / "fused-x-aqk"
+    (V' from X: see the kernel) or "split" (chunk.py's state and output kernels). Default: "fused" from
+    STATE_OUT_MIN_PAIRS sequences x heads at the TUNED_HEAD_DIMS, where the GPU checked and timed it; "split"
+    elsewhere."""
     tuned = "fused" if N * H >= STATE_OUT_MIN_PAIRS else "split"
     return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, tuned, "split", K, V)
 
@@ -66,7 +67,9 @@ def default_state_out_tile(N: int, H: int, K: int, V: int, route: str = "fused")
       against 4.44 for BV 64 x 4 warps, 4.85 for BV 64 x 8 warps, 4.95 for BV 32 at 3 stages; sm_90a: 255
       registers, 36 B spilled);
     - "fused-aqk": V blocks of 64 in 4 warps (2.75 ms at 8 x 32K against 3.59 for 8 warps, 4.43 for BV 32; its
-      prep took 3.12 ms against 2.66 without the attention: 5.87 ms the two against 6.19). Timed at 8 x 32K only."""
+      prep took 3.12 ms against 2.66 without the attention: 5.87 ms the two against 6.19). Timed at 8 x 32K only;
+    - "fused-x", "fused-x-aqk" (not timed yet): "fused"'s, the tile with the fewest spills in the sm_90a compile
+      report (BV 32 x 4 warps: 168 B, and 4-12 B with the prep's attention; BV 64 x 4 warps: 784 and 300 B)."""
     BV = max(16, min(64 if route == "fused-aqk" else 32, triton.next_power_of_2(V)))
     return BV, 4, 2
 
@@ -77,17 +80,22 @@ def _gdn_chunk_state_out_kernel(
     T, s_h0, s_ht, H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, IS_VARLEN: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, INDEXED: tl.constexpr, HAS_H0_MASK: tl.constexpr,
-    DOT_PREC: tl.constexpr, aqk=None, LOAD_AQK: tl.constexpr = False,
+    DOT_PREC: tl.constexpr, aqk=None, LOAD_AQK: tl.constexpr = False, v=None, beta=None, xbuf=None,
+    FROM_X: tl.constexpr = False,
 ):
     """One program per (V block, sequence x head): walks the sequence's chunks, writing O's V block of each.
-    LOAD_AQK: the in-chunk attention comes from aqk ([TT, H, BT], the prep's) instead of a Q K^T product here."""
+    LOAD_AQK: the in-chunk attention comes from aqk ([TT, H, BT], the prep's) instead of a Q K^T product here.
+    FROM_X (w, u unused): V' = U - W H = X (diag(beta) V - diag(beta e^G) K H), with X = (I + A)^{-1} read from xbuf
+    ([TT, H, BT] float32, the prep's, full rows): the prep then makes neither W nor U, and their round trip through
+    global memory (1 KB per token and head at K = V = 128, bf16) goes. Rounding: diag(beta e^G) K as chunk.py rounds
+    it for W, the difference and X in the input dtype for the product, accumulation float32."""
     i_v = tl.program_id(0)
     i_nh = tl.program_id(1)
     i_n = i_nh // H
     i_h = i_nh % H
     bos, eos = seq_bounds(i_n, cu_seqlens, T, IS_VARLEN)
     n_chunks = tl.cdiv(eos - bos, BT)
-    dt = w.dtype.element_ty
+    dt = q.dtype.element_ty
 
     o_t = tl.arange(0, BT)
     o_k, o_v, m_k, m_v, m_h, p_hkv = state_tile(0, i_v, i_h, K, V, BK, BV)
@@ -102,6 +110,10 @@ def _gdn_chunk_state_out_kernel(
     gcum += bos * H + i_h
     if LOAD_AQK:
         aqk += (bos * H + i_h) * BT
+    if FROM_X:
+        v += (bos * H + i_h) * V
+        beta += bos * H + i_h
+        xbuf += (bos * H + i_h) * BT
     p_k = o_t[:, None] * (H * K) + o_k[None, :]
     p_v = o_t[:, None] * (H * V) + o_v[None, :]
     causal = o_t[:, None] >= o_t[None, :]
@@ -111,12 +123,23 @@ def _gdn_chunk_state_out_kernel(
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
         b_hd = b_h.to(dt)  # the state as the split route stores it for the output kernel
-        b_w = tl.load(w + p_k, mask=m_tk, other=0.0)
-        b_u = tl.load(u + p_v, mask=m_tv, other=0.0).to(tl.float32)
-        b_vn = b_u - tl.dot(b_w, b_hd, input_precision=DOT_PREC)
-        b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
-        b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
-        b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
+        if FROM_X:
+            b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
+            b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
+            b_beta = tl.load(beta + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_ks = (b_k.to(tl.float32) * (b_beta * tl.exp(b_g))[:, None]).to(dt)
+            b_r = tl.load(v + p_v, mask=m_tv, other=0.0).to(tl.float32) * b_beta[:, None] - tl.dot(
+                b_ks, b_hd, input_precision=DOT_PREC)
+            b_X = tl.load(xbuf + o_t[:, None] * (H * BT) + o_t[None, :], mask=m_t[:, None], other=0.0)
+            b_vn = tl.dot(b_X.to(dt), b_r.to(dt), input_precision=DOT_PREC)
+            b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
+        else:  # (this order is the one timed on the H200: a reordering changed the registers' spills)
+            b_w = tl.load(w + p_k, mask=m_tk, other=0.0)
+            b_u = tl.load(u + p_v, mask=m_tv, other=0.0).to(tl.float32)
+            b_vn = b_u - tl.dot(b_w, b_hd, input_precision=DOT_PREC)
+            b_q = tl.load(q + p_k, mask=m_tk, other=0.0)
+            b_k = tl.load(k + p_k, mask=m_tk, other=0.0)
+            b_g = tl.load(gcum + o_t * H, mask=m_t, other=0.0)
         # the output: inter-chunk part from the state before this chunk, intra-chunk part from V' (rounded as stored)
         b_o = tl.dot(b_q, b_hd, input_precision=DOT_PREC) * tl.exp(b_g)[:, None]
         if LOAD_AQK:
@@ -134,12 +157,17 @@ def _gdn_chunk_state_out_kernel(
         b_h = b_h * tl.exp(g_last) + tl.dot(tl.trans(b_k), b_vs, input_precision=DOT_PREC)
         q += BT * H * K
         k += BT * H * K
-        w += BT * H * K
-        u += BT * H * V
         o += BT * H * V
         gcum += BT * H
         if LOAD_AQK:
             aqk += BT * H * BT
+        if FROM_X:
+            v += BT * H * V
+            beta += BT * H
+            xbuf += BT * H * BT
+        else:
+            w += BT * H * K
+            u += BT * H * V
 
     store_final_state(ht, b_h, slot, ok, s_ht, p_hkv, m_h, STORE_HT)
 
@@ -153,13 +181,15 @@ def check_tile(BV: int, num_warps: int, num_stages: int):
 
 
 def launch_state_out(qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, N, H, K, V, varlen, prec,
-                     use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages, aqk=None):
+                     use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages, aqk=None,
+                     from_x=None):
     """The fused pass over N sequences x H heads (one program per V block of each); aqk: the prep's in-chunk
-    attention ("fused-aqk")."""
+    attention ("-aqk" routes); from_x: (v, beta, X) for V' from X ("fused-x" routes; w, u are then unused)."""
     check_tile(BV, num_warps, num_stages)
     _gdn_chunk_state_out_kernel[(triton.cdiv(V, BV), N * H)](
         qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, s_h0, s_ht, H, K, V,
         BT=64, BK=max(16, triton.next_power_of_2(K)), BV=BV, IS_VARLEN=varlen, USE_H0=use_h0, STORE_HT=store_ht,
         INDEXED=indexed, HAS_H0_MASK=has_h0_mask, DOT_PREC=prec, aqk=aqk, LOAD_AQK=aqk is not None,
+        **(dict(zip(("v", "beta", "xbuf"), from_x), FROM_X=True) if from_x is not None else {}),
         num_warps=num_warps, num_stages=num_stages,
     )
