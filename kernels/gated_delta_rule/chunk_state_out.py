@@ -14,7 +14,8 @@ where there are enough (sequence, head) pairs to fill the GPU (`state_out_route`
 
 The arithmetic and its rounding points are chunk.py's: H_c and V'_c enter the output's products in the input dtype
 (the split route stores them so), the state update takes V' in float32, accumulation is float32. Only the float32
-summation order of Q H and Q K^T over K differs (one product over all of K here, 64-column blocks there). States as
+summation order of Q H and Q K^T over K differs (one product over all of K here, 64-column blocks there); the
+"fused-x" routes, which make V' from X instead of W and U, round V' elsewhere (the kernel's docstring). States as
 in chunk.py (dense or pool rows through state_idx, negative = padding: neither read nor written). No host
 synchronisation: graph-capture safe.
 """
