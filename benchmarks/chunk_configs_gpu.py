@@ -27,6 +27,7 @@ Writes chunk_configs.json and chunk_configs.md under --out. Exit status 0 whatev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -268,24 +269,16 @@ def sweep(kernels, cases, shape):
                 one(r, lambda: check(case, ref, **tiles), lambda: time_phase(big, "dh", **tiles))
             continue
         if name in STATE_OUT_SWEEPS:
-            from hybridserve.kernels.gated_delta_rule.chunk_state_out import _gdn_chunk_state_out_kernel as kern
-            launches = []
+            from hybridserve.kernels.gated_delta_rule.chunk_state_out import _gdn_chunk_state_out_kernel
 
-            def counted(*args, _run=kern.run, **kwargs):
-                launches.append(1)
-                return _run(*args, **kwargs)
-            kern.run = counted
-            try:
-                route, tiles_list = STATE_OUT_SWEEPS[name]
-                with env(HYBRIDSERVE_GDN_STATE_OUT=route):
-                    for bv, w, s in tiles_list:
-                        tiles = dict(BV_state=bv, num_warps_state=w, num_stages_state=s)
-                        r = dict(kind="config", kernel=name, config=f"BV={bv} w{w} s{s}", shape=shape)
-                        launches.clear()
-                        one(r, lambda: check_forward(case, ref, **tiles), lambda: time_phase(big, name, **tiles),
-                            launches)
-            finally:
-                del kern.run
+            route, tiles_list = STATE_OUT_SWEEPS[name]
+            with counted_launches(_gdn_chunk_state_out_kernel) as launches, env(HYBRIDSERVE_GDN_STATE_OUT=route):
+                for bv, w, s in tiles_list:
+                    tiles = dict(BV_state=bv, num_warps_state=w, num_stages_state=s)
+                    r = dict(kind="config", kernel=name, config=f"BV={bv} w{w} s{s}", shape=shape)
+                    launches.clear()
+                    one(r, lambda: check_forward(case, ref, **tiles), lambda: time_phase(big, name, **tiles),
+                        launches)
             continue
         if name == "gla_state":
             for bk, bv, w, s in GLA_STATE_CANDIDATES:
@@ -294,16 +287,11 @@ def sweep(kernels, cases, shape):
                 one(r, lambda: check_gla(case, ref, True, **tiles), lambda: time_gla(big, name, **tiles))
             continue
         kern, configs = autotuned(name)
-        saved, launches = kern.configs, []
+        saved = kern.configs
         # a kernel that runs only where its switch chooses it: chosen here, whatever the head dims' default
         route = dict([ROUTES[name]]) if name in ROUTES else {}
-
-        def counted(*args, _run=kern.run, **kwargs):  # a check that never launched the kernel proves nothing
-            launches.append(1)
-            return _run(*args, **kwargs)
-        kern.run = counted
         try:
-            with env(**route):
+            with counted_launches(kern) as launches, env(**route):
                 for label, cfg in configs:
                     kern.configs = [cfg]
                     kern.cache.clear()
@@ -317,9 +305,24 @@ def sweep(kernels, cases, shape):
                     launches.clear()
                     one(r, checker, timer, launches)
         finally:
-            del kern.run
             kern.configs = saved
             kern.cache.clear()
+
+
+@contextlib.contextmanager
+def counted_launches(kern):
+    """A list that gets an entry each time `kern` launches, while the block runs: a check that never launched the
+    pinned kernel proves nothing (`one`)."""
+    launches = []
+
+    def counted(*args, _run=kern.run, **kwargs):
+        launches.append(1)
+        return _run(*args, **kwargs)
+    kern.run = counted
+    try:
+        yield launches
+    finally:
+        del kern.run
 
 
 def one(r, checker, timer, launches=None):

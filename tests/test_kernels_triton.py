@@ -242,13 +242,12 @@ def route_short_inputs(monkeypatch, path: str):
     the three kernels, their prep chunk.py's ("chunk"), chunk_prep.py's ("registers") or chunk.py's up to X and
     chunk_prep.py's W, U kernel after it ("split"; HYBRIDSERVE_GDN_PREP); chunk.py's prep, then the state pass with
     the output fused in ("state-out": chunk_state_out.py, HYBRIDSERVE_GDN_STATE_OUT; "-aqk": its in-chunk attention
-    made by the prep; "-x": V' from X, no W, U). A "-doubling" suffix: the prep
-    inverts the diagonal blocks of (I + A) by doubling products (HYBRIDSERVE_GDN_DIAG_INVERSE)."""
+    made by the prep; "-x": V' from X, no W, U). A "-doubling" suffix: the prep inverts the diagonal blocks of
+    (I + A) by doubling products (HYBRIDSERVE_GDN_DIAG_INVERSE)."""
     base = path.removesuffix("-doubling")
     state_out = {"state-out": "fused", "state-out-aqk": "fused-aqk", "state-out-x": "fused-x",
                  "state-out-x-aqk": "fused-x-aqk"}.get(base, "split")
     monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", state_out)
-    base = "chunk" if base.startswith("state-out") else base
     monkeypatch.setenv("HYBRIDSERVE_GDN_FUSED_MAX_TOKENS", "1000000" if base == "fused" else "0")
     monkeypatch.setenv("HYBRIDSERVE_GDN_PREP", base if base in ("registers", "split") else "scratch")
     monkeypatch.setenv("HYBRIDSERVE_GDN_DIAG_INVERSE", "doubling" if base != path else "substitution")

@@ -520,7 +520,7 @@ def chunk_gdn_fwd(
         phases.append(("state_out", lambda: launch_state_out(
             qt, kt, w, u, gcum, o, h0, ht, sidx, h0_mask, cu, scale, T, N, H, K, V, varlen, prec,
             initial_state is not None, final_state is not None, indexed, use_mask, s_h0, s_ht, BV, warps, stages,
-            aqk=aqk, from_x=(vt, bt, Xbuf) if from_x else None)))
+            aqk=aqk, **(dict(v=vt, beta=bt, xbuf=Xbuf) if from_x else {}))))
     else:
         BV, stages = default_state_tile(N, H, K, V)
         BV = max(16, min(BV_state or BV, next_pow2(V)))

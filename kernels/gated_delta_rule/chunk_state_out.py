@@ -55,8 +55,8 @@ def state_out_route(N: int, H: int, K: int, V: int) -> str:
 # session, third job), where BV 64 x 8 warps x 1 stage and the default ran right. Under the interpreter, with
 # tests/triton_cpu.py's address check on every unmasked load and store, the same tile at K = V = 128 touches nothing
 # out of bounds and matches the float64 reference as the split route does, so a miscompile is the likely cause, as
-# ptxas has had at other tiles (docs/benchmarks/kernels-sessions-3-7.md, "K = 64"). launch_state_out refuses it
-# (BROKEN_TILES).
+# ptxas has had at other tiles (docs/benchmarks/kernels-sessions-3-7.md, "K = 64"). chunk_gdn_fwd refuses it
+# before anything runs (BROKEN_TILES, check_tile).
 STATE_OUT_TILES = [(64, 8, 2), (64, 4, 2), (64, 4, 3), (32, 4, 3), (32, 2, 2), (16, 4, 2), (16, 2, 2)]
 BROKEN_TILES = {(32, 4, 1)}
 
@@ -183,14 +183,13 @@ def check_tile(BV: int, num_warps: int, num_stages: int):
 
 def launch_state_out(qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, N, H, K, V, varlen, prec,
                      use_h0, store_ht, indexed, has_h0_mask, s_h0, s_ht, BV, num_warps, num_stages, aqk=None,
-                     from_x=None):
+                     v=None, beta=None, xbuf=None):
     """The fused pass over N sequences x H heads (one program per V block of each); aqk: the prep's in-chunk
-    attention ("-aqk" routes); from_x: (v, beta, X) for V' from X ("fused-x" routes; w, u are then unused)."""
-    check_tile(BV, num_warps, num_stages)
+    attention ("-aqk" routes); v, beta, xbuf (X): V' from X ("fused-x" routes; w, u are then unused). The caller
+    has checked the tile (check_tile) before anything ran."""
     _gdn_chunk_state_out_kernel[(triton.cdiv(V, BV), N * H)](
         qt, kt, w, u, gcum, o, h0, ht, state_idx, has_h0, cu, scale, T, s_h0, s_ht, H, K, V,
         BT=64, BK=max(16, triton.next_power_of_2(K)), BV=BV, IS_VARLEN=varlen, USE_H0=use_h0, STORE_HT=store_ht,
         INDEXED=indexed, HAS_H0_MASK=has_h0_mask, DOT_PREC=prec, aqk=aqk, LOAD_AQK=aqk is not None,
-        **(dict(zip(("v", "beta", "xbuf"), from_x), FROM_X=True) if from_x is not None else {}),
-        num_warps=num_warps, num_stages=num_stages,
+        v=v, beta=beta, xbuf=xbuf, FROM_X=xbuf is not None, num_warps=num_warps, num_stages=num_stages,
     )
