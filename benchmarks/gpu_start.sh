@@ -19,6 +19,8 @@ fi
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0
 rm -rf /tmp/hsrepo && mkdir -p /tmp/hsrepo /tmp/hsb
 tar -cf - --exclude=./.git --exclude="./$(basename "$(dirname "$part2")")" . | tar -xf - -C /tmp/hsrepo
+# pip --target keeps a package already there (a second job on a warm machine ran the first one's code): drop it first
+rm -rf /tmp/site/hybridserve /tmp/site/hybridserve-*.dist-info
 (cd /tmp/hsrepo && python3 -m pip install -q --no-deps --no-build-isolation --no-index --target /tmp/site .) \
   > /tmp/hsinst.log 2>&1 || { echo "hybridserve install failed"; cat /tmp/hsinst.log; exit 1; }
 cp "$job" /tmp/hsjob.sh

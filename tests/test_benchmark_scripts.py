@@ -340,6 +340,19 @@ def test_kernels_bwd_gla_rows_time_both_backward_intra_methods(tmp_path):
     assert r.returncode != 0 and "--shapes" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_kernels_bwd_times_every_gdn_state_out_route(tmp_path):
+    """kernels_bwd.py's GDN rows with --impls route: the forward's four non-default state + output routes
+    (HYBRIDSERVE_GDN_STATE_OUT set around each row), each timed forward and forward + backward, none failing."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_bwd.py"), "--cpu-smoke", "--sections",
+                        "fwdbwd", "--no-ref", "--impls", "route", "--out", str(tmp_path)], capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [x for x in json.loads((tmp_path / "kernels_bwd.json").read_text())["rows"] if x["kind"] == "gdn_fwdbwd"]
+    assert [x["impl"] for x in rows] == [f"ours (state+out route {route})"
+                                         for route in ("split", "fused-aqk", "fused-x", "fused-x-aqk")]
+    assert all("fwd_ms" in x and "fwdbwd_ms" in x and "error" not in x for x in rows), rows
+
+
 def test_chunk_configs_plumbing_on_cpu(tmp_path):
     """chunk_configs_gpu.py at toy size through the Triton interpreter (timings are wall clock and mean nothing):
     every candidate config of every GDN and GLA kernel, backward and forward, is pinned, launched by its check (the

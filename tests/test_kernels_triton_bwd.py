@@ -432,10 +432,12 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (64, 1)]
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 128, 128) == 3
-    # the GDN forward's output fused into its state pass from 64 sequences x heads, at K = V = 128 only
+    # the GDN forward's output fused into its state pass (V' from X, the prep's attention) from 64 sequences x heads,
+    # at K = V = 128 only
     from hybridserve.kernels.gated_delta_rule.chunk_state_out import default_state_out_tile, state_out_route
     monkeypatch.delenv("HYBRIDSERVE_GDN_STATE_OUT", raising=False)
-    assert [state_out_route(n, 16, 128, 128) for n in (1, 3, 4, 8)] == ["split", "split", "fused", "fused"]
+    assert [state_out_route(n, 16, 128, 128) for n in (1, 3, 4, 8)] == ["split", "split", "fused-x-aqk",
+                                                                         "fused-x-aqk"]
     assert state_out_route(8, 16, 64, 64) == "split"
     monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "fused")
     assert state_out_route(1, 16, 64, 64) == "fused"
@@ -446,6 +448,10 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert default_state_out_tile(8, 16, 128, 128) == (32, 4, 2)
     assert default_state_out_tile(8, 16, 128, 128, "fused-aqk") == (64, 4, 2)
     assert default_state_out_tile(8, 16, 64, 16, "fused-aqk") == (16, 4, 2)
+    # the default route's V blocks widen to 64 from 128 sequences x heads (two programs a block still fill the SMs)
+    assert [default_state_out_tile(n, 16, 128, 128, "fused-x-aqk") for n in (4, 7, 8)] == \
+        [(32, 4, 2), (32, 4, 2), (64, 4, 2)]
+    assert default_state_out_tile(8, 16, 128, 128, "fused-x") == (32, 4, 2)
     # GLA's state tiles: the backward's narrow BV only; the forward's (square) BK first, at K = V = 128 only
     assert [gla_chunk.default_state_blocks(n, 16, 128, 128) for n in (1, 4, 8)] == [(64, 16), (64, 64), (64, 64)]
     assert [gla_chunk.default_state_blocks(n, 16, 128, 128, square=True) for n in (1, 2, 4, 8)] == \

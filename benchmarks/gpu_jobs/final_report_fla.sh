@@ -9,8 +9,14 @@ export PYTHONPATH=/tmp/site
 R=/tmp/hsb; mkdir -p $R/kern
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/gpu.txt 2>&1
 python3 -c "import fla; print('fla', fla.__version__)" > $R/fla.txt 2>&1
+# a route chosen for the forward's state + output pass (when the default is not yet the code's), on the record
+echo "HYBRIDSERVE_GDN_STATE_OUT=${HYBRIDSERVE_GDN_STATE_OUT:-default}" | tee $R/kern/report-env.txt
 step() { echo "== $1 $(date +%T)"; }
 step "the issue's benchmark, checks first, fla beside ours"
-timeout 1500 python3 benchmarks/kernels.py --check --no-sweep --budget-s 1300 --out $R/kern/report \
+timeout 1100 python3 benchmarks/kernels.py --check --no-sweep --no-ref --budget-s 800 --out $R/kern/report \
   > $R/kern/report.log 2>&1; echo "rc=$?"
+step "GDN forward + backward, every state + out route, one sequence (the default there: split)"
+timeout 200 python3 benchmarks/kernels_bwd.py --sections fwdbwd --no-ref --shapes 1x32768,1x4096,2x8192 \
+  --budget-s 180 --impls default,route,fla --out $R/kern/gdn-routes-small > $R/kern/gdn-routes-small.log 2>&1
+echo "rc=$?"
 echo ALLDONE

@@ -29,13 +29,15 @@ from .._triton_common import load_initial_state, seq_bounds, state_tile, store_f
 from .._triton_utils import env_choice
 
 STATE_OUT_ROUTES = ("split", "fused", "fused-aqk", "fused-x", "fused-x-aqk")
-# Sequences x heads from which the fused pass is the default (at the TUNED_HEAD_DIMS). H200, eighteenth session
+# Sequences x heads from which a fused route is the default (at the TUNED_HEAD_DIMS). H200, eighteenth session
 # (benchmarks/chunk_configs_gpu.py, each tile checked, then timed alone; docs/benchmarks/kernels.md): at its best
 # tile the fused pass took 3.53 ms at 8 x 32K (128 pairs) against 3.75 for the split route's state + output kernels,
 # 0.45 ms at 4 x 8K (64 pairs), but 1.51 ms at 1 x 32K (16 pairs), twice the split route's: a sequence's chunks
-# run one after another, so few pairs leave the GPU idle. The forward whole, in one job: 6.35 -> 6.24 ms at 8 x 32K,
-# 0.850 -> 0.818 at 4 x 8K (fla: 6.67, 0.994). It also allocates neither V' nor the per-chunk states (at 8 x 32K,
-# 16 heads: 2 GB of states).
+# run one after another, so few pairs leave the GPU idle. Nineteenth session, every route's forward whole in one job
+# with fla (kernels_bwd.py, ms at 8 x 32K / 4 x 8K / 1 x 32K): split 6.55 / 0.817 / 1.07, fused 6.21 / 0.809,
+# fused-aqk 5.95 / 0.78 / 1.63, fused-x 6.17 / 0.789 / 2.24, fused-x-aqk 4.51 (BV 64) / 0.737 / 1.67, fla 6.65 /
+# 0.998 / 1.45. fused-x-aqk is the default: its prep makes neither W nor U (2.02 ms against 2.66) and its fused pass
+# no Q K^T (2.44 ms at BV 64). It also allocates neither V' nor the per-chunk states (2 GB at 8 x 32K, 16 heads).
 STATE_OUT_MIN_PAIRS = 64
 
 
@@ -43,10 +45,10 @@ def state_out_route(N: int, H: int, K: int, V: int) -> str:
     """HYBRIDSERVE_GDN_STATE_OUT (read at every call): "fused" (this file's kernel after the prep), "fused-aqk" (the
     same with the in-chunk attention (Q K^T) * e^{G_t - G_i} [i <= t] made by the prep, which already holds K: once
     per chunk instead of once per V block, and out of the sequential loop's registers), "fused-x" / "fused-x-aqk"
-    (V' from X: see the kernel) or "split" (chunk.py's state and output kernels). Default: "fused" from
+    (V' from X: see the kernel) or "split" (chunk.py's state and output kernels). Default: "fused-x-aqk" from
     STATE_OUT_MIN_PAIRS sequences x heads at the TUNED_HEAD_DIMS, where the GPU checked and timed it; "split"
     elsewhere."""
-    tuned = "fused" if N * H >= STATE_OUT_MIN_PAIRS else "split"
+    tuned = "fused-x-aqk" if N * H >= STATE_OUT_MIN_PAIRS else "split"
     return env_choice("HYBRIDSERVE_GDN_STATE_OUT", STATE_OUT_ROUTES, tuned, "split", K, V)
 
 
@@ -69,9 +71,13 @@ def default_state_out_tile(N: int, H: int, K: int, V: int, route: str = "fused")
       registers, 36 B spilled);
     - "fused-aqk": V blocks of 64 in 4 warps (2.75 ms at 8 x 32K against 3.59 for 8 warps, 4.43 for BV 32; its
       prep took 3.12 ms against 2.66 without the attention: 5.87 ms the two against 6.19). Timed at 8 x 32K only;
-    - "fused-x", "fused-x-aqk" (not timed yet): "fused"'s, the tile with the fewest spills in the sm_90a compile
-      report (BV 32 x 4 warps: 168 B, and 4-12 B with the prep's attention; BV 64 x 4 warps: 784 and 300 B)."""
-    BV = max(16, min(64 if route == "fused-aqk" else 32, triton.next_power_of_2(V)))
+    - "fused-x": "fused"'s tile, the one with the fewest spills in the sm_90a compile report (BV 32 x 4 warps:
+      168 B; BV 64 x 4 warps: 784 B); nineteenth session at 4 x 8K: 0.594 ms against 0.756 for BV 64;
+    - "fused-x-aqk" (the default at N x H >= 64): BV 64 x 4 warps from 2 x STATE_OUT_MIN_PAIRS pairs (256 programs at
+      8 x 32K: 2.44 ms against 3.51 for BV 32, 4.79 for 8 warps, 5.27 for 3 stages; sm_90a 255 registers, 300 B
+      spilled), BV 32 below (4 x 8K, 64 pairs: BV 64 leaves 128 programs for 132 SMs, 0.512 ms against 0.424)."""
+    wide = route == "fused-aqk" or (route == "fused-x-aqk" and N * H >= 2 * STATE_OUT_MIN_PAIRS)
+    BV = max(16, min(64 if wide else 32, triton.next_power_of_2(V)))
     return BV, 4, 2
 
 
