@@ -29,13 +29,13 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 H, K, V = 16, 128, 128
 DEV = "cuda"
-# sizes: (dense chunk shapes, packed lengths, decode batch, fused recurrent shape, autograd T, GLA varlen lengths)
+# sizes: (dense chunk shapes, packed lengths, decode batch, fused recurrent shape, autograd T and B, GLA varlen lengths)
 SIZES = dict(
     full=dict(dense=[(1, 4096), (4, 8192)], lens=[1, 63, 64, 65, 1000, 4095, 2500], decode=512, rec=(8, 64),
-              grad_T=2048, gla_lens=[5, 64, 129, 1, 700], gla_decode=256),
-    quick=dict(dense=[(1, 4096)], lens=[1, 63, 64, 65, 700], decode=64, rec=(8, 64), grad_T=256,
+              grad_T=2048, grad_B=4, gla_lens=[5, 64, 129, 1, 700], gla_decode=256),
+    quick=dict(dense=[(1, 4096)], lens=[1, 63, 64, 65, 700], decode=64, rec=(8, 64), grad_T=256, grad_B=4,
                gla_lens=[5, 64, 129, 1, 700], gla_decode=64),
-    smoke=dict(dense=[(1, 70)], lens=[1, 63, 66, 5, 9], decode=6, rec=(2, 9), grad_T=40,
+    smoke=dict(dense=[(1, 70)], lens=[1, 63, 66, 5, 9], decode=6, rec=(2, 9), grad_T=40, grad_B=2,
                gla_lens=[5, 20, 66, 1, 3], gla_decode=5),
 )
 
@@ -210,7 +210,7 @@ def public_op_grads(rep, tag, op, ref, xs, names, tol):
     ys = [x.detach().float().requires_grad_(True) for x in xs]
     ro, _ = ref(*ys, None)
     ro.backward(do.float())
-    rep.add(f"{tag} public chunk op o 2x{xs[0].shape[1]}", o, ro, tol)
+    rep.add(f"{tag} public chunk op o {xs[0].shape[0]}x{xs[0].shape[1]}", o, ro, tol)
     for name, gr, y in zip(names, grads, ys):
         rep.add(f"{tag} public chunk op {name} (Triton backward)", gr, y.grad, 2e-2)
 
@@ -377,7 +377,9 @@ def run_checks(size="full", groups=GROUPS):
     # ---------------------------------------------------------------------- autograd through the public ops
     if "gdn_chunk" in groups:
         print("GDN public op fwd+bwd", flush=True)
-        xs = gdn_inputs(2, sz["grad_T"], seed=12, req=True)
+        # 4 sequences x 16 heads: the forward's default state + output route there is a fused one (fused-x-aqk, whose
+        # prep keeps X for the backward), 2 would take the split route
+        xs = gdn_inputs(sz["grad_B"], sz["grad_T"], seed=12, req=True)
         public_op_grads(rep, "gdn", kernels.chunk_gated_delta_rule, ref_gdn, xs, ["dq", "dk", "dv", "dg", "dbeta"], TOL)
     if "gla" in groups:
         print("GLA public op fwd+bwd", flush=True)

@@ -284,6 +284,19 @@ def test_kernels_bench_gla_rows_without_the_reference(tmp_path):
         assert {x["impl"] for x in rows} - {"fla"} == ({"ours", "torch ref"} if with_ref else {"ours"}), rows
 
 
+def test_check_kernels_gdn_chunk_on_cpu(tmp_path):
+    """check_kernels_gpu.py's GDN chunk group at toy size through the interpreter: every check passes, the JSON holds
+    them, and the public op's row names its B x T (4 sequences on the GPU, where the default forward route is a fused
+    one)."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "check_kernels_gpu.py"), "--cpu-smoke", "--only",
+                        "gdn_chunk", "--json", str(tmp_path / "check.json")], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rows = json.loads((tmp_path / "check.json").read_text())
+    assert rows and all(x["ok"] for x in rows)
+    assert any(x["check"] == "gdn public chunk op o 2x40" for x in rows), [x["check"] for x in rows]
+
+
 def test_kernels_bench_phases_name_the_route(tmp_path):
     """kernels.py's forward-by-kernel rows name the state + output route they ran, and a fused route's time is in
     the table (the nineteenth session's report left it out): split at the defaults here, the route set otherwise."""

@@ -120,19 +120,29 @@ def _inverse_ref(k, g, beta, C=64):
     return X, G
 
 
+@pytest.mark.parametrize("route", ["split", "fused-x-aqk", "fused-x"])
 @pytest.mark.parametrize("case", [GDN_CASES[0], GDN_CASES[2]], ids=["2x100-K64V64-bf16-h0", "1x130-K64V32-f32"])
-def test_forward_keeps_its_inverse_and_the_backward_reloads_it(case, monkeypatch, tf32_products):
+def test_forward_keeps_its_inverse_and_the_backward_reloads_it(case, route, monkeypatch, tf32_products):
     """chunk_gdn_fwd(keep_inverse=True): the same output, plus X (each chunk's (I + A)^{-1}, float64 reference) and
     G; chunk_gdn_bwd given them launches the W, U kernel instead of the prep and every gradient still matches the
-    float64 recurrence. Shapes that do not belong to the inputs are one clear error."""
+    float64 recurrence. Shapes that do not belong to the inputs are one clear error. On every forward route that
+    training may take: the fused-x routes' prep (the default one at K = V = 128 from 64 sequences x heads) makes X
+    without W, U, and what it keeps must be the same X."""
     from hybridserve.kernels.gated_delta_rule import chunk as gc
     from hybridserve.kernels.gated_delta_rule import chunk_prep as gq
 
+    monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", route)
     B, T, K_, V_, dtype, states = case
     dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=11 + T)
     q, k, v, g, beta, h0, do, dht = dev
     plain = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0)
+    from hybridserve.kernels.gated_delta_rule import chunk_state_out as gso
+
+    fused, kern, run = [], gso._gdn_chunk_state_out_kernel, gso._gdn_chunk_state_out_kernel.run
+    monkeypatch.setattr(kern, "run", lambda *a, **kw: (fused.append(kw.get("FROM_X")), run(*a, **kw))[1])
     o, X, G = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, keep_inverse=True)
+    monkeypatch.setattr(kern, "run", run)
+    assert fused == ([] if route == "split" else [True])  # the route asked for ran
     assert torch.equal(o, plain)
     X_ref, G_ref = _inverse_ref(k, g, beta)
     assert X.shape == (B, T, H_, 64) and G.shape == (B, T, H_) and X.dtype == G.dtype == torch.float32
