@@ -524,7 +524,7 @@ def main():
            "ours (Triton fwd + fused Triton bwd)": (ours_gdn, {"HYBRIDSERVE_GDN_BWD": "fused"}),
            "ours (wy by products)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "products"}),
            "ours (wy by scratch, TF32 operands)": (ours_gdn, {"HYBRIDSERVE_GDN_WY": "scratch"})}
-    # the forward's state + output routes (chunk_state_out.state_out_route; the default is "fused" at N x H >= 64)
+    # the forward's state + output routes (chunk_state_out.state_out_route; the default: "fused-x-aqk" at N x H >= 64)
     for route in ("split", "fused-aqk", "fused-x", "fused-x-aqk"):
         gdn[f"ours (state+out route {route})"] = (ours_gdn, {"HYBRIDSERVE_GDN_STATE_OUT": route})
     # (the backward's intra dQ, dK by levels is the default at K = V = 128 since session 16)

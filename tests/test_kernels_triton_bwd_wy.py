@@ -130,14 +130,13 @@ def test_forward_keeps_its_inverse_and_the_backward_reloads_it(case, route, monk
     without W, U, and what it keeps must be the same X."""
     from hybridserve.kernels.gated_delta_rule import chunk as gc
     from hybridserve.kernels.gated_delta_rule import chunk_prep as gq
+    from hybridserve.kernels.gated_delta_rule import chunk_state_out as gso
 
     monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", route)
     B, T, K_, V_, dtype, states = case
     dev, ref = gdn_case(B, T, K_, V_, dtype, states, seed=11 + T)
     q, k, v, g, beta, h0, do, dht = dev
     plain = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0)
-    from hybridserve.kernels.gated_delta_rule import chunk_state_out as gso
-
     fused, kern, run = [], gso._gdn_chunk_state_out_kernel, gso._gdn_chunk_state_out_kernel.run
     monkeypatch.setattr(kern, "run", lambda *a, **kw: (fused.append(kw.get("FROM_X")), run(*a, **kw))[1])
     o, X, G = gc.chunk_gdn_fwd(q, k, v, g, beta, 0.6, initial_state=h0, keep_inverse=True)
