@@ -432,12 +432,10 @@ def test_default_tiles_are_the_measured_ones(monkeypatch):
     assert [default_state_tile(n, 16, 128, 128) for n in (1, 2, 4, 8)] == [(16, 3), (32, 3), (64, 3), (64, 3)]
     assert [gdn_bwd.default_dh_tile(n, 16, 128, 128) for n in (1, 4, 8)] == [(16, 3), (32, 2), (64, 1)]
     assert _triton_utils.state_pass_stages(gla_chunk.GLA_STATE_STAGES, 128, 128) == 3
-    # the GDN forward's output fused into its state pass (V' from X, the prep's attention) from 64 sequences x heads,
-    # at K = V = 128 only
+    # the GDN forward's output in its state pass (V' from X, the prep's attention) from 64 pairs, at K = V = 128 only
     from hybridserve.kernels.gated_delta_rule.chunk_state_out import default_state_out_tile, state_out_route
     monkeypatch.delenv("HYBRIDSERVE_GDN_STATE_OUT", raising=False)
-    assert [state_out_route(n, 16, 128, 128) for n in (1, 3, 4, 8)] == ["split", "split", "fused-x-aqk",
-                                                                         "fused-x-aqk"]
+    assert [state_out_route(n, 16, 128, 128) for n in (1, 3, 4, 8)] == ["split"] * 2 + ["fused-x-aqk"] * 2
     assert state_out_route(8, 16, 64, 64) == "split"
     monkeypatch.setenv("HYBRIDSERVE_GDN_STATE_OUT", "fused")
     assert state_out_route(1, 16, 64, 64) == "fused"
