@@ -95,7 +95,8 @@ STATE_OUT_CANDIDATES = [(32, 4, 2), (32, 2, 2), (16, 4, 2), (16, 2, 2), (64, 4, 
 # session, 8 x 32K: BV 64 x 4 warps 2.75 ms, 8 warps 3.59, BV 32 4.43, BV 16 7.62; the prep 3.12 (2.66 without).
 STATE_OUT_AQK_CANDIDATES = [(64, 4, 2), (64, 8, 2), (32, 4, 2), (16, 4, 2), (64, 4, 3)]
 # V' from X ("fused-x", "fused-x-aqk"; the prep makes no W, U): sm_90a BV 32 x 4 warps 255 registers, 168 B spilled
-# (4-12 B with the prep's attention); BV 64 x 8 warps 408 (64); BV 16 x 4 warps fewer. Not timed yet.
+# (4-12 B with the prep's attention); BV 64 x 8 warps 408 (64); BV 16 x 4 warps fewer. Nineteenth session:
+# fused-x-aqk BV 64 x 4 warps 2.44 ms at 8 x 32K (BV 32 3.51), BV 32 0.424 at 4 x 8K (BV 64 0.512).
 STATE_OUT_X_CANDIDATES = [(32, 4, 2), (64, 8, 2), (16, 4, 2), (64, 4, 2), (32, 4, 3)]
 # the fused pass's sweeps: {kernel: (HYBRIDSERVE_GDN_STATE_OUT, tiles)}
 STATE_OUT_SWEEPS = {"state_out": ("fused", STATE_OUT_CANDIDATES),

@@ -474,18 +474,18 @@ def chunk_gdn_fwd(
     prec = _dot_prec(dtype)
     gcum = torch.empty(TT, H, dtype=torch.float32, device=dev)
     Xbuf = torch.empty(TT, H, BT, dtype=torch.float32, device=dev)  # scratch of the prep kernel: A, then X
+    dummy = gcum  # the pointer the kernels get for an input they do not read
     route = state_out_route(N, H, K, V)
     fused = route != "split"  # the output computed in the state pass: no V', no states kept
     # "-aqk": the prep also makes the in-chunk attention (16-bit, as the output kernels round it)
     aqk = torch.empty(TT, H, BT, dtype=dtype, device=dev) if route.endswith("aqk") else None
     from_x = route.startswith("fused-x")  # V' from X in the fused pass: the prep makes no W, U
-    w = gcum if from_x else torch.empty(TT, H, K, dtype=dtype, device=dev)
-    u = gcum if from_x else torch.empty(TT, H, V, dtype=dtype, device=dev)
+    w = dummy if from_x else torch.empty(TT, H, K, dtype=dtype, device=dev)
+    u = dummy if from_x else torch.empty(TT, H, V, dtype=dtype, device=dev)
     if not fused:
         vnew = torch.empty(TT, H, V, dtype=dtype, device=dev)
         hbuf = torch.empty(NT, H, K, V, dtype=dtype, device=dev)
     o = torch.empty(TT, H, V, dtype=dtype, device=dev)
-    dummy = gcum
     cu = cu_seqlens if cu_seqlens is not None else dummy
     cs = chunk_seq if chunk_seq is not None else dummy
     co = chunk_off if chunk_off is not None else dummy
